@@ -1,0 +1,137 @@
+# vigil: build everything out of tree into $(BUILD).
+#   make            build/vigil-agent, build/vigil (and build/vigil-server once it exists)
+#   make test       unit tests (plain and ASan+UBSan), fuzz smoke, system tests
+#   make bench      benchmarks (bench/), results side by side
+#   make run        the demo
+#   make fuzz       every fuzz target for FUZZ_SECONDS each
+
+BUILD      ?= build
+SAN        ?=
+CC         ?= cc
+CLANG      ?= clang
+BPFTOOL    ?= bpftool
+PYTHON     ?= /usr/bin/python3
+FUZZ_SECONDS ?= 60
+ARCH       := $(shell uname -m | sed 's/x86_64/x86/; s/aarch64/arm64/')
+
+PKGS       := libbpf libsodium yaml-0.1 jansson libhs libseccomp
+CFLAGS     ?= -O2 -g
+CFLAGS     += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -Wformat=2 \
+              -Wstrict-prototypes -Werror=implicit-function-declaration -Werror=vla \
+              -fstack-protector-strong -D_FORTIFY_SOURCE=2 -D_GNU_SOURCE -pthread \
+              -I$(BUILD)/bpf -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lelf -lz -lm -pthread
+
+ifeq ($(SAN),1)
+CC         := $(CLANG)
+CFLAGS     += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
+              -U_FORTIFY_SOURCE -DVIGIL_SANITIZED
+LDFLAGS    += -fsanitize=address,undefined
+endif
+# Test-only fault hooks: never compiled into release binaries.
+ifeq ($(TEST_HOOKS),1)
+CFLAGS     += -DVIGIL_TEST_HOOKS
+endif
+
+LIB_SRCS    := $(wildcard src/lib/*.c)
+AGENT_SRCS  := $(wildcard src/agent/*.c)
+CLI_SRCS    := $(wildcard src/cli/*.c)
+SERVER_SRCS := $(wildcard src/server/*.c)
+BPF_SRCS    := $(wildcard src/bpf/*.bpf.c)
+UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
+FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
+
+LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+AGENT_OBJS  := $(AGENT_SRCS:%.c=$(BUILD)/obj/%.o)
+CLI_OBJS    := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
+SERVER_OBJS := $(SERVER_SRCS:%.c=$(BUILD)/obj/%.o)
+SKELS       := $(BPF_SRCS:src/bpf/%.bpf.c=$(BUILD)/bpf/%.skel.h)
+UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+
+PROGRAMS    := $(BUILD)/vigil-agent $(BUILD)/vigil
+ifneq ($(SERVER_SRCS),)
+PROGRAMS    += $(BUILD)/vigil-server
+endif
+
+.PHONY: all test unit system fuzz fuzz-build bench run setup clean format
+all: $(PROGRAMS)
+
+setup:
+	@./scripts/setup.sh
+
+# --- BPF: vmlinux.h from this host's BTF, .bpf.c -> .bpf.o -> skeleton ---
+$(BUILD)/bpf/vmlinux.h:
+	@mkdir -p $(dir $@)
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/bpf/%.bpf.o: src/bpf/%.bpf.c $(wildcard src/bpf/*.h) $(BUILD)/bpf/vmlinux.h
+	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -I$(BUILD)/bpf -Isrc/bpf \
+		-Wall -Wno-unused-function -c $< -o $@
+
+$(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	$(BPFTOOL) gen skeleton $< > $@.tmp && mv $@.tmp $@
+
+# --- C objects ---
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(AGENT_OBJS): $(SKELS)
+
+$(BUILD)/libvigil.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/vigil-agent: $(AGENT_OBJS) $(BUILD)/libvigil.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/vigil: $(CLI_OBJS) $(BUILD)/libvigil.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/vigil-server: $(SERVER_OBJS) $(BUILD)/libvigil.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmicrohttpd -lsqlite3
+
+# --- unit tests (cmocka), one binary per tests/unit/test_*.c ---
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvigil.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvigil.a $(LDFLAGS) $(LDLIBS) -lcmocka
+
+unit: $(UNIT_BINS)
+	@./tests/run-unit.sh $(UNIT_BINS)
+
+# --- fuzz targets (libFuzzer + ASan + UBSan) ---
+FUZZ_CFLAGS := $(filter-out -O2 -D_FORTIFY_SOURCE=2,$(CFLAGS)) -O1 -fsanitize=fuzzer,address,undefined
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: $(FUZZ_BINS)
+	@./tests/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+
+# --- the README's two commands ---
+test: setup
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) BUILD=$(BUILD)/asan SAN=1 unit
+	$(MAKE) fuzz FUZZ_SECONDS=$${FUZZ_SMOKE_SECONDS:-60}
+	$(MAKE) system
+
+system: all
+	$(PYTHON) -m pytest -q tests/system
+
+bench: setup all
+	./bench/run.sh
+
+run: setup all
+	./scripts/demo.sh
+
+format:
+	clang-format -i $(LIB_SRCS) $(AGENT_SRCS) $(CLI_SRCS) $(SERVER_SRCS) $(wildcard src/*/*.h)
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,75 @@
+/*
+ * vigil-agent's state: options, process cache, output and counters, hanging off one
+ * struct that every part receives explicitly.
+ */
+#ifndef VIGIL_AGENT_H
+#define VIGIL_AGENT_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../lib/buf.h"
+#include "../lib/event.h"
+#include "../lib/proc_cache.h"
+#include "source.h"
+
+#define AGENT_VERSION "0.1.0"
+
+/* Event actions the agent counts separately in its metric lines. */
+#define AGENT_ACTIONS(X)                                                                         \
+	X(exec) X(fork) X(exit) X(create) X(write) X(rename) X(delete) X(chmod) X(connect)        \
+	X(accept) X(bind) X(setuid) X(setgid) X(module_load) X(ptrace) X(memfd_create) X(other)
+
+enum agent_action {
+#define X(name) ACT_##name,
+	AGENT_ACTIONS(X)
+#undef X
+	ACT_COUNT
+};
+
+struct agent_options {
+	bool print;
+	double duration; /* seconds; 0 runs until stopped */
+	const char *source; /* "bpf", "proc", "replay:FILE" or NULL for best available */
+	double metric_interval; /* seconds between metric lines */
+	size_t cache_max;
+};
+
+struct agent_counters {
+	uint64_t emitted[ACT_COUNT];
+	uint64_t write_errors;    /* events that could not be written to stdout */
+	uint64_t oversize_events; /* events whose JSON passed the line cap */
+};
+
+struct agent {
+	struct agent_options opt;
+	const struct source_ops *source_ops;
+	struct source *source;
+	struct proc_cache *cache;
+	struct agent_counters counters;
+	uint64_t sequence;
+	uint64_t boot_epoch_ns; /* CLOCK_REALTIME minus CLOCK_BOOTTIME at start */
+	pid_t self_pid;
+	char host_name[256];
+	char agent_id[64];
+	char boot_id[64];
+	struct buf line; /* output line being built */
+	FILE *out;
+};
+
+/* Maps an event.action string to its counter slot. */
+enum agent_action agent_action_of(const char *action, size_t len);
+
+/*
+ * Completes @ev (sequence, timestamp when missing, host and agent fields, process fields
+ * from the cache) and writes it. Sources call this once per event; @ev stays theirs.
+ * Returns 0 or -errno (a write failure is also counted).
+ */
+int agent_emit(struct agent *agent, struct event *ev);
+
+/* Converts a CLOCK_BOOTTIME timestamp (BPF's bpf_ktime_get_boot_ns) to epoch nanoseconds. */
+uint64_t agent_boot_to_epoch(const struct agent *agent, uint64_t boot_ns);
+
+#endif

@@ -1,0 +1,42 @@
+/*
+ * Event sources of vigil-agent: eBPF (main), netlink proc connector (fallback) and replay
+ * of the agent's own NDJSON. Each source turns what it reads into struct event and hands
+ * it to agent_emit().
+ */
+#ifndef VIGIL_SOURCE_H
+#define VIGIL_SOURCE_H
+
+#include <stddef.h>
+
+#include "../lib/buf.h"
+
+struct agent;
+struct source;
+
+struct source_ops {
+	const char *name; /* "bpf", "proc" or "replay" */
+	/*
+	 * Starts the source. @arg is the replay file for "replay", NULL otherwise. Returns 0, or
+	 * -errno with a one-line reason in @err (what is missing, for a kernel that lacks it).
+	 */
+	int (*open)(struct agent *agent, const char *arg, struct source **out, char *err,
+		    size_t errlen);
+	/*
+	 * Waits up to @timeout_ms for events and hands each to agent_emit(). Returns the number
+	 * handled, -ENODATA when a finite source is exhausted, or another -errno on failure.
+	 */
+	int (*poll)(struct source *src, int timeout_ms);
+	/*
+	 * Appends the source's own counters (drops by cause and event type, what it lacks) as
+	 * JSON members, each preceded by a comma, to the metric line being built in @out.
+	 */
+	int (*metrics)(struct source *src, struct buf *out);
+	/* Stops the source and frees it. Accepts NULL. */
+	void (*close)(struct source *src);
+};
+
+extern const struct source_ops source_bpf_ops;
+extern const struct source_ops source_proc_ops;
+extern const struct source_ops source_replay_ops;
+
+#endif

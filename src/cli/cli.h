@@ -1,0 +1,18 @@
+/*
+ * Subcommands of the vigil command-line tool. Each takes argc/argv starting at its own
+ * name and returns the process exit status (0 ok, 1 failure, 2 bad usage).
+ */
+#ifndef VIGIL_CLI_H
+#define VIGIL_CLI_H
+
+#define VIGIL_VERSION "0.1.0"
+
+struct cli_command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *help;
+};
+
+int cmd_schema(int argc, char **argv);
+
+#endif
