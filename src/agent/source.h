@@ -39,4 +39,7 @@ extern const struct source_ops source_bpf_ops;
 extern const struct source_ops source_proc_ops;
 extern const struct source_ops source_replay_ops;
 
+/* Lines the replay source rejected as malformed so far. */
+unsigned long source_replay_rejected(const struct source *src);
+
 #endif

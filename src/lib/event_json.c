@@ -289,7 +289,8 @@ static int parse_value(struct parse_ctx *ctx, enum field_id id, json_t *v)
 			}
 			return 0;
 		}
-		event_unset(ctx->ev, id);
+		if (event_has(ctx->ev, id))
+			return parse_fail(ctx, f->name, "given twice");
 		json_array_foreach(v, i, item)
 		{
 			if (!json_is_string(item))
@@ -357,7 +358,7 @@ int event_parse_json(struct event *ev, const char *line, size_t len, char *err, 
 	if (len > EVENT_JSON_LINE_MAX)
 		return parse_fail(&ctx, NULL, "line longer than 1 MiB");
 	/* JSON_ALLOW_NUL: strings may carry NUL as \u0000, as the writer emits them */
-	root = json_loadb(line, len, JSON_ALLOW_NUL, &jerr);
+	root = json_loadb(line, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
 		snprintf(err, errlen, "invalid JSON at column %d: %s", jerr.column, jerr.text);
 		return -EINVAL;

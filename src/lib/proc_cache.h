@@ -16,6 +16,14 @@
 /* Ancestors walked for process.ancestors. */
 #define PROC_ANCESTORS_MAX 16u
 #define PROC_ENTITY_ID_LEN 32
+/* Longest path (executable, working directory, cgroup) an entry keeps; longer ones are cut. */
+#define PROC_PATH_MAX 4096u
+/* Longest command line an entry keeps; longer ones are cut and enrich marks them truncated. */
+#define PROC_CMDLINE_MAX (32u * 1024u)
+/* Longest tty name or container id an entry keeps. */
+#define PROC_SHORT_STR_MAX 256u
+/* Default budget for the string bytes of all entries together (see proc_cache_set_max_bytes). */
+#define PROC_CACHE_DEFAULT_MAX_BYTES (64u * 1024u * 1024u)
 
 struct proc_info {
 	uint32_t pid;
@@ -41,6 +49,8 @@ struct proc_cache_stats {
 	uint64_t reaped;    /* exited entries removed */
 	uint64_t pid_reuse; /* entries replaced because a pid came back with a new start time */
 	uint64_t misses;    /* lookups for pids the cache did not know */
+	size_t string_bytes; /* bytes held by the strings of all entries */
+	size_t max_bytes;
 };
 
 struct proc_cache;
@@ -48,6 +58,12 @@ struct proc_cache;
 /* Returns a cache of at most @max_entries, or NULL with errno set. @boot_id salts entity ids. */
 struct proc_cache *proc_cache_new(size_t max_entries, const char *boot_id);
 void proc_cache_free(struct proc_cache *cache);
+
+/*
+ * Sets the budget for the string bytes of all entries together (PROC_CACHE_DEFAULT_MAX_BYTES
+ * until called). Entries are evicted like at the entry cap when a put would pass it.
+ */
+void proc_cache_set_max_bytes(struct proc_cache *cache, size_t max_bytes);
 
 /* Computes the entity id of (@pid, @start_ticks) on the boot @boot_id into @out. */
 void proc_entity_id(const char *boot_id, uint32_t pid, uint64_t start_ticks,
@@ -80,7 +96,10 @@ void proc_cache_exit(struct proc_cache *cache, uint32_t pid);
  * Sets process.* (pid, entity_id, executable, name, command_line, working directory, tty,
  * cgroup, user and group ids, container.id), process.parent.* and process.ancestors on @ev
  * from the entry for @pid, leaving fields the event already carries untouched.
- * Returns true when @pid was known.
+ * process.ancestors holds the known executables of up to PROC_ANCESTORS_MAX ancestors,
+ * parent first, ending with pid 1 when the chain reaches it. A cached "parent" that started
+ * after its child is a reused pid and is ignored. Allocates nothing beyond the event's own
+ * storage. Returns true when @pid was known.
  */
 bool proc_cache_enrich(struct proc_cache *cache, struct event *ev, uint32_t pid);
 

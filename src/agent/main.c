@@ -1,0 +1,468 @@
+/*
+ * vigil-agent: the endpoint sensor. Picks an event source (eBPF, proc connector fallback,
+ * or replay), enriches each event from the process cache and prints ECS NDJSON.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "lib/event_json.h"
+#include "proc_scan.h"
+
+/* Longest output line; an event past it is counted and replaced by a truncation notice. */
+#define AGENT_LINE_MAX (4u * 1024u * 1024u)
+#define AGENT_DURATION_MAX (366.0 * 24 * 3600)
+#define USER_NAME_CACHE 64
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t agent_boot_to_epoch(const struct agent *agent, uint64_t boot_ns)
+{
+	return agent->boot_epoch_ns + boot_ns;
+}
+
+enum agent_action agent_action_of(const char *action, size_t len)
+{
+	static const char *const names[] = {
+#define X(name) #name,
+		AGENT_ACTIONS(X)
+#undef X
+	};
+	for (int i = 0; i < ACT_other; i++) {
+		/* counter names use '_' where actions use '-' (module_load / module-load) */
+		size_t n = strlen(names[i]);
+		if (n != len)
+			continue;
+		size_t k = 0;
+		while (k < n && (names[i][k] == action[k] || (names[i][k] == '_' && action[k] == '-')))
+			k++;
+		if (k == n)
+			return (enum agent_action)i;
+	}
+	return ACT_other;
+}
+
+struct user_name_slot {
+	bool used;
+	uint32_t uid;
+	char name[64];
+};
+
+/* Sets user.name from user.id through a small cache of getpwuid_r answers. */
+static void set_user_name(struct event *ev)
+{
+	static struct user_name_slot cache[USER_NAME_CACHE];
+	char idbuf[16], pwbuf[1024];
+	struct passwd pw, *res = NULL;
+	size_t len;
+	const char *id = event_str(ev, F_USER_ID, &len);
+
+	if (!id || event_has(ev, F_USER_NAME) || len == 0 || len >= sizeof(idbuf))
+		return;
+	memcpy(idbuf, id, len);
+	idbuf[len] = '\0';
+	char *end;
+	errno = 0;
+	unsigned long uid = strtoul(idbuf, &end, 10);
+	if (errno || *end || uid > UINT32_MAX)
+		return;
+	struct user_name_slot *slot = &cache[uid % USER_NAME_CACHE];
+	if (!slot->used || slot->uid != uid) {
+		slot->used = true;
+		slot->uid = (uint32_t)uid;
+		slot->name[0] = '\0';
+		if (getpwuid_r((uid_t)uid, &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res &&
+		    strlen(res->pw_name) < sizeof(slot->name))
+			memcpy(slot->name, res->pw_name, strlen(res->pw_name) + 1);
+	}
+	if (slot->name[0])
+		event_set_cstr(ev, F_USER_NAME, slot->name);
+}
+
+static int write_line(struct agent *agent)
+{
+	if (buf_append_char(&agent->line, '\n') < 0 ||
+	    fwrite(agent->line.data, 1, agent->line.len, agent->out) != agent->line.len) {
+		agent->counters.write_errors++;
+		return -EIO;
+	}
+	return 0;
+}
+
+int agent_emit(struct agent *agent, struct event *ev)
+{
+	char ts[40];
+	int64_t pid;
+	size_t len;
+	int err;
+
+	if (!event_has(ev, F_EVENT_KIND))
+		event_set_cstr(ev, F_EVENT_KIND, "event");
+	if (!event_has(ev, F_TIMESTAMP)) {
+		format_timestamp(clock_ns(CLOCK_REALTIME), ts);
+		event_set_cstr(ev, F_TIMESTAMP, ts);
+	}
+	if (!event_has(ev, F_EVENT_SEQUENCE))
+		event_set_int(ev, F_EVENT_SEQUENCE, (int64_t)++agent->sequence);
+	if (!event_has(ev, F_HOST_NAME))
+		event_set_cstr(ev, F_HOST_NAME, agent->host_name);
+	if (!event_has(ev, F_AGENT_ID))
+		event_set_cstr(ev, F_AGENT_ID, agent->agent_id);
+	if (!event_has(ev, F_AGENT_VERSION))
+		event_set_cstr(ev, F_AGENT_VERSION, AGENT_VERSION);
+	if (agent->cache && event_int(ev, F_PROCESS_PID, &pid) && pid > 0 && pid <= INT32_MAX)
+		proc_cache_enrich(agent->cache, ev, (uint32_t)pid);
+	set_user_name(ev);
+
+	const char *action = event_str(ev, F_EVENT_ACTION, &len);
+	agent->counters.emitted[action ? agent_action_of(action, len) : ACT_other]++;
+
+	if (!agent->opt.print)
+		return 0;
+	buf_reset(&agent->line);
+	err = event_write_json(ev, &agent->line);
+	if (err == -E2BIG) {
+		agent->counters.oversize_events++;
+		return err;
+	}
+	if (err) {
+		agent->counters.write_errors++;
+		return err;
+	}
+	return write_line(agent);
+}
+
+/* Writes one event.kind "metric" line with the agent's and the source's counters. */
+static void emit_metrics(struct agent *agent, bool final, uint64_t started_ns)
+{
+	static const char *const names[] = {
+#define X(name) #name,
+		AGENT_ACTIONS(X)
+#undef X
+	};
+	struct buf *b = &agent->line;
+	struct proc_cache_stats cs = {0};
+	char ts[40];
+	int err = 0;
+
+	format_timestamp(clock_ns(CLOCK_REALTIME), ts);
+	buf_reset(b);
+	err |= buf_printf(b, "{\"@timestamp\":\"%s\",\"event\":{\"kind\":\"metric\","
+			     "\"dataset\":\"vigil.agent\"},",
+			  ts);
+	err |= buf_append_str(b, "\"host\":{\"name\":");
+	err |= json_append_string(b, agent->host_name, strlen(agent->host_name));
+	err |= buf_printf(b, "},\"agent\":{\"id\":\"%s\",\"version\":\"%s\"},", agent->agent_id,
+			  AGENT_VERSION);
+	err |= buf_printf(b, "\"vigil\":{\"source\":\"%s\",\"final\":%s,\"uptime_s\":%.3f,",
+			  agent->source_ops ? agent->source_ops->name : "none",
+			  final ? "true" : "false",
+			  (double)(clock_ns(CLOCK_MONOTONIC) - started_ns) / 1e9);
+	err |= buf_append_str(b, "\"events\":{");
+	for (int i = 0; i < ACT_COUNT; i++)
+		err |= buf_printf(b, "%s\"%s\":%llu", i ? "," : "", names[i],
+				  (unsigned long long)agent->counters.emitted[i]);
+	err |= buf_printf(b, "},\"output\":{\"write_errors\":%llu,\"oversize_events\":%llu}",
+			  (unsigned long long)agent->counters.write_errors,
+			  (unsigned long long)agent->counters.oversize_events);
+	if (agent->cache) {
+		proc_cache_get_stats(agent->cache, &cs);
+		err |= buf_printf(b,
+				  ",\"cache\":{\"entries\":%zu,\"max\":%zu,\"evictions\":%llu,"
+				  "\"reaped\":%llu,\"pid_reuse\":%llu,\"misses\":%llu}",
+				  cs.entries, cs.max_entries, (unsigned long long)cs.evictions,
+				  (unsigned long long)cs.reaped, (unsigned long long)cs.pid_reuse,
+				  (unsigned long long)cs.misses);
+	}
+	if (agent->source && agent->source_ops->metrics)
+		err |= agent->source_ops->metrics(agent->source, b);
+	err |= buf_append_str(b, "}}");
+	if (err) {
+		agent->counters.write_errors++;
+		return;
+	}
+	if (agent->opt.print) {
+		write_line(agent);
+		fflush(agent->out);
+	}
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: vigil-agent --print [--duration SECONDS] [--source bpf|proc|replay:FILE]\n"
+		"\n"
+		"  --print                 write every event as ECS NDJSON to stdout\n"
+		"  --duration SECONDS      stop after this long (default: until SIGINT/SIGTERM)\n"
+		"  --source NAME           bpf (eBPF), proc (netlink proc connector) or\n"
+		"                          replay:FILE (the agent's own NDJSON); default: bpf,\n"
+		"                          falling back to proc when eBPF cannot load\n"
+		"  --metric-interval SEC   seconds between metric lines (default 60)\n"
+		"  --cache-max N           process cache entries (default %u)\n"
+		"  --version               print the version\n"
+		"  --help                  this text\n",
+		PROC_CACHE_DEFAULT_MAX);
+}
+
+/* Parses a non-negative number of seconds no larger than @max; returns 0 or -EINVAL. */
+static int parse_seconds(const char *s, double max, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v) || v < 0 || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_options(int argc, char **argv, struct agent_options *opt)
+{
+	enum { OPT_METRIC_INTERVAL = 256, OPT_CACHE_MAX };
+	static const struct option longopts[] = {
+		{"print", no_argument, NULL, 'p'},
+		{"duration", required_argument, NULL, 'd'},
+		{"source", required_argument, NULL, 's'},
+		{"metric-interval", required_argument, NULL, OPT_METRIC_INTERVAL},
+		{"cache-max", required_argument, NULL, OPT_CACHE_MAX},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			opt->print = true;
+			break;
+		case 'd':
+			if (parse_seconds(optarg, AGENT_DURATION_MAX, &opt->duration) < 0) {
+				fprintf(stderr, "vigil-agent: --duration: '%s' is not a number of "
+						"seconds from 0 to 31622400\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 's':
+			if (strcmp(optarg, "bpf") && strcmp(optarg, "proc") &&
+			    (strncmp(optarg, "replay:", 7) || !optarg[7])) {
+				fprintf(stderr, "vigil-agent: --source: '%s' is not bpf, proc or "
+						"replay:FILE\n",
+					optarg);
+				return 2;
+			}
+			opt->source = optarg;
+			break;
+		case OPT_METRIC_INTERVAL:
+			if (parse_seconds(optarg, AGENT_DURATION_MAX, &opt->metric_interval) < 0 ||
+			    opt->metric_interval < 0.1) {
+				fprintf(stderr, "vigil-agent: --metric-interval: '%s' is not a number "
+						"of seconds from 0.1 to 31622400\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case OPT_CACHE_MAX: {
+			char *end;
+			errno = 0;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (errno || *end || end == optarg || v < 16 || v > 16u * 1024 * 1024) {
+				fprintf(stderr, "vigil-agent: --cache-max: '%s' is not a count from 16 "
+						"to 16777216\n",
+					optarg);
+				return 2;
+			}
+			opt->cache_max = v;
+			break;
+		}
+		case 'h':
+			usage(stdout);
+			return 1;
+		case 'V':
+			printf("vigil-agent %s (schema %d)\n", AGENT_VERSION, SCHEMA_VERSION);
+			return 1;
+		case ':':
+			fprintf(stderr, "vigil-agent: %s needs a value\n", argv[optind - 1]);
+			return 2;
+		default:
+			fprintf(stderr, "vigil-agent: unknown option '%s' (try --help)\n",
+				argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "vigil-agent: unexpected argument '%s' (try --help)\n", argv[optind]);
+		return 2;
+	}
+	if (!opt->print) {
+		fprintf(stderr, "vigil-agent: nothing to do: give --print to write events to "
+				"stdout\n");
+		return 2;
+	}
+	return 0;
+}
+
+/* Reads a one-line file such as /proc/sys/kernel/random/boot_id into @out without newline. */
+static void read_line_file(const char *path, char *out, size_t size)
+{
+	FILE *f = fopen(path, "re");
+	out[0] = '\0';
+	if (!f)
+		return;
+	if (fgets(out, (int)size, f))
+		out[strcspn(out, "\n")] = '\0';
+	fclose(f);
+}
+
+static int agent_init(struct agent *agent)
+{
+	char machine_id[64];
+
+	agent->out = stdout;
+	agent->self_pid = getpid();
+	buf_init(&agent->line, AGENT_LINE_MAX);
+	if (gethostname(agent->host_name, sizeof(agent->host_name) - 1) < 0)
+		snprintf(agent->host_name, sizeof(agent->host_name), "unknown");
+	read_line_file("/proc/sys/kernel/random/boot_id", agent->boot_id, sizeof(agent->boot_id));
+	read_line_file("/etc/machine-id", machine_id, sizeof(machine_id));
+	/* one agent per host: the host's machine id names it until enrollment gives it an id */
+	snprintf(agent->agent_id, sizeof(agent->agent_id), "%s",
+		 machine_id[0] ? machine_id : agent->host_name);
+	agent->boot_epoch_ns = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_BOOTTIME);
+	return 0;
+}
+
+/* Opens the source the options ask for; without one, eBPF with the proc fallback. */
+static int open_source(struct agent *agent)
+{
+	char err[512];
+	const char *want = agent->opt.source;
+	int ret;
+
+	if (want && strncmp(want, "replay:", 7) == 0) {
+		agent->source_ops = &source_replay_ops;
+		ret = source_replay_ops.open(agent, want + 7, &agent->source, err, sizeof(err));
+		if (ret < 0) {
+			fprintf(stderr, "vigil-agent: replay: %s\n", err);
+			return ret;
+		}
+		fprintf(stderr, "vigil-agent: source replay ready\n");
+		return 0;
+	}
+
+	agent->cache = proc_cache_new(agent->opt.cache_max, agent->boot_id);
+	if (!agent->cache) {
+		fprintf(stderr, "vigil-agent: process cache: %s\n", strerror(errno));
+		return -ENOMEM;
+	}
+	if (!want || strcmp(want, "bpf") == 0) {
+		agent->source_ops = &source_bpf_ops;
+		ret = source_bpf_ops.open(agent, NULL, &agent->source, err, sizeof(err));
+		if (ret == 0)
+			goto seed;
+		fprintf(stderr, "vigil-agent: bpf source unavailable: %s\n", err);
+		if (want)
+			return ret;
+		fprintf(stderr, "vigil-agent: falling back to the proc connector source\n");
+	}
+	agent->source_ops = &source_proc_ops;
+	ret = source_proc_ops.open(agent, NULL, &agent->source, err, sizeof(err));
+	if (ret < 0) {
+		fprintf(stderr, "vigil-agent: proc source unavailable: %s\n", err);
+		return ret;
+	}
+seed:;
+	/* seed after the source is live, so no process started in between is missed */
+	uint64_t seeded = 0;
+	ret = proc_scan_seed(agent->cache, &seeded);
+	if (ret < 0)
+		fprintf(stderr, "vigil-agent: /proc scan incomplete: %s\n", strerror(-ret));
+	fprintf(stderr, "vigil-agent: source %s ready (%llu processes known)\n",
+		agent->source_ops->name, (unsigned long long)seeded);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct agent agent = {
+		.opt = {.metric_interval = 60, .cache_max = PROC_CACHE_DEFAULT_MAX},
+	};
+	struct sigaction sa = {.sa_handler = on_signal};
+	int status = 0, ret;
+
+	ret = parse_options(argc, argv, &agent.opt);
+	if (ret)
+		return ret == 1 ? 0 : ret;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	/* a large stdout buffer: events are flushed after each poll, not per line */
+	static char outbuf[1 << 16];
+	setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf));
+
+	agent_init(&agent);
+	if (open_source(&agent) < 0) {
+		status = 1;
+		goto out_free;
+	}
+
+	uint64_t started = clock_ns(CLOCK_MONOTONIC);
+	uint64_t next_metric = started + (uint64_t)(agent.opt.metric_interval * 1e9);
+	uint64_t deadline = agent.opt.duration > 0
+				    ? started + (uint64_t)(agent.opt.duration * 1e9)
+				    : UINT64_MAX;
+	while (!stop_requested) {
+		ret = agent.source_ops->poll(agent.source, 100);
+		fflush(agent.out);
+		if (ret == -ENODATA)
+			break;
+		if (ret < 0 && ret != -EINTR) {
+			fprintf(stderr, "vigil-agent: source %s failed: %s\n",
+				agent.source_ops->name, strerror(-ret));
+			status = 1;
+			break;
+		}
+		uint64_t now = clock_ns(CLOCK_MONOTONIC);
+		if (now >= deadline)
+			break;
+		if (now >= next_metric) {
+			emit_metrics(&agent, false, started);
+			next_metric = now + (uint64_t)(agent.opt.metric_interval * 1e9);
+		}
+	}
+	emit_metrics(&agent, true, started);
+	fflush(agent.out);
+	if (agent.source_ops == &source_replay_ops && source_replay_rejected(agent.source) > 0)
+		status = 1;
+
+out_free:
+	if (agent.source_ops)
+		agent.source_ops->close(agent.source);
+	proc_cache_free(agent.cache);
+	buf_release(&agent.line);
+	return status;
+}
