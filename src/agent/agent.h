@@ -35,12 +35,22 @@ struct agent_options {
 	const char *source; /* "bpf", "proc", "replay:FILE" or NULL for best available */
 	double metric_interval; /* seconds between metric lines */
 	size_t cache_max;
+	unsigned int categories; /* SOURCE_CAT_* to observe; 0 means all */
 };
 
 struct agent_counters {
 	uint64_t emitted[ACT_COUNT];
 	uint64_t write_errors;    /* events that could not be written to stdout */
 	uint64_t oversize_events; /* events whose JSON passed the line cap */
+};
+
+#define USER_NAME_CACHE 64
+
+/* One remembered getpwuid_r answer; name is empty when the uid has no entry. */
+struct user_name_slot {
+	bool used;
+	uint32_t uid;
+	char name[64];
 };
 
 struct agent {
@@ -55,6 +65,7 @@ struct agent {
 	char host_name[256];
 	char agent_id[64];
 	char boot_id[64];
+	struct user_name_slot user_names[USER_NAME_CACHE];
 	struct buf line; /* output line being built */
 	FILE *out;
 };

@@ -19,7 +19,6 @@
 /* Longest output line; an event past it is counted and replaced by a truncation notice. */
 #define AGENT_LINE_MAX (4u * 1024u * 1024u)
 #define AGENT_DURATION_MAX (366.0 * 24 * 3600)
-#define USER_NAME_CACHE 64
 
 static volatile sig_atomic_t stop_requested;
 
@@ -62,16 +61,10 @@ enum agent_action agent_action_of(const char *action, size_t len)
 	return ACT_other;
 }
 
-struct user_name_slot {
-	bool used;
-	uint32_t uid;
-	char name[64];
-};
-
-/* Sets user.name from user.id through a small cache of getpwuid_r answers. */
-static void set_user_name(struct event *ev)
+/* Sets user.name from user.id through the agent's small cache of getpwuid_r answers. */
+static void set_user_name(struct agent *agent, struct event *ev)
 {
-	static struct user_name_slot cache[USER_NAME_CACHE];
+	struct user_name_slot *cache = agent->user_names;
 	char idbuf[16], pwbuf[1024];
 	struct passwd pw, *res = NULL;
 	size_t len;
@@ -132,7 +125,7 @@ int agent_emit(struct agent *agent, struct event *ev)
 		event_set_cstr(ev, F_AGENT_VERSION, AGENT_VERSION);
 	if (agent->cache && event_int(ev, F_PROCESS_PID, &pid) && pid > 0 && pid <= INT32_MAX)
 		proc_cache_enrich(agent->cache, ev, (uint32_t)pid);
-	set_user_name(ev);
+	set_user_name(agent, ev);
 
 	const char *action = event_str(ev, F_EVENT_ACTION, &len);
 	agent->counters.emitted[action ? agent_action_of(action, len) : ACT_other]++;

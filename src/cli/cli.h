@@ -14,5 +14,6 @@ struct cli_command {
 };
 
 int cmd_schema(int argc, char **argv);
+int cmd_sigma(int argc, char **argv);
 
 #endif

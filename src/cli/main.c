@@ -10,6 +10,7 @@
 
 static const struct cli_command commands[] = {
 	{"schema", cmd_schema, "print the event schema (--markdown for docs/schema.md)"},
+	{"sigma", cmd_sigma, "convert Sigma rules into vigil rules (sigma convert SRC -o DST)"},
 };
 
 static void usage(FILE *out)

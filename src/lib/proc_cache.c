@@ -477,6 +477,9 @@ static int cache_store(struct proc_cache *cache, const struct proc_info *info,
 	s->blob = blob;
 	s->blob_len = blob_len;
 	s->truncated = cut | inherited_cut;
+	if (copy.command_line_truncated)
+		s->truncated |= 1u << STR_COMMAND_LINE;
+	s->info.command_line_truncated = s->truncated & (1u << STR_COMMAND_LINE);
 	s->state = copy.exited ? SLOT_EXITED : SLOT_LIVE;
 	cache->string_bytes += blob_len;
 	list_push_head(cache, list_of(cache, s), i);

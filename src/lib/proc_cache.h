@@ -40,6 +40,8 @@ struct proc_info {
 	char *container_id;
 	char entity_id[PROC_ENTITY_ID_LEN + 1];
 	bool exited;
+	/* command_line was cut before it reached the cache (or by the cache's own cap) */
+	bool command_line_truncated;
 };
 
 struct proc_cache_stats {

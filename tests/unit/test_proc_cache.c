@@ -128,6 +128,7 @@ static void test_put_get(void **state)
 	assert_string_equal(got->cgroup, "/user.slice/user-1000.slice");
 	assert_string_equal(got->container_id, cid);
 	assert_false(got->exited);
+	assert_false(got->command_line_truncated);
 	proc_entity_id(BOOT_ID, 100, 5000, want_id);
 	assert_string_equal(got->entity_id, want_id);
 
@@ -559,6 +560,18 @@ static void test_long_strings(void **state)
 	info.command_line = s;
 	assert_int_equal(proc_cache_put(cache, &info), 0);
 	assert_int_equal(strlen(proc_cache_get(cache, 22)->command_line), PROC_CMDLINE_MAX - 1);
+	assert_true(proc_cache_get(cache, 22)->command_line_truncated);
+
+	/* a command line the source already had to cut is marked, though short here */
+	info = make_info(23, 1, 1, "/bin/y");
+	info.command_line = "y --only-the-start";
+	info.command_line_truncated = true;
+	assert_int_equal(proc_cache_put(cache, &info), 0);
+	assert_true(proc_cache_get(cache, 23)->command_line_truncated);
+	event_reset(ev);
+	assert_true(proc_cache_enrich(cache, ev, 23));
+	assert_true(event_is_truncated(ev, F_PROCESS_COMMAND_LINE));
+	assert_false(event_is_truncated(ev, F_PROCESS_EXECUTABLE));
 
 	free(s);
 	event_free(ev);

@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# vigil's benchmarks, run by `make bench` (after `make`) or directly:
+#   ./bench/run.sh [SECTION...]      every section when none is named
+# Sections: sensor (what vigil-agent costs the programs it watches, against no sensor and
+# against Debian's auditd). Each section is a function section_NAME that prints its table
+# and appends one line to SUMMARY; the run ends with one "bench summary:" line.
+# To add a benchmark (rule engine, activation, heartbeat...): write section_NAME and add
+# NAME to SECTIONS.
+#
+# Environment: BENCH_REPS (5) runs per measurement, BENCH_EXEC_N (5000), BENCH_FILE_N
+# (50000), BENCH_JOBS (1) storm workers, BENCH_SENSOR_MODES ("none vigil auditd"),
+# BENCH_STRICT=1 to exit 1 when a target is missed, BUILD (build). Raw runs go to
+# $BUILD/bench/*.tsv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+
+SECTIONS=(sensor)
+REPS=${BENCH_REPS:-5}
+EXEC_N=${BENCH_EXEC_N:-5000}
+FILE_N=${BENCH_FILE_N:-50000}
+JOBS=${BENCH_JOBS:-1}
+SUMMARY=()
+MISSED=()
+
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# check VAR NAME VALUE LIMIT : sets VAR to "ok" when VALUE <= LIMIT, else to "MISSED" and
+# records the miss (VALUE n/a: "not measured")
+check() {
+	if [ "$3" = n/a ]; then
+		printf -v "$1" "not measured"
+	elif le "$3" "$4"; then
+		printf -v "$1" ok
+	else
+		printf -v "$1" MISSED
+		MISSED+=("$2 $3 > $4")
+	fi
+}
+
+# ---------------------------------------------------------------------------------------
+# Section "sensor": exec storm and file storm, each with no sensor, with vigil-agent
+# (BPF source, NDJSON to a file) and with auditd (equivalent rules), interleaved.
+# Targets: vigil overhead <= 3% (exec) and <= 5% (file), zero drops, peak RSS <= 20 MB.
+# ---------------------------------------------------------------------------------------
+
+SENSOR_EXEC_MAX=3
+SENSOR_FILE_MAX=5
+SENSOR_RSS_MAX_MB=20
+
+declare -A RATES SEEN DROPS RSS CPU LOST RECORDS
+
+storm_run() {
+	case $1 in
+	exec) "$BENCH_OUT/exec_storm" -n "$EXEC_N" -j "$JOBS" /bin/true ;;
+	file) "$BENCH_OUT/file_storm" -n "$FILE_N" -j "$JOBS" "$STORM_DIR" ;;
+	esac
+}
+
+# sensor_measure STORM MODE REP : one timed storm under MODE (none, vigil, auditd)
+sensor_measure() {
+	local storm=$1 mode=$2 rep=$3 line cpu0 cpu1 extra="" vals
+	local seen=- drops=- rss=- cpu=- lost=- records=-
+	case $mode in
+	vigil)
+		agent_start "$BENCH_OUT/agent.ndjson" --source bpf
+		sleep 1 # past start-up work
+		cpu0=$(agent_cpu)
+		;;
+	auditd)
+		audit_start "$storm" "$STORM_DIR"
+		sleep 0.5
+		;;
+	esac
+	line=$(storm_run "$storm") || bench_die "$storm storm failed under $mode"
+	rate_of "$line"
+	case $mode in
+	vigil)
+		cpu1=$(agent_cpu)
+		sleep 1 # let the agent drain what the storm left in the ring buffer
+		agent_stop
+		mapfile -t vals < <(metric_get ok source drops events.exec events.create \
+			events.rename events.delete)
+		[ "${vals[0]}" = 1 ] ||
+			bench_die "vigil-agent (exit $AGENT_STATUS) ended without a final metric line"
+		[ "${vals[1]}" = bpf ] || echo "  warning: the agent ran the ${vals[1]} source"
+		drops=${vals[2]}
+		if [ "$storm" = exec ]; then
+			seen=${vals[3]}
+		else
+			seen=$(printf '%s\n' "${vals[4]}" "${vals[5]}" "${vals[6]}" | sort -n | head -n 1)
+		fi
+		rss=$AGENT_HWM_KB
+		cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')
+		extra="drops $drops, seen $seen, VmHWM ${rss} kB, agent CPU ${cpu} s"
+		rm -f "$BENCH_OUT/agent.ndjson" "$BENCH_OUT/agent.ndjson.stderr"
+		SEEN[$storm]+="$seen "
+		DROPS[$storm]+="$drops "
+		RSS[$storm]+="$rss "
+		CPU[$storm]+="$cpu "
+		;;
+	auditd)
+		audit_stop
+		lost=$AUDIT_LOST
+		records=$AUDIT_RECORDS
+		extra="lost $lost, SYSCALL records $records"
+		LOST[$storm]+="$lost "
+		RECORDS[$storm]+="$records "
+		;;
+	esac
+	RATES[$storm.$mode]+="$RATE "
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$storm" "$mode" "$rep" "$RATE" "$drops" \
+		"$seen" "$rss" "$cpu" "$lost" "$records" >>"$SENSOR_TSV"
+	printf '  %-4s run %d/%d  %-6s %10.1f /s  %s\n' "$storm" "$rep" "$REPS" "$mode" "$RATE" \
+		"$extra"
+}
+
+# sensor_report STORM TITLE N : the table of one storm; sets REPORT_VIGIL and REPORT_AUDITD
+sensor_report() {
+	local storm=$1 base mode med
+	base=$(median ${RATES[$storm.none]})
+	echo
+	echo "sensor / $2 ($JOBS worker(s)), median of $REPS runs"
+	printf '  %-8s %12s %10s   %s\n' mode "per second" overhead "runs (per second)"
+	for mode in "${MODES[@]}"; do
+		med=$(median ${RATES[$storm.$mode]})
+		local ov=-
+		[ "$mode" = none ] || ov="$(overhead "$base" "$med")%"
+		printf '  %-8s %12.1f %10s   %s\n' "$mode" "$med" "$ov" "${RATES[$storm.$mode]}"
+		case $mode in
+		vigil) REPORT_VIGIL=$(overhead "$base" "$med") ;;
+		auditd) REPORT_AUDITD=$(overhead "$base" "$med") ;;
+		esac
+	done
+	REPORT_DROPS=0
+	REPORT_SEEN_OK=1
+	REPORT_RSS_KB=0
+	if [ -n "${SEEN[$storm]:-}" ]; then
+		local min_seen
+		min_seen=$(printf '%s\n' ${SEEN[$storm]} | sort -n | head -n 1)
+		REPORT_DROPS=$(printf '%s\n' ${DROPS[$storm]} | awk '{ s += $1 } END { print s + 0 }')
+		REPORT_RSS_KB=$(maxof ${RSS[$storm]})
+		[ "$min_seen" -ge "$3" ] || REPORT_SEEN_OK=0
+		printf '  vigil: drops %s over all runs; fewest events seen in a run %s (storm: %s);' \
+			"$REPORT_DROPS" "$min_seen" "$3"
+		printf ' peak RSS %.1f MB; agent CPU %s s per run (median)\n' \
+			"$(awk -v k="$REPORT_RSS_KB" 'BEGIN { print k / 1024 }')" "$(median ${CPU[$storm]})"
+	fi
+	if [ -n "${LOST[$storm]:-}" ]; then
+		printf '  auditd: records lost by the kernel %s; SYSCALL records kept in the logs: %s\n' \
+			"$(printf '%s\n' ${LOST[$storm]} | awk '{ s += $1 } END { print s + 0 }')" \
+			"${RECORDS[$storm]}"
+	fi
+}
+
+section_sensor() {
+	[ "$(id -u)" = 0 ] || bench_die "sensor: needs root (BPF for the agent, auditd)"
+	build_driver exec_storm
+	build_driver file_storm
+	read -r -a MODES <<<"${BENCH_SENSOR_MODES:-none vigil auditd}"
+	[ "${MODES[0]}" = none ] || bench_die "sensor: BENCH_SENSOR_MODES must start with none"
+	if [[ " ${MODES[*]} " == *" auditd "* ]] && ! audit_usable; then
+		echo "sensor: no auditd column: $AUDIT_WHY"
+		MODES=("${MODES[@]/auditd/}")
+		read -r -a MODES <<<"${MODES[*]}"
+	fi
+	if [[ " ${MODES[*]} " == *" vigil "* ]]; then
+		[ -x "$BUILD/vigil-agent" ] || bench_die "sensor: $BUILD/vigil-agent is missing: run make"
+	fi
+	STORM_DIR=$(mktemp -d "$(realpath "$BENCH_OUT")/storm.XXXXXX")
+	SENSOR_TSV=$BENCH_OUT/sensor.tsv
+	printf 'storm\tmode\trep\tper_second\tdrops\tseen\tvmhwm_kb\tagent_cpu_s\taudit_lost\taudit_records\n' \
+		>"$SENSOR_TSV"
+	echo "sensor: $(nproc) CPUs, $(uname -r), exec storm $EXEC_N, file storm $FILE_N," \
+		"$REPS runs per mode, modes: ${MODES[*]}"
+
+	"$BENCH_OUT/exec_storm" -n 200 >/dev/null # warm-up: page cache, dentries
+	"$BENCH_OUT/file_storm" -n 5000 "$STORM_DIR" >/dev/null
+
+	local storm rep k n=${#MODES[@]} exec_v=n/a exec_a=n/a exec_rss file_v=n/a file_a=n/a
+	local drops_all=0 seen_ok=1
+	for storm in exec file; do
+		for rep in $(seq "$REPS"); do
+			# rotate the order each run so that drift and warm-up hit every mode alike
+			for k in $(seq 0 $((n - 1))); do
+				sensor_measure "$storm" "${MODES[$(((k + rep - 1) % n))]}" "$rep"
+			done
+		done
+	done
+	rmdir "$STORM_DIR"
+
+	REPORT_VIGIL=n/a REPORT_AUDITD=n/a
+	sensor_report exec "exec storm: $EXEC_N fork+exec+wait of /bin/true" "$EXEC_N"
+	exec_v=$REPORT_VIGIL exec_a=$REPORT_AUDITD exec_rss=$REPORT_RSS_KB
+	drops_all=$((drops_all + REPORT_DROPS))
+	[ "$REPORT_SEEN_OK" = 1 ] || seen_ok=0
+	REPORT_VIGIL=n/a REPORT_AUDITD=n/a
+	sensor_report file "file storm: $FILE_N x (create+write, rename, unlink)" "$FILE_N"
+	file_v=$REPORT_VIGIL file_a=$REPORT_AUDITD
+	drops_all=$((drops_all + REPORT_DROPS))
+	[ "$REPORT_SEEN_OK" = 1 ] || seen_ok=0
+
+	local rss_mb c_exec c_file c_drops c_rss
+	rss_mb=$(awk -v k="$(maxof "$exec_rss" "$REPORT_RSS_KB")" 'BEGIN { printf "%.1f", k / 1024 }')
+	if [[ " ${MODES[*]} " != *" vigil "* ]]; then
+		drops_all=n/a rss_mb=n/a
+	fi
+	[ "$seen_ok" = 1 ] || MISSED+=("sensor: the agent reported fewer events than the storm made")
+	check c_exec "sensor exec overhead %" "$exec_v" $SENSOR_EXEC_MAX
+	check c_file "sensor file overhead %" "$file_v" $SENSOR_FILE_MAX
+	check c_drops "sensor drops" "$drops_all" 0
+	check c_rss "sensor agent RSS MB" "$rss_mb" $SENSOR_RSS_MAX_MB
+	SUMMARY+=("sensor: exec vigil $exec_v% (<= $SENSOR_EXEC_MAX% $c_exec) auditd $exec_a%,\
+ file vigil $file_v% (<= $SENSOR_FILE_MAX% $c_file) auditd $file_a%, drops $drops_all ($c_drops),\
+ agent RSS $rss_mb MB (<= $SENSOR_RSS_MAX_MB MB $c_rss)")
+}
+
+# ---------------------------------------------------------------------------------------
+
+main() {
+	local want=("$@") s
+	[ ${#want[@]} -gt 0 ] || want=("${SECTIONS[@]}")
+	for s in "${want[@]}"; do
+		declare -F "section_$s" >/dev/null ||
+			bench_die "unknown section '$s' (sections: ${SECTIONS[*]})"
+	done
+	mkdir -p "$BENCH_OUT"
+	for s in "${want[@]}"; do
+		"section_$s"
+	done
+	local verdict
+	if [ ${#MISSED[@]} -eq 0 ]; then
+		verdict="all targets met"
+	else
+		verdict="${#MISSED[@]} target(s) missed: $(IFS=';'; echo "${MISSED[*]}")"
+	fi
+	echo
+	echo "bench summary: $(IFS='|'; echo "${SUMMARY[*]}") => $verdict"
+	[ ${#MISSED[@]} -eq 0 ] || [ "${BENCH_STRICT:-0}" != 1 ] || exit 1
+}
+
+main "$@"

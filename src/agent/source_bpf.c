@@ -1,0 +1,545 @@
+/*
+ * eBPF source: loads the programs of src/bpf/vigil.bpf.c, attaches them to raw tracepoints,
+ * and turns ring-buffer records into events. Reports what it could not attach and every
+ * record lost, in the kernel or here.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#include "agent.h"
+#include "bpf_decode.h"
+#include "source.h"
+#include "vigil.skel.h"
+
+/* Ring buffer between the programs and this source: 16 MiB holds some 50,000 exec records. */
+#define BPF_RINGBUF_BYTES (16u << 20)
+
+#if (defined(__x86_64__) || defined(__aarch64__)) && !defined(SYS_fchmodat2)
+#define SYS_fchmodat2 452
+#endif
+
+/* Which categories each syscall class serves. */
+enum {
+	CAT_PROCESS = SOURCE_CAT_PROCESS,
+	CAT_FILE = SOURCE_CAT_FILE,
+	CAT_NETWORK = SOURCE_CAT_NETWORK,
+	CAT_HOST = SOURCE_CAT_HOST,
+	CAT_DRIVER = SOURCE_CAT_DRIVER,
+};
+
+/* This architecture's syscall numbers for the classes the programs handle. */
+static const struct {
+	long nr;
+	uint8_t sc;
+	unsigned category;
+} syscall_classes[] = {
+#ifdef SYS_open
+	{SYS_open, VG_SC_OPEN, CAT_FILE},
+#endif
+#ifdef SYS_creat
+	{SYS_creat, VG_SC_CREAT, CAT_FILE},
+#endif
+	{SYS_openat, VG_SC_OPENAT, CAT_FILE},
+#ifdef SYS_openat2
+	{SYS_openat2, VG_SC_OPENAT2, CAT_FILE},
+#endif
+#ifdef SYS_rename
+	{SYS_rename, VG_SC_RENAME, CAT_FILE},
+#endif
+#ifdef SYS_renameat
+	{SYS_renameat, VG_SC_RENAMEAT, CAT_FILE},
+#endif
+	{SYS_renameat2, VG_SC_RENAMEAT2, CAT_FILE},
+#ifdef SYS_unlink
+	{SYS_unlink, VG_SC_UNLINK, CAT_FILE},
+#endif
+	{SYS_unlinkat, VG_SC_UNLINKAT, CAT_FILE},
+#ifdef SYS_rmdir
+	{SYS_rmdir, VG_SC_RMDIR, CAT_FILE},
+#endif
+#ifdef SYS_chmod
+	{SYS_chmod, VG_SC_CHMOD, CAT_FILE},
+#endif
+	{SYS_fchmod, VG_SC_FCHMOD, CAT_FILE},
+	{SYS_fchmodat, VG_SC_FCHMODAT, CAT_FILE},
+#ifdef SYS_fchmodat2
+	{SYS_fchmodat2, VG_SC_FCHMODAT2, CAT_FILE},
+#endif
+	{SYS_memfd_create, VG_SC_MEMFD_CREATE, CAT_FILE},
+	{SYS_connect, VG_SC_CONNECT, CAT_NETWORK},
+	{SYS_accept, VG_SC_ACCEPT, CAT_NETWORK},
+	{SYS_accept4, VG_SC_ACCEPT4, CAT_NETWORK},
+	{SYS_bind, VG_SC_BIND, CAT_NETWORK},
+	{SYS_sendto, VG_SC_SENDTO, CAT_NETWORK},
+	{SYS_sendmsg, VG_SC_SENDMSG, CAT_NETWORK},
+	{SYS_sendmmsg, VG_SC_SENDMMSG, CAT_NETWORK},
+	{SYS_setuid, VG_SC_SETUID, CAT_HOST},
+	{SYS_setreuid, VG_SC_SETREUID, CAT_HOST},
+	{SYS_setresuid, VG_SC_SETRESUID, CAT_HOST},
+	{SYS_setfsuid, VG_SC_SETFSUID, CAT_HOST},
+	{SYS_setgid, VG_SC_SETGID, CAT_HOST},
+	{SYS_setregid, VG_SC_SETREGID, CAT_HOST},
+	{SYS_setresgid, VG_SC_SETRESGID, CAT_HOST},
+	{SYS_setfsgid, VG_SC_SETFSGID, CAT_HOST},
+	{SYS_ptrace, VG_SC_PTRACE, CAT_PROCESS},
+	/* only used when the module_load tracepoint is missing */
+	{SYS_init_module, VG_SC_INIT_MODULE, CAT_DRIVER},
+	{SYS_finit_module, VG_SC_FINIT_MODULE, CAT_DRIVER},
+};
+
+enum prog_id {
+	PROG_EXEC,
+	PROG_FORK,
+	PROG_EXIT,
+	PROG_SYS_ENTER,
+	PROG_SYS_EXIT,
+	PROG_MODULE_LOAD,
+	PROG_COUNT,
+};
+
+/* The tracepoint each program attaches to; without the essential ones the source fails. */
+static const struct {
+	const char *tracepoint;
+	bool essential;
+} prog_info[PROG_COUNT] = {
+	[PROG_EXEC] = {"sched_process_exec", true},
+	[PROG_FORK] = {"sched_process_fork", true},
+	[PROG_EXIT] = {"sched_process_exit", true},
+	[PROG_SYS_ENTER] = {"sys_enter", false},
+	[PROG_SYS_EXIT] = {"sys_exit", false},
+	[PROG_MODULE_LOAD] = {"module_load", false},
+};
+
+struct source {
+	struct agent *agent;
+	struct vigil_bpf *skel;
+	struct ring_buffer *rb;
+	struct event *ev;
+	struct bpf_decoder *dec;
+	int ncpus;
+	unsigned categories;
+	bool wanted[PROG_COUNT];
+	bool attached[PROG_COUNT];
+	int handled; /* records handled in the current poll */
+	/* user-space losses and oddities */
+	uint64_t records;
+	uint64_t malformed;
+	uint64_t emit_failed;
+	uint64_t cache_failed;
+};
+
+static struct bpf_program *prog_of(struct vigil_bpf *skel, enum prog_id id)
+{
+	switch (id) {
+	case PROG_EXEC:
+		return skel->progs.vg_exec;
+	case PROG_FORK:
+		return skel->progs.vg_fork;
+	case PROG_EXIT:
+		return skel->progs.vg_exit;
+	case PROG_SYS_ENTER:
+		return skel->progs.vg_sys_enter;
+	case PROG_SYS_EXIT:
+		return skel->progs.vg_sys_exit;
+	case PROG_MODULE_LOAD:
+		return skel->progs.vg_module_load;
+	case PROG_COUNT:
+		break;
+	}
+	return NULL;
+}
+
+static struct bpf_link **link_of(struct vigil_bpf *skel, enum prog_id id)
+{
+	switch (id) {
+	case PROG_EXEC:
+		return &skel->links.vg_exec;
+	case PROG_FORK:
+		return &skel->links.vg_fork;
+	case PROG_EXIT:
+		return &skel->links.vg_exit;
+	case PROG_SYS_ENTER:
+		return &skel->links.vg_sys_enter;
+	case PROG_SYS_EXIT:
+		return &skel->links.vg_sys_exit;
+	case PROG_MODULE_LOAD:
+		return &skel->links.vg_module_load;
+	case PROG_COUNT:
+		break;
+	}
+	return NULL;
+}
+
+/* libbpf's own warnings go to stderr with the agent's prefix; its chatter does not. */
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level != LIBBPF_WARN)
+		return 0;
+	fputs("vigil-agent: ", stderr);
+	return vfprintf(stderr, fmt, args);
+}
+
+/* The process cache learns the new credentials of a process that changed them. */
+static void cache_update_creds(struct source *src, const struct bpf_decoded *d)
+{
+	struct proc_cache *cache = src->agent->cache;
+	const struct proc_info *cur = cache ? proc_cache_get(cache, d->pid) : NULL;
+	struct proc_info info;
+
+	if (!cur)
+		return;
+	info = *cur; /* proc_cache_put copies the strings before it drops the old ones */
+	info.uid = d->uid;
+	info.euid = d->euid;
+	info.gid = d->gid;
+	info.egid = d->egid;
+	if (proc_cache_put(cache, &info) < 0)
+		src->cache_failed++;
+}
+
+/* ring_buffer callback: one record. Never fails, so one bad record stops nothing. */
+static int handle_record(void *ctx, void *data, size_t size)
+{
+	struct source *src = ctx;
+	struct agent *agent = src->agent;
+	struct proc_cache *cache = agent->cache;
+	struct event *ev = src->ev;
+	struct bpf_decoded d;
+	char ts[40];
+	int ret;
+
+	src->records++;
+	src->handled++;
+	ret = bpf_decode_record(src->dec, data, size, ev, &d);
+	if (ret == 1)
+		return 0;
+	if (ret < 0) {
+		src->malformed++;
+		return 0;
+	}
+	format_timestamp(agent_boot_to_epoch(agent, d.ts_ns), ts);
+	if (event_set_cstr(ev, F_TIMESTAMP, ts) < 0) {
+		src->malformed++;
+		return 0;
+	}
+
+	switch (d.type) {
+	case VG_T_EXEC:
+		/* the cache learns the new image first, so the event's own entry is current */
+		if (cache && proc_cache_put(cache, &d.proc) < 0)
+			src->cache_failed++;
+		break;
+	case VG_T_FORK:
+		if (cache && proc_cache_fork(cache, d.ppid, d.pid, d.start_ticks) < 0)
+			src->cache_failed++;
+		break;
+	case VG_T_PTRACE:
+		if (cache) {
+			const struct proc_info *t = proc_cache_get(cache, d.target_pid);
+			if (t && t->executable)
+				event_set_cstr(ev, F_PROCESS_TARGET_EXECUTABLE, t->executable);
+		}
+		break;
+	default:
+		break;
+	}
+
+	if (agent_emit(agent, ev) < 0)
+		src->emit_failed++;
+
+	if (!cache)
+		return 0;
+	if (d.type == VG_T_EXIT)
+		proc_cache_exit(cache, d.pid);
+	else if (d.type == VG_T_CRED)
+		cache_update_creds(src, &d);
+	return 0;
+}
+
+/* Whether the running kernel has tracepoint @name, from its BTF (NULL BTF: assume so). */
+static bool kernel_has_tracepoint(const struct btf *vmlinux, const char *name)
+{
+	char type_name[96];
+
+	if (!vmlinux)
+		return true;
+	if (snprintf(type_name, sizeof(type_name), "btf_trace_%s", name) >= (int)sizeof(type_name))
+		return false;
+	return btf__find_by_name_kind(vmlinux, type_name, BTF_KIND_TYPEDEF) >= 0;
+}
+
+/*
+ * Checks what the programs need before loading them, so a kernel without it gets a reason
+ * rather than a verifier log. Returns 0 or -errno with @err set.
+ */
+static int probe_kernel(char *err, size_t errlen)
+{
+	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
+		snprintf(err, errlen, "kernel BTF (/sys/kernel/btf/vmlinux) is missing: "
+				      "needs CONFIG_DEBUG_INFO_BTF");
+		return -ENOTSUP;
+	}
+	if (libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_RAW_TRACEPOINT, NULL) <= 0) {
+		snprintf(err, errlen, "raw tracepoint BPF programs cannot be loaded "
+				      "(not root, or no CAP_BPF and CAP_PERFMON)");
+		return -EPERM;
+	}
+	if (libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL) <= 0) {
+		snprintf(err, errlen, "BPF ring buffer maps are not supported (Linux 5.8 or later)");
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+/* Decides which programs to load and fills the syscall table for @src->categories. */
+static void configure(struct source *src)
+{
+	struct vigil_bpf *skel = src->skel;
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	bool module_tp, any_syscall = false;
+
+	if (!vmlinux)
+		vmlinux = NULL; /* errno set; every tracepoint is then tried */
+	for (int i = 0; i < PROG_COUNT; i++)
+		src->wanted[i] = kernel_has_tracepoint(vmlinux, prog_info[i].tracepoint);
+	module_tp = src->wanted[PROG_MODULE_LOAD];
+	if (!(src->categories & CAT_DRIVER))
+		src->wanted[PROG_MODULE_LOAD] = false;
+
+	skel->rodata->vg_self_tgid = (uint32_t)src->agent->self_pid;
+	memset((void *)skel->rodata->vg_nr_class, 0, sizeof(skel->rodata->vg_nr_class));
+	for (size_t i = 0; i < sizeof(syscall_classes) / sizeof(syscall_classes[0]); i++) {
+		long nr = syscall_classes[i].nr;
+		uint8_t sc = syscall_classes[i].sc;
+
+		if (!(src->categories & syscall_classes[i].category))
+			continue;
+		if ((sc == VG_SC_INIT_MODULE || sc == VG_SC_FINIT_MODULE) && module_tp)
+			continue;
+		if (nr < 0 || nr >= (long)VG_NR_SLOTS)
+			continue;
+		skel->rodata->vg_nr_class[nr] = sc;
+		any_syscall = true;
+	}
+	/* nothing asked of the syscall programs: leave them out, so syscalls cost nothing */
+	if (!any_syscall) {
+		src->wanted[PROG_SYS_ENTER] = false;
+		src->wanted[PROG_SYS_EXIT] = false;
+	}
+	for (int i = 0; i < PROG_COUNT; i++)
+		bpf_program__set_autoload(prog_of(skel, (enum prog_id)i), src->wanted[i]);
+	btf__free(vmlinux);
+}
+
+static void bpf_close(struct source *src);
+
+static int bpf_open(struct agent *agent, const char *arg, struct source **out, char *err,
+		    size_t errlen)
+{
+	struct source *src;
+	int ret;
+
+	(void)arg;
+	libbpf_set_print(libbpf_log);
+	ret = probe_kernel(err, errlen);
+	if (ret < 0)
+		return ret;
+
+	src = calloc(1, sizeof(*src));
+	if (!src) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	src->agent = agent;
+	src->categories = agent->opt.categories ? agent->opt.categories : SOURCE_CAT_ALL;
+	src->ncpus = libbpf_num_possible_cpus();
+	src->ev = event_new();
+	src->dec = malloc(sizeof(*src->dec));
+	if (!src->ev || !src->dec || src->ncpus <= 0) {
+		ret = src->ncpus <= 0 ? src->ncpus : -ENOMEM;
+		snprintf(err, errlen, "%s", src->ncpus <= 0 ? "cannot count the possible CPUs"
+							     : "out of memory");
+		goto out_close;
+	}
+	bpf_decoder_init(src->dec, sysconf(_SC_CLK_TCK));
+
+	src->skel = vigil_bpf__open();
+	if (!src->skel) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot open the BPF object: %s", strerror(errno));
+		goto out_close;
+	}
+	configure(src);
+	ret = bpf_map__set_max_entries(src->skel->maps.vg_scratch_map, (uint32_t)src->ncpus);
+	if (!ret)
+		ret = bpf_map__set_max_entries(src->skel->maps.vg_events, BPF_RINGBUF_BYTES);
+	if (ret < 0) {
+		snprintf(err, errlen, "cannot size the BPF maps: %s", strerror(-ret));
+		goto out_close;
+	}
+	ret = vigil_bpf__load(src->skel);
+	if (ret < 0) {
+		snprintf(err, errlen, "the kernel rejected the BPF programs: %s", strerror(-ret));
+		goto out_close;
+	}
+
+	for (int i = 0; i < PROG_COUNT; i++) {
+		struct bpf_link *link;
+
+		if (!src->wanted[i]) {
+			if (prog_info[i].essential) {
+				ret = -ENOENT;
+				snprintf(err, errlen, "the kernel has no %s tracepoint",
+					 prog_info[i].tracepoint);
+				goto out_close;
+			}
+			continue;
+		}
+		link = bpf_program__attach(prog_of(src->skel, (enum prog_id)i));
+		if (!link) {
+			ret = -errno;
+			if (prog_info[i].essential) {
+				snprintf(err, errlen, "cannot attach to raw tracepoint %s: %s",
+					 prog_info[i].tracepoint, strerror(errno));
+				goto out_close;
+			}
+			fprintf(stderr, "vigil-agent: bpf: raw tracepoint %s unavailable: %s\n",
+				prog_info[i].tracepoint, strerror(errno));
+			continue;
+		}
+		*link_of(src->skel, (enum prog_id)i) = link;
+		src->attached[i] = true;
+	}
+
+	src->rb = ring_buffer__new(bpf_map__fd(src->skel->maps.vg_events), handle_record, src,
+				   NULL);
+	if (!src->rb) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot map the BPF ring buffer: %s", strerror(errno));
+		goto out_close;
+	}
+	*out = src;
+	return 0;
+
+out_close:
+	bpf_close(src);
+	return ret < 0 ? ret : -EINVAL;
+}
+
+static int bpf_poll(struct source *src, int timeout_ms)
+{
+	int ret;
+
+	src->handled = 0;
+	ret = ring_buffer__poll(src->rb, timeout_ms);
+	if (ret == -EINTR)
+		return src->handled;
+	return ret < 0 ? ret : src->handled;
+}
+
+/* Sums per-CPU counter @key of the drops map; 0 when it cannot be read. */
+static uint64_t drop_count(struct source *src, uint32_t key, uint64_t *values)
+{
+	uint64_t sum = 0;
+
+	if (bpf_map_lookup_elem(bpf_map__fd(src->skel->maps.vg_drops), &key, values) < 0)
+		return 0;
+	for (int c = 0; c < src->ncpus; c++)
+		sum += values[c];
+	return sum;
+}
+
+/* Runs of a program the kernel skipped because it was already running on that CPU. */
+static uint64_t recursion_misses(struct source *src)
+{
+	uint64_t sum = 0;
+
+	for (int i = 0; i < PROG_COUNT; i++) {
+		struct bpf_prog_info info;
+		uint32_t len = sizeof(info);
+
+		if (!src->attached[i])
+			continue;
+		memset(&info, 0, sizeof(info));
+		if (bpf_obj_get_info_by_fd(bpf_program__fd(prog_of(src->skel, (enum prog_id)i)),
+					   &info, &len) == 0)
+			sum += info.recursion_misses;
+	}
+	return sum;
+}
+
+static int bpf_metrics(struct source *src, struct buf *out)
+{
+	static const char *const causes[VG_DROP_COUNT] = {
+		[VG_DROP_RINGBUF_FULL] = "ringbuf_full",
+		[VG_DROP_STASH_FULL] = "stash_full",
+	};
+	uint64_t *values;
+	bool first = true;
+	int err = 0;
+
+	values = calloc((size_t)src->ncpus, sizeof(*values));
+	if (!values)
+		return -ENOMEM;
+	err |= buf_append_str(out, ",\"drops\":{\"kernel\":{");
+	for (uint32_t cause = 0; cause < VG_DROP_COUNT; cause++) {
+		err |= buf_printf(out, "\"%s\":{", causes[cause]);
+		for (uint32_t a = 0; a < VG_A_COUNT; a++)
+			err |= buf_printf(out, "%s\"%s\":%llu", a ? "," : "", bpf_action_name(a),
+					  (unsigned long long)drop_count(src, cause * VG_A_COUNT + a,
+									 values));
+		err |= buf_append_str(out, "},");
+	}
+	err |= buf_printf(out, "\"recursion_misses\":%llu},",
+			  (unsigned long long)recursion_misses(src));
+	err |= buf_printf(out,
+			  "\"user\":{\"malformed\":%llu,\"emit_failed\":%llu,\"cache_failed\":%llu}}",
+			  (unsigned long long)src->malformed, (unsigned long long)src->emit_failed,
+			  (unsigned long long)src->cache_failed);
+	err |= buf_printf(out, ",\"bpf\":{\"records\":%llu,\"ringbuf_bytes\":%u}",
+			  (unsigned long long)src->records, BPF_RINGBUF_BYTES);
+	err |= buf_append_str(out, ",\"missing\":[");
+	for (int i = 0; i < PROG_COUNT; i++) {
+		if (src->attached[i])
+			continue;
+		/* left out on purpose (its category is off) is not missing */
+		if (i == PROG_MODULE_LOAD && !(src->categories & CAT_DRIVER))
+			continue;
+		if ((i == PROG_SYS_ENTER || i == PROG_SYS_EXIT) &&
+		    !(src->categories & (CAT_FILE | CAT_NETWORK | CAT_HOST | CAT_PROCESS)))
+			continue;
+		err |= buf_printf(out, "%s\"%s\"", first ? "" : ",", prog_info[i].tracepoint);
+		first = false;
+	}
+	err |= buf_append_char(out, ']');
+	free(values);
+	return err ? -E2BIG : 0;
+}
+
+static void bpf_close(struct source *src)
+{
+	if (!src)
+		return;
+	ring_buffer__free(src->rb);
+	vigil_bpf__destroy(src->skel);
+	event_free(src->ev);
+	free(src->dec);
+	free(src);
+}
+
+const struct source_ops source_bpf_ops = {
+	.name = "bpf",
+	.open = bpf_open,
+	.poll = bpf_poll,
+	.metrics = bpf_metrics,
+	.close = bpf_close,
+};

@@ -1,0 +1,1236 @@
+/*
+ * vigil's kernel side: raw tracepoints on process lifecycle and on a filtered set of
+ * syscalls, writing the records of vigil_event.h to one ring buffer. Nothing here
+ * interprets content; it observes, filters the obvious noise and counts what it loses.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+
+#include "vigil_event.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define VG_AF_INET 2
+#define VG_AF_INET6 10
+#define VG_IPPROTO_TCP 6
+#define VG_IPPROTO_UDP 17
+#define VG_EINPROGRESS 115
+#define VG_FMODE_WRITE 0x2u
+#define VG_FMODE_CREATED 0x100000u
+#define VG_S_IFMT 0170000u
+#define VG_S_IFREG 0100000u
+#define VG_S_IFSOCK 0140000u
+#define VG_PTRACE_ATTACH 16
+#define VG_PTRACE_SEIZE 0x4206
+#define VG_AT_EMPTY_PATH 0x1000
+
+/* Bytes of a scratch record buffer: a record at its cap plus the largest single append. */
+#define VG_SCRATCH_REC (VG_RECORD_MAX + VG_ARGV_MAX)
+/* Ring buffer size unless user space sets another before loading. */
+#define VG_RINGBUF_DEFAULT (16u << 20)
+/* Threads that may sit between sys_enter and sys_exit of a stashed syscall at once. */
+#define VG_STASH_MAX 16384
+/* (socket, destination) pairs remembered for UDP send de-duplication. */
+#define VG_UDP_SEEN_MAX 16384
+
+/* Set by user space before loading. */
+const volatile __u32 vg_self_tgid = 0;
+/* syscall number -> enum vg_syscall; 0 for every syscall nobody asked for */
+const volatile __u8 vg_nr_class[VG_NR_SLOTS] = {};
+
+struct vg_scratch {
+	__u32 cur; /* bytes of rec in use */
+	__u32 pos; /* start of the path being built in path[] */
+	__u8 rec[VG_SCRATCH_REC];
+	char path[VG_PATH_MAX + VG_NAME_MAX + 1]; /* paths are built backwards, ending at VG_PATH_MAX */
+	char name[VG_NAME_MAX + 1];
+};
+
+/* Syscall arguments kept from sys_enter to sys_exit, per thread. */
+struct vg_stash {
+	__u32 sc;
+	__u32 addrlen;
+	__u64 args[6];
+	__u8 addr[32]; /* sockaddr copied at entry: VG_SOCKADDR_MAX used */
+};
+
+struct vg_udp_key {
+	__u64 sk;
+	__u64 ino;
+	__u8 daddr[16];
+	__u16 dport;
+	__u16 family;
+	__u32 reserved;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, VG_RINGBUF_DEFAULT);
+} vg_events SEC(".maps");
+
+/* one slot per possible CPU; user space sets max_entries before loading */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vg_scratch);
+} vg_scratch_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VG_STASH_MAX);
+	__type(key, __u64);
+	__type(value, struct vg_stash);
+} vg_stash_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, VG_UDP_SEEN_MAX);
+	__type(key, struct vg_udp_key);
+	__type(value, __u64);
+} vg_udp_seen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VG_DROP_COUNT * VG_A_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} vg_drops SEC(".maps");
+
+/* Layouts of older and newer kernels, matched by CO-RE whichever this one has. */
+struct kernfs_node___new {
+	struct kernfs_node *__parent;
+} __attribute__((preserve_access_index));
+
+struct kernfs_node___old {
+	struct kernfs_node *parent;
+} __attribute__((preserve_access_index));
+
+struct task_struct___old {
+	__u64 real_start_time;
+} __attribute__((preserve_access_index));
+
+struct module___vg {
+	char name[56];
+} __attribute__((preserve_access_index));
+
+#if defined(__TARGET_ARCH_x86)
+#define VG_SYSCALL_NR(r) BPF_CORE_READ((r), orig_ax)
+#define VG_ARG0(r) BPF_CORE_READ((r), di)
+#define VG_ARG1(r) BPF_CORE_READ((r), si)
+#define VG_ARG2(r) BPF_CORE_READ((r), dx)
+#define VG_ARG3(r) BPF_CORE_READ((r), r10)
+#define VG_ARG4(r) BPF_CORE_READ((r), r8)
+#define VG_ARG5(r) BPF_CORE_READ((r), r9)
+#elif defined(__TARGET_ARCH_arm64)
+#define VG_SYSCALL_NR(r) BPF_CORE_READ((r), syscallno)
+#define VG_ARG0(r) BPF_CORE_READ((r), orig_x0)
+#define VG_ARG1(r) BPF_CORE_READ((r), regs[1])
+#define VG_ARG2(r) BPF_CORE_READ((r), regs[2])
+#define VG_ARG3(r) BPF_CORE_READ((r), regs[3])
+#define VG_ARG4(r) BPF_CORE_READ((r), regs[4])
+#define VG_ARG5(r) BPF_CORE_READ((r), regs[5])
+#else
+#error "vigil's BPF side supports x86-64 and arm64"
+#endif
+
+static __always_inline struct vg_scratch *scratch(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	return bpf_map_lookup_elem(&vg_scratch_map, &cpu);
+}
+
+static __always_inline void count_drop(__u32 cause, __u32 action)
+{
+	__u32 key = cause * VG_A_COUNT + action;
+	__u64 *n;
+
+	if (key >= VG_DROP_COUNT * VG_A_COUNT)
+		return;
+	n = bpf_map_lookup_elem(&vg_drops, &key);
+	if (n)
+		*n += 1;
+}
+
+static __always_inline struct task_struct *current_task(void)
+{
+	return (struct task_struct *)bpf_get_current_task();
+}
+
+/* Starts a record of @fixed bytes in the scratch buffer, stamped with now and the caller. */
+static __always_inline void *record_begin(struct vg_scratch *s, __u32 fixed, __u16 type,
+					  __u16 action, __u32 pid, __u32 tid)
+{
+	struct vg_hdr *h = (struct vg_hdr *)s->rec;
+
+	__builtin_memset(s->rec, 0, sizeof(struct vg_exec));
+	h->type = type;
+	h->action = action;
+	h->ts_ns = bpf_ktime_get_boot_ns();
+	h->pid = pid;
+	h->tid = tid;
+	s->cur = fixed;
+	return s->rec;
+}
+
+static __always_inline void *record_begin_current(struct vg_scratch *s, __u32 fixed, __u16 type,
+						  __u16 action)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	return record_begin(s, fixed, type, action, (__u32)(id >> 32), (__u32)id);
+}
+
+static __always_inline void mark_truncated(struct vg_scratch *s, __u32 flag)
+{
+	((struct vg_hdr *)s->rec)->flags |= flag;
+}
+
+static __always_inline __u64 task_start_ns(struct task_struct *task)
+{
+	if (bpf_core_field_exists(task->start_boottime))
+		return BPF_CORE_READ(task, start_boottime);
+	return BPF_CORE_READ((struct task_struct___old *)task, real_start_time);
+}
+
+static __always_inline struct kernfs_node *kernfs_parent(struct kernfs_node *kn)
+{
+	struct kernfs_node___new *kn_new = (void *)kn;
+	struct kernfs_node___old *kn_old = (void *)kn;
+
+	if (bpf_core_field_exists(kn_new->__parent))
+		return BPF_CORE_READ(kn_new, __parent);
+	return BPF_CORE_READ(kn_old, parent);
+}
+
+/* The struct file behind descriptor @fd of @task, or NULL. */
+static __always_inline struct file *fd_file(struct task_struct *task, long fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = NULL;
+
+	if (!fdt || fd < 0 || (__u64)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
+		return NULL;
+	return file;
+}
+
+/*
+ * Kernel interfaces that look like files but are not where files live: their writes,
+ * renames and deletions are state changes of the kernel or of a runtime (cgroups being
+ * created and removed, /proc/self writes, ptys) and would drown real file activity.
+ * binfmt_misc, efivarfs, selinuxfs, configfs and tmpfs stay visible on purpose: writes
+ * there are rare and are how persistence and tampering look.
+ */
+static __always_inline bool pseudo_fs_magic(__u64 magic)
+{
+	switch (magic) {
+	case 0x9fa0:     /* proc */
+	case 0x62656572: /* sysfs */
+	case 0x27e0eb:   /* cgroup */
+	case 0x63677270: /* cgroup2 */
+	case 0x1cd1:     /* devpts */
+	case 0x64626720: /* debugfs */
+	case 0x74726163: /* tracefs */
+	case 0x73636673: /* securityfs */
+	case 0xcafe4a11: /* bpf */
+	case 0x50495045: /* pipefs */
+	case 0x534f434b: /* sockfs */
+	case 0x09041934: /* anon inodes */
+	case 0x6e736673: /* nsfs */
+	case 0x50494446: /* pidfs */
+	case 0x65735543: /* fusectl */
+		return true;
+	}
+	return false;
+}
+
+static __always_inline bool dentry_on_pseudo_fs(struct dentry *dentry)
+{
+	return pseudo_fs_magic(BPF_CORE_READ(dentry, d_sb, s_magic));
+}
+
+/*
+ * The helpers below are global functions: the verifier checks each once, on its own, so the
+ * bounded loops in them do not multiply with the code of their callers. They take kernel
+ * pointers as plain integers (read only through probe helpers) and work on the scratch
+ * record of this CPU, whose write offset lives in the scratch map itself.
+ */
+
+/* Appends the path at s->path[start..VG_PATH_MAX) to the record; returns its length. */
+static __always_inline int put_built_path(struct vg_scratch *s, __u32 start)
+{
+	__u32 cur = s->cur;
+	__u64 len;
+
+	if (start >= VG_PATH_MAX || cur > VG_RECORD_MAX - VG_PATH_MAX)
+		return -1;
+	len = VG_PATH_MAX - (__u64)start;
+	barrier_var(len);
+	if (len == 0 || len > VG_PATH_MAX)
+		return -1;
+	if (bpf_probe_read_kernel(&s->rec[cur & (VG_RECORD_MAX - 1)], len,
+				  &s->path[start & (VG_PATH_MAX - 1)]))
+		return -1;
+	s->cur = cur + len;
+	return len;
+}
+
+/*
+ * Prepends "/" and the @len bytes at @name to the path being built backwards in s->path.
+ * The write position lives in the scratch map, not in a register: the verifier then sees
+ * an unknown value at every loop turn and the states of the turns converge. Returns false
+ * when the component does not fit.
+ */
+static __always_inline bool prepend_component(struct vg_scratch *s, const void *name, __u32 len)
+{
+	__u32 pos = s->pos;
+
+	if (len > VG_NAME_MAX)
+		len = VG_NAME_MAX;
+	if (pos > VG_PATH_MAX || len + 1 > pos)
+		return false;
+	pos -= len + 1;
+	bpf_probe_read_kernel(&s->path[(pos + 1) & (VG_PATH_MAX - 1)], len & VG_NAME_MAX, name);
+	s->path[pos & (VG_PATH_MAX - 1)] = '/';
+	s->pos = pos;
+	return true;
+}
+
+/* Ends a backwards-built path: "/" when it is empty; then appends it to the record. */
+static __always_inline int finish_built_path(struct vg_scratch *s, bool complete,
+					     __u32 trunc_flag)
+{
+	__u32 pos = s->pos;
+
+	if (!complete)
+		mark_truncated(s, trunc_flag);
+	if (pos >= VG_PATH_MAX) {
+		pos = VG_PATH_MAX - 1;
+		s->path[pos] = '/';
+	}
+	return put_built_path(s, pos);
+}
+
+/*
+ * Appends the absolute path of (@dentry_p, @vfsmnt_p) as @task_p sees it (up to its root,
+ * crossing mounts). Sets @trunc_flag in the record when the path passes VG_PATH_MAX or
+ * VG_PATH_DEPTH components. Returns the bytes appended or -1.
+ */
+__noinline int vg_append_path(__u64 dentry_p, __u64 vfsmnt_p, __u64 task_p, __u32 trunc_flag)
+{
+	struct vg_scratch *s = scratch();
+	struct dentry *dentry = (struct dentry *)dentry_p;
+	struct vfsmount *vfsmnt = (struct vfsmount *)vfsmnt_p;
+	struct task_struct *task = (struct task_struct *)task_p;
+	struct dentry *root_dentry, *mnt_root, *up;
+	struct vfsmount *root_mnt;
+	struct mount *mnt, *parent;
+	struct qstr name;
+	bool done = false;
+
+	if (!s || !dentry || !vfsmnt)
+		return -1;
+	root_dentry = BPF_CORE_READ(task, fs, root.dentry);
+	root_mnt = BPF_CORE_READ(task, fs, root.mnt);
+	mnt = container_of(vfsmnt, struct mount, mnt);
+	s->pos = VG_PATH_MAX;
+	for (int i = 0; i < VG_PATH_DEPTH; i++) {
+		if (dentry == root_dentry && vfsmnt == root_mnt) {
+			done = true;
+			break;
+		}
+		mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+		if (dentry == mnt_root) {
+			parent = BPF_CORE_READ(mnt, mnt_parent);
+			if (!parent || parent == mnt) {
+				done = true;
+				break;
+			}
+			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = parent;
+			vfsmnt = __builtin_preserve_access_index(&parent->mnt);
+			continue;
+		}
+		up = BPF_CORE_READ(dentry, d_parent);
+		name = BPF_CORE_READ(dentry, d_name);
+		if (!prepend_component(s, name.name, name.len))
+			break;
+		if (!up || up == dentry) {
+			/* an unlinked or pseudo file (memfd, anonymous): its own name is all */
+			done = true;
+			break;
+		}
+		dentry = up;
+	}
+	return finish_built_path(s, done, trunc_flag);
+}
+
+/* Appends the cgroup v2 path of @task_p ("/system.slice/x.service"); returns its length. */
+__noinline int vg_append_cgroup(__u64 task_p)
+{
+	struct vg_scratch *s = scratch();
+	struct task_struct *task = (struct task_struct *)task_p;
+	struct kernfs_node *kn, *up;
+	bool done = false;
+	long n;
+
+	if (!s)
+		return -1;
+	kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
+	s->pos = VG_PATH_MAX;
+	for (int i = 0; i < VG_CGROUP_DEPTH; i++) {
+		if (!kn) {
+			done = true;
+			break;
+		}
+		up = kernfs_parent(kn);
+		if (!up) {
+			done = true; /* the root's own name is not part of the path */
+			break;
+		}
+		n = bpf_probe_read_kernel_str(s->name, sizeof(s->name), BPF_CORE_READ(kn, name));
+		if (n < 1 || !prepend_component(s, s->name, (__u32)n - 1))
+			break;
+		kn = up;
+	}
+	return finish_built_path(s, done, VG_F_CGROUP_TRUNC);
+}
+
+/* Appends @len bytes of user memory at @uptr (cut at VG_ARGV_MAX). Returns bytes appended. */
+__noinline int vg_append_user(__u64 uptr, __u32 len, __u32 trunc_flag)
+{
+	struct vg_scratch *s = scratch();
+	__u64 n;
+	__u32 cur;
+
+	if (!s)
+		return -1;
+	cur = s->cur;
+	if (cur > VG_RECORD_MAX)
+		return -1;
+	if (len > VG_RECORD_MAX - cur) {
+		len = VG_RECORD_MAX - cur;
+		mark_truncated(s, trunc_flag);
+	}
+	/* last, so that the verifier sees this bound on every path */
+	if (len > VG_ARGV_MAX) {
+		len = VG_ARGV_MAX;
+		mark_truncated(s, trunc_flag);
+	}
+	if (len == 0)
+		return 0;
+	n = len;
+	/* the compiler merges the clamps above; repeat the bound on the register in use */
+	barrier_var(n);
+	if (n > VG_ARGV_MAX)
+		return -1;
+	if (bpf_probe_read_user(&s->rec[cur & (VG_RECORD_MAX - 1)], n, (const void *)uptr))
+		return -1;
+	s->cur = cur + len;
+	return len;
+}
+
+/*
+ * Appends the NUL-terminated string at @ptr (user memory when @user, kernel memory
+ * otherwise), at most @cap - 1 bytes of it. Returns its length (without the NUL) or -1.
+ */
+__noinline int vg_append_str(__u64 ptr, __u32 cap, __u32 user, __u32 trunc_flag)
+{
+	struct vg_scratch *s = scratch();
+	__u64 size;
+	__u32 cur;
+	long n;
+
+	if (!s)
+		return -1;
+	cur = s->cur;
+	if (cap > VG_PATH_MAX)
+		cap = VG_PATH_MAX;
+	size = cap;
+	barrier_var(size);
+	if (size < 2 || size > VG_PATH_MAX || cur > VG_RECORD_MAX - VG_PATH_MAX)
+		return -1;
+	if (user)
+		n = bpf_probe_read_user_str(&s->rec[cur & (VG_RECORD_MAX - 1)], size,
+					    (const void *)ptr);
+	else
+		n = bpf_probe_read_kernel_str(&s->rec[cur & (VG_RECORD_MAX - 1)], size,
+					      (const void *)ptr);
+	if (n < 1)
+		return -1;
+	if ((__u64)n == size)
+		mark_truncated(s, trunc_flag);
+	s->cur = cur + (__u32)n - 1;
+	return (int)n - 1;
+}
+
+static __always_inline int append_byte(struct vg_scratch *s, char c)
+{
+	__u32 cur = s->cur;
+
+	if (cur >= VG_RECORD_MAX)
+		return -1;
+	s->rec[cur & (VG_RECORD_MAX - 1)] = c;
+	s->cur = cur + 1;
+	return 1;
+}
+
+/*
+ * Appends the absolute form of user path @upath given relative to directory fd @dfd
+ * (VG_AT_FDCWD for the working directory); an empty @upath names @dfd itself. Returns the
+ * bytes appended, -2 when the directory is on a pseudo filesystem, or -1.
+ */
+__noinline int vg_append_resolved(__s64 dfd, __u64 upath, __u32 trunc_flag)
+{
+	struct vg_scratch *s = scratch();
+	struct task_struct *task = current_task();
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct file *file;
+	__u32 start;
+	char c = 0;
+	int n;
+
+	if (!s || bpf_probe_read_user(&c, 1, (const void *)upath))
+		return -1;
+	start = s->cur;
+	if (c != '/') {
+		if (dfd == VG_AT_FDCWD) {
+			dentry = BPF_CORE_READ(task, fs, pwd.dentry);
+			vfsmnt = BPF_CORE_READ(task, fs, pwd.mnt);
+		} else {
+			file = fd_file(task, dfd);
+			if (!file)
+				return -1;
+			dentry = BPF_CORE_READ(file, f_path.dentry);
+			vfsmnt = BPF_CORE_READ(file, f_path.mnt);
+		}
+		if (!dentry || dentry_on_pseudo_fs(dentry))
+			return -2;
+		n = vg_append_path((__u64)dentry, (__u64)vfsmnt, (__u64)task, trunc_flag);
+		if (n < 0)
+			return -1;
+		/* "/" + "x" should not become "//x" */
+		if (c && n != 1 && append_byte(s, '/') < 0)
+			return -1;
+	}
+	if (c && vg_append_str(upath, VG_PATH_MAX, 1, trunc_flag) < 0)
+		return -1;
+	return (int)(s->cur - start);
+}
+
+/*
+ * True when the @len bytes at @off of the record are a path under /proc, /sys or /dev/pts,
+ * the usual mount points of the pseudo filesystems skipped by superblock elsewhere.
+ */
+__noinline int vg_pseudo_path(__u32 off, __u32 len)
+{
+	struct vg_scratch *s = scratch();
+	char p[10] = {};
+
+	if (!s || off >= VG_RECORD_MAX)
+		return 0;
+	if (bpf_probe_read_kernel(p, sizeof(p), &s->rec[off & (VG_RECORD_MAX - 1)]))
+		return 0;
+	if (len >= 5 && p[0] == '/' && p[1] == 'p' && p[2] == 'r' && p[3] == 'o' && p[4] == 'c')
+		return len == 5 || p[5] == '/';
+	if (len >= 4 && p[0] == '/' && p[1] == 's' && p[2] == 'y' && p[3] == 's')
+		return len == 4 || p[4] == '/';
+	if (len >= 8 && p[0] == '/' && p[1] == 'd' && p[2] == 'e' && p[3] == 'v' && p[4] == '/' &&
+	    p[5] == 'p' && p[6] == 't' && p[7] == 's')
+		return len == 8 || p[8] == '/';
+	return 0;
+}
+
+/* Sends the record built in the scratch buffer; counts it as lost when there is no room. */
+__noinline int vg_submit(__u32 action)
+{
+	struct vg_scratch *s = scratch();
+	__u64 size;
+
+	if (!s)
+		return -1;
+	size = s->cur;
+	barrier_var(size);
+	if (size < sizeof(struct vg_hdr) || size > VG_RECORD_MAX)
+		return -1;
+	((struct vg_hdr *)s->rec)->size = (__u32)size;
+	if (bpf_ringbuf_output(&vg_events, s->rec, size, 0)) {
+		count_drop(VG_DROP_RINGBUF_FULL, action);
+		return -1;
+	}
+	return 0;
+}
+
+/* Fills a vg_str from the offset before an append and the append's result. */
+static __always_inline void set_str(struct vg_str *str, __u32 off, int n)
+{
+	if (n <= 0 || off >= VG_RECORD_MAX)
+		return;
+	str->off = (__u16)off;
+	str->len = (__u16)n;
+}
+
+/* ---- process lifecycle ---- */
+
+SEC("raw_tp/sched_process_exec")
+int vg_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *task = (struct task_struct *)ctx->args[0];
+	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
+	struct vg_scratch *s = scratch();
+	const struct cred *cred;
+	struct vg_exec *e;
+	struct file *exe;
+	struct mm_struct *mm;
+	struct tty_struct *tty;
+	unsigned long arg_start, arg_end;
+	__u32 off, len;
+	int n;
+
+	if (!s)
+		return 0;
+	e = record_begin(s, sizeof(*e), VG_T_EXEC, VG_A_EXEC, BPF_CORE_READ(task, tgid),
+			 BPF_CORE_READ(task, pid));
+	e->start_ns = task_start_ns(task);
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	cred = BPF_CORE_READ(task, cred);
+	e->uid = BPF_CORE_READ(cred, uid.val);
+	e->euid = BPF_CORE_READ(cred, euid.val);
+	e->gid = BPF_CORE_READ(cred, gid.val);
+	e->egid = BPF_CORE_READ(cred, egid.val);
+	e->loginuid = (__u32)-1;
+	if (bpf_core_field_exists(task->loginuid))
+		e->loginuid = BPF_CORE_READ(task, loginuid.val);
+	e->argc = BPF_CORE_READ(bprm, argc);
+
+	/* argv first: the largest string, at a fixed offset */
+	mm = BPF_CORE_READ(task, mm);
+	arg_start = BPF_CORE_READ(mm, arg_start);
+	arg_end = BPF_CORE_READ(mm, arg_end);
+	len = arg_end > arg_start ? (__u32)(arg_end - arg_start) : 0;
+	if (arg_end - arg_start > VG_ARGV_MAX)
+		len = VG_ARGV_MAX + 1; /* vg_append_user cuts it and marks it */
+	off = s->cur;
+	n = vg_append_user(arg_start, len, VG_F_ARGS_TRUNC);
+	if (n < 0 && len > 0) {
+		/* a page of the arguments is not present: keep what the first page holds */
+		__u32 first = 4096 - (arg_start & 4095);
+		n = vg_append_user(arg_start, first < len ? first : len, VG_F_ARGS_TRUNC);
+		if (n >= 0)
+			mark_truncated(s, VG_F_ARGS_TRUNC);
+		else
+			mark_truncated(s, VG_F_ARGS_UNREADABLE);
+	}
+	set_str(&e->args, off, n);
+
+	exe = BPF_CORE_READ(bprm, file);
+	off = s->cur;
+	n = vg_append_path((__u64)BPF_CORE_READ(exe, f_path.dentry),
+			   (__u64)BPF_CORE_READ(exe, f_path.mnt), (__u64)task, VG_F_EXE_TRUNC);
+	set_str(&e->executable, off, n);
+
+	off = s->cur;
+	n = vg_append_path((__u64)BPF_CORE_READ(task, fs, pwd.dentry),
+			   (__u64)BPF_CORE_READ(task, fs, pwd.mnt), (__u64)task, VG_F_CWD_TRUNC);
+	set_str(&e->cwd, off, n);
+
+	tty = BPF_CORE_READ(task, signal, tty);
+	if (tty) {
+		off = s->cur;
+		n = vg_append_str((__u64)__builtin_preserve_access_index(&tty->name[0]),
+				  VG_TTY_MAX, 0, 0);
+		set_str(&e->tty, off, n);
+	}
+
+	off = s->cur;
+	n = vg_append_cgroup((__u64)task);
+	set_str(&e->cgroup, off, n);
+
+	vg_submit(VG_A_EXEC);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_fork")
+int vg_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *child = (struct task_struct *)ctx->args[1];
+	struct vg_scratch *s;
+	struct vg_fork *f;
+	__u32 pid = BPF_CORE_READ(child, pid), tgid = BPF_CORE_READ(child, tgid);
+
+	if (pid != tgid)
+		return 0; /* a new thread, not a new process */
+	s = scratch();
+	if (!s)
+		return 0;
+	f = record_begin(s, sizeof(*f), VG_T_FORK, VG_A_FORK, tgid,
+			 (__u32)bpf_get_current_pid_tgid());
+	f->start_ns = task_start_ns(child);
+	f->ppid = BPF_CORE_READ(child, real_parent, tgid);
+	vg_submit(VG_A_FORK);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_exit")
+int vg_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *task = (struct task_struct *)ctx->args[0];
+	__u64 id = bpf_get_current_pid_tgid();
+	struct vg_scratch *s;
+	struct vg_exit *x;
+
+	/* a thread killed inside a stashed syscall never reaches sys_exit */
+	bpf_map_delete_elem(&vg_stash_map, &id);
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0; /* other threads of the process live on */
+	s = scratch();
+	if (!s)
+		return 0;
+	x = record_begin(s, sizeof(*x), VG_T_EXIT, VG_A_EXIT, BPF_CORE_READ(task, tgid),
+			 BPF_CORE_READ(task, pid));
+	x->start_ns = task_start_ns(task);
+	x->exit_code = BPF_CORE_READ(task, exit_code);
+	vg_submit(VG_A_EXIT);
+	return 0;
+}
+
+SEC("raw_tp/module_load")
+int vg_module_load(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct module___vg *mod = (struct module___vg *)ctx->args[0];
+	struct vg_scratch *s = scratch();
+	struct vg_module *m;
+	__u32 off;
+	int n;
+
+	if (!s)
+		return 0;
+	m = record_begin_current(s, sizeof(*m), VG_T_MODULE, VG_A_MODULE_LOAD);
+	off = s->cur;
+	n = vg_append_str((__u64)__builtin_preserve_access_index(&mod->name[0]),
+			  VG_MODULE_NAME_MAX, 0, VG_F_NAME_TRUNC);
+	set_str(&m->name, off, n);
+	vg_submit(VG_A_MODULE_LOAD);
+	return 0;
+}
+
+/* ---- syscalls ---- */
+
+static __always_inline __u32 action_of(__u32 sc)
+{
+	switch (sc) {
+	case VG_SC_RENAME:
+	case VG_SC_RENAMEAT:
+	case VG_SC_RENAMEAT2:
+		return VG_A_RENAME;
+	case VG_SC_UNLINK:
+	case VG_SC_UNLINKAT:
+	case VG_SC_RMDIR:
+		return VG_A_DELETE;
+	case VG_SC_CHMOD:
+	case VG_SC_FCHMOD:
+	case VG_SC_FCHMODAT:
+	case VG_SC_FCHMODAT2:
+		return VG_A_CHMOD;
+	case VG_SC_CONNECT:
+	case VG_SC_SENDTO:
+	case VG_SC_SENDMSG:
+	case VG_SC_SENDMMSG:
+		return VG_A_CONNECT;
+	case VG_SC_BIND:
+		return VG_A_BIND;
+	case VG_SC_SETUID:
+	case VG_SC_SETREUID:
+	case VG_SC_SETRESUID:
+	case VG_SC_SETFSUID:
+		return VG_A_SETUID;
+	case VG_SC_SETGID:
+	case VG_SC_SETREGID:
+	case VG_SC_SETRESGID:
+	case VG_SC_SETFSGID:
+		return VG_A_SETGID;
+	case VG_SC_PTRACE:
+		return VG_A_PTRACE;
+	case VG_SC_MEMFD_CREATE:
+		return VG_A_MEMFD_CREATE;
+	case VG_SC_INIT_MODULE:
+	case VG_SC_FINIT_MODULE:
+		return VG_A_MODULE_LOAD;
+	}
+	return VG_A_EXEC;
+}
+
+/* Copies a user sockaddr for @st; false when it is not IPv4 or IPv6. */
+static __always_inline bool stash_sockaddr(struct vg_stash *st, __u64 uaddr, __u64 ulen)
+{
+	__u32 len = ulen > VG_SOCKADDR_MAX ? VG_SOCKADDR_MAX : (__u32)ulen;
+	__u16 family;
+
+	if (!uaddr || len < 8)
+		return false;
+	if (bpf_probe_read_user(st->addr, len & 31, (const void *)uaddr))
+		return false;
+	family = *(__u16 *)st->addr;
+	if (family == VG_AF_INET && len >= 8)
+		st->addrlen = len;
+	else if (family == VG_AF_INET6 && len >= 24)
+		st->addrlen = len;
+	else
+		return false;
+	return true;
+}
+
+/* Keeps what sys_exit of syscall class @sc will need; returns 0, or -1 when not wanted. */
+__noinline int vg_stash_args(__u64 regs_p, __u32 sc)
+{
+	struct pt_regs *regs = (struct pt_regs *)regs_p;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct vg_stash st = {};
+	__u64 msg[2];
+
+	st.sc = sc;
+	st.args[0] = VG_ARG0(regs);
+	st.args[1] = VG_ARG1(regs);
+	st.args[2] = VG_ARG2(regs);
+	st.args[3] = VG_ARG3(regs);
+	st.args[4] = VG_ARG4(regs);
+	st.args[5] = VG_ARG5(regs);
+
+	switch (sc) {
+	case VG_SC_CONNECT:
+	case VG_SC_BIND:
+		if (!stash_sockaddr(&st, st.args[1], st.args[2]))
+			return -1;
+		break;
+	case VG_SC_SENDTO:
+		/* only sends that name their destination; connected sockets had a connect */
+		if (!stash_sockaddr(&st, st.args[4], st.args[5]))
+			return -1;
+		break;
+	case VG_SC_SENDMSG:
+	case VG_SC_SENDMMSG:
+		/* msghdr (and mmsghdr, first message) start with msg_name, msg_namelen */
+		if (!st.args[1] || bpf_probe_read_user(msg, sizeof(msg), (const void *)st.args[1]))
+			return -1;
+		if (!stash_sockaddr(&st, msg[0], (__u32)msg[1]))
+			return -1;
+		break;
+	case VG_SC_PTRACE:
+		if (st.args[0] != VG_PTRACE_ATTACH && st.args[0] != VG_PTRACE_SEIZE)
+			return -1;
+		break;
+	}
+	if (bpf_map_update_elem(&vg_stash_map, &id, &st, BPF_ANY)) {
+		count_drop(VG_DROP_STASH_FULL, action_of(sc));
+		return -1;
+	}
+	return 0;
+}
+
+SEC("raw_tp/sys_enter")
+int vg_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 nr = ctx->args[1];
+	__u32 sc;
+
+	if (nr >= VG_NR_SLOTS)
+		return 0;
+	sc = vg_nr_class[nr];
+	if (sc < VG_SC_FIRST_STASHED)
+		return 0;
+	if ((__u32)(bpf_get_current_pid_tgid() >> 32) == vg_self_tgid)
+		return 0;
+	vg_stash_args(ctx->args[0], sc);
+	return 0;
+}
+
+/* open, openat, openat2, creat returned @fd: report a created or writable regular file. */
+__noinline int vg_on_open(__s64 fd, __u32 sc)
+{
+	struct task_struct *task = current_task();
+	struct file *file = fd_file(task, fd);
+	struct vg_scratch *s;
+	struct vg_file *f;
+	struct inode *inode;
+	__u32 fmode, imode, off;
+	__u16 action;
+	int n;
+
+	if (!file)
+		return 0;
+	fmode = BPF_CORE_READ(file, f_mode);
+	if (fmode & VG_FMODE_CREATED)
+		action = VG_A_CREATE;
+	else if (fmode & VG_FMODE_WRITE)
+		action = VG_A_WRITE;
+	else
+		return 0;
+	inode = BPF_CORE_READ(file, f_inode);
+	imode = BPF_CORE_READ(inode, i_mode);
+	if ((imode & VG_S_IFMT) != VG_S_IFREG || pseudo_fs_magic(BPF_CORE_READ(inode, i_sb, s_magic)))
+		return 0;
+	s = scratch();
+	if (!s)
+		return 0;
+	f = record_begin_current(s, sizeof(*f), VG_T_FILE, action);
+	f->mode = imode & 07777;
+	f->syscall = sc;
+	off = s->cur;
+	n = vg_append_path((__u64)BPF_CORE_READ(file, f_path.dentry),
+			   (__u64)BPF_CORE_READ(file, f_path.mnt), (__u64)task, VG_F_PATH_TRUNC);
+	if (n <= 0)
+		return 0;
+	set_str(&f->path, off, n);
+	vg_submit(action);
+	return 0;
+}
+
+/* rename, unlink, chmod families returned 0: report them with resolved paths. */
+__noinline int vg_on_file_op(__u32 sc)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct vg_stash *st = bpf_map_lookup_elem(&vg_stash_map, &id);
+	struct task_struct *task = current_task();
+	struct vg_scratch *s = scratch();
+	struct vg_file *f;
+	struct file *file;
+	struct dentry *dentry;
+	__s64 dfd = VG_AT_FDCWD, dfd2 = VG_AT_FDCWD;
+	__u64 upath = 0, upath2 = 0;
+	__u32 action = action_of(sc), off;
+	int n;
+
+	if (!st || st->sc != sc || !s)
+		return 0;
+	f = record_begin_current(s, sizeof(*f), VG_T_FILE, action);
+	f->syscall = sc;
+	f->mode = VG_MODE_UNKNOWN;
+	switch (sc) {
+	case VG_SC_RENAME:
+		upath = st->args[0];
+		upath2 = st->args[1];
+		break;
+	case VG_SC_RENAMEAT:
+	case VG_SC_RENAMEAT2:
+		dfd = (__s32)st->args[0];
+		upath = st->args[1];
+		dfd2 = (__s32)st->args[2];
+		upath2 = st->args[3];
+		break;
+	case VG_SC_UNLINK:
+	case VG_SC_RMDIR:
+		upath = st->args[0];
+		break;
+	case VG_SC_UNLINKAT:
+		dfd = (__s32)st->args[0];
+		upath = st->args[1];
+		break;
+	case VG_SC_CHMOD:
+		upath = st->args[0];
+		f->mode = (__u32)st->args[1] & 07777;
+		break;
+	case VG_SC_FCHMODAT:
+	case VG_SC_FCHMODAT2:
+		dfd = (__s32)st->args[0];
+		upath = st->args[1];
+		f->mode = (__u32)st->args[2] & 07777;
+		break;
+	case VG_SC_FCHMOD:
+		f->mode = (__u32)st->args[1] & 07777;
+		file = fd_file(task, (__s32)st->args[0]);
+		if (!file)
+			return 0;
+		dentry = BPF_CORE_READ(file, f_path.dentry);
+		if (!dentry || dentry_on_pseudo_fs(dentry))
+			return 0;
+		off = s->cur;
+		n = vg_append_path((__u64)dentry, (__u64)BPF_CORE_READ(file, f_path.mnt),
+				   (__u64)task, VG_F_PATH_TRUNC);
+		if (n <= 0)
+			return 0;
+		set_str(&f->path, off, n);
+		vg_submit(action);
+		return 0;
+	default:
+		return 0;
+	}
+	if (!upath)
+		return 0;
+	off = s->cur;
+	n = vg_append_resolved(dfd, upath, VG_F_PATH_TRUNC);
+	if (n <= 0 || vg_pseudo_path(off, n))
+		return 0;
+	set_str(&f->path, off, n);
+	if (upath2) {
+		off = s->cur;
+		n = vg_append_resolved(dfd2, upath2, VG_F_TARGET_TRUNC);
+		set_str(&f->target, off, n);
+	}
+	vg_submit(action);
+	return 0;
+}
+
+/* Local and remote address of socket @sk into @nt; false unless TCP or UDP over IP. */
+static __always_inline bool sock_addrs(struct sock *sk, struct vg_net *nt)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 proto = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
+	__u16 dport;
+
+	if ((family != VG_AF_INET && family != VG_AF_INET6) ||
+	    (proto != VG_IPPROTO_TCP && proto != VG_IPPROTO_UDP))
+		return false;
+	nt->family = family;
+	nt->protocol = proto;
+	nt->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	nt->dport = __builtin_bswap16(dport);
+	if (family == VG_AF_INET) {
+		BPF_CORE_READ_INTO(nt->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO(nt->daddr, sk, __sk_common.skc_daddr);
+	} else {
+		BPF_CORE_READ_INTO(nt->saddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(nt->daddr, sk, __sk_common.skc_v6_daddr);
+	}
+	return true;
+}
+
+/* The socket behind descriptor @fd of the current task, or NULL. */
+static __always_inline struct sock *fd_sock(long fd)
+{
+	struct file *file = fd_file(current_task(), fd);
+	struct socket *sock;
+
+	if (!file)
+		return NULL;
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & VG_S_IFMT) != VG_S_IFSOCK)
+		return NULL;
+	sock = BPF_CORE_READ(file, private_data);
+	return sock ? BPF_CORE_READ(sock, sk) : NULL;
+}
+
+/* accept and accept4 returned @fd: the connection's two ends, as an ingress event. */
+__noinline int vg_on_accept(__s64 fd, __u32 sc)
+{
+	struct vg_scratch *s = scratch();
+	struct sock *sk = fd_sock(fd);
+	struct vg_net *nt;
+
+	if (!s || !sk)
+		return 0;
+	nt = record_begin_current(s, sizeof(*nt), VG_T_NET, VG_A_ACCEPT);
+	nt->syscall = sc;
+	if (!sock_addrs(sk, nt))
+		return 0;
+	vg_submit(VG_A_ACCEPT);
+	return 0;
+}
+
+/* connect, bind and addressed UDP sends that succeeded. */
+__noinline int vg_on_net(__s64 ret, __u32 sc)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct vg_stash *st = bpf_map_lookup_elem(&vg_stash_map, &id);
+	struct vg_scratch *s = scratch();
+	struct vg_udp_key key = {};
+	struct vg_net *nt;
+	struct sock *sk;
+	__u32 action = action_of(sc);
+	__u16 family;
+	__u64 now;
+
+	if (!st || st->sc != sc || !s)
+		return 0;
+	if (sc == VG_SC_CONNECT ? (ret != 0 && ret != -VG_EINPROGRESS) : ret < 0)
+		return 0;
+	sk = fd_sock((__s32)st->args[0]);
+	if (!sk)
+		return 0;
+	nt = record_begin_current(s, sizeof(*nt), VG_T_NET, action);
+	nt->syscall = sc;
+	if (!sock_addrs(sk, nt))
+		return 0;
+	if (sc == VG_SC_BIND) {
+		__builtin_memset(nt->daddr, 0, sizeof(nt->daddr));
+		nt->dport = 0;
+		vg_submit(action);
+		return 0;
+	}
+	/* the destination as the caller asked for it */
+	family = *(__u16 *)st->addr;
+	nt->dport = __builtin_bswap16(*(__u16 *)&st->addr[2]);
+	__builtin_memset(nt->daddr, 0, sizeof(nt->daddr));
+	if (family == VG_AF_INET) {
+		__builtin_memcpy(nt->daddr, &st->addr[4], 4);
+		if (nt->family == VG_AF_INET6) {
+			/* an IPv6 socket never reaches an AF_INET address; keep it as IPv4 */
+			nt->family = VG_AF_INET;
+			__builtin_memset(nt->saddr, 0, sizeof(nt->saddr));
+		}
+	} else {
+		__builtin_memcpy(nt->daddr, &st->addr[8], 16);
+	}
+	if (sc != VG_SC_CONNECT) {
+		if (nt->protocol != VG_IPPROTO_UDP)
+			return 0;
+		key.sk = (__u64)sk;
+		key.ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+		__builtin_memcpy(key.daddr, nt->daddr, sizeof(key.daddr));
+		key.dport = nt->dport;
+		key.family = family;
+		if (bpf_map_lookup_elem(&vg_udp_seen, &key))
+			return 0;
+		now = bpf_ktime_get_boot_ns();
+		bpf_map_update_elem(&vg_udp_seen, &key, &now, BPF_ANY);
+	}
+	vg_submit(action);
+	return 0;
+}
+
+/* setuid and setgid families: report the ids asked for once the call took effect. */
+__noinline int vg_on_cred(__s64 ret, __u32 sc)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct vg_stash *st = bpf_map_lookup_elem(&vg_stash_map, &id);
+	struct task_struct *task = current_task();
+	const struct cred *cred = BPF_CORE_READ(task, cred);
+	struct vg_scratch *s = scratch();
+	__u32 action = action_of(sc);
+	struct vg_cred *c;
+	__u32 fs;
+
+	if (!st || st->sc != sc || !s)
+		return 0;
+	if (sc == VG_SC_SETFSUID || sc == VG_SC_SETFSGID) {
+		/* these return the old id; success is the new one being in place */
+		fs = sc == VG_SC_SETFSUID ? BPF_CORE_READ(cred, fsuid.val)
+					  : BPF_CORE_READ(cred, fsgid.val);
+		if (fs != (__u32)st->args[0] || (__u32)ret == fs)
+			return 0;
+	} else if (ret != 0) {
+		return 0;
+	}
+	c = record_begin_current(s, sizeof(*c), VG_T_CRED, action);
+	c->syscall = sc;
+	c->requested[0] = (__u32)st->args[0];
+	c->requested[1] = VG_ID_UNCHANGED;
+	c->requested[2] = VG_ID_UNCHANGED;
+	if (sc == VG_SC_SETREUID || sc == VG_SC_SETREGID || sc == VG_SC_SETRESUID ||
+	    sc == VG_SC_SETRESGID)
+		c->requested[1] = (__u32)st->args[1];
+	if (sc == VG_SC_SETRESUID || sc == VG_SC_SETRESGID)
+		c->requested[2] = (__u32)st->args[2];
+	c->uid = BPF_CORE_READ(cred, uid.val);
+	c->euid = BPF_CORE_READ(cred, euid.val);
+	c->gid = BPF_CORE_READ(cred, gid.val);
+	c->egid = BPF_CORE_READ(cred, egid.val);
+	vg_submit(action);
+	return 0;
+}
+
+/* ptrace attach, memfd_create and module loading through syscalls. */
+__noinline int vg_on_misc(__s64 ret, __u32 sc)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct vg_stash *st = bpf_map_lookup_elem(&vg_stash_map, &id);
+	struct task_struct *task = current_task();
+	struct vg_scratch *s = scratch();
+	struct vg_ptrace *p;
+	struct vg_memfd *m;
+	struct vg_module *mod;
+	struct file *file;
+	__u32 off;
+	int n;
+
+	if (!st || !s || ret < 0)
+		return 0;
+	switch (sc) {
+	case VG_SC_PTRACE:
+		if (ret != 0)
+			return 0;
+		p = record_begin_current(s, sizeof(*p), VG_T_PTRACE, VG_A_PTRACE);
+		p->request = (__s64)st->args[0];
+		p->target_pid = (__u32)st->args[1];
+		vg_submit(VG_A_PTRACE);
+		return 0;
+	case VG_SC_MEMFD_CREATE:
+		m = record_begin_current(s, sizeof(*m), VG_T_MEMFD, VG_A_MEMFD_CREATE);
+		m->mfd_flags = (__u32)st->args[1];
+		off = s->cur;
+		n = vg_append_str(st->args[0], VG_MEMFD_NAME_MAX, 1, VG_F_NAME_TRUNC);
+		set_str(&m->name, off, n);
+		vg_submit(VG_A_MEMFD_CREATE);
+		return 0;
+	case VG_SC_INIT_MODULE:
+	case VG_SC_FINIT_MODULE:
+		if (ret != 0)
+			return 0;
+		mod = record_begin_current(s, sizeof(*mod), VG_T_MODULE, VG_A_MODULE_LOAD);
+		mod->syscall = sc;
+		if (sc == VG_SC_FINIT_MODULE) {
+			file = fd_file(task, (__s32)st->args[0]);
+			if (file) {
+				off = s->cur;
+				n = vg_append_path((__u64)BPF_CORE_READ(file, f_path.dentry),
+						   (__u64)BPF_CORE_READ(file, f_path.mnt),
+						   (__u64)task, VG_F_PATH_TRUNC);
+				set_str(&mod->path, off, n);
+			}
+		}
+		vg_submit(VG_A_MODULE_LOAD);
+		return 0;
+	}
+	return 0;
+}
+
+SEC("raw_tp/sys_exit")
+int vg_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	__s64 ret = (__s64)ctx->args[1];
+	__u64 nr = VG_SYSCALL_NR(regs);
+	__u64 id;
+	__u32 sc;
+
+	if (nr >= VG_NR_SLOTS)
+		return 0;
+	sc = vg_nr_class[nr];
+	if (sc == VG_SC_NONE)
+		return 0;
+	id = bpf_get_current_pid_tgid();
+	if ((__u32)(id >> 32) == vg_self_tgid)
+		return 0;
+	if (sc < VG_SC_FIRST_STASHED) {
+		if (ret < 0)
+			return 0;
+		if (sc == VG_SC_ACCEPT || sc == VG_SC_ACCEPT4)
+			vg_on_accept(ret, sc);
+		else
+			vg_on_open(ret, sc);
+		return 0;
+	}
+	switch (sc) {
+	case VG_SC_RENAME ... VG_SC_FCHMODAT2:
+		if (ret == 0)
+			vg_on_file_op(sc);
+		break;
+	case VG_SC_CONNECT ... VG_SC_SENDMMSG:
+		vg_on_net(ret, sc);
+		break;
+	case VG_SC_SETUID ... VG_SC_SETFSGID:
+		vg_on_cred(ret, sc);
+		break;
+	default:
+		vg_on_misc(ret, sc);
+		break;
+	}
+	bpf_map_delete_elem(&vg_stash_map, &id);
+	return 0;
+}
