@@ -36,12 +36,17 @@ struct agent_options {
 	double metric_interval; /* seconds between metric lines */
 	size_t cache_max;
 	unsigned int categories; /* SOURCE_CAT_* to observe; 0 means all */
+	const char *rules_path; /* rules directory or file to evaluate, or NULL */
+	bool alerts_only;       /* print alerts and metric lines, not events */
+	bool response_audit;    /* report kill responses instead of acting on them */
 };
 
 struct agent_counters {
 	uint64_t emitted[ACT_COUNT];
 	uint64_t write_errors;    /* events that could not be written to stdout */
 	uint64_t oversize_events; /* events whose JSON passed the line cap */
+	uint64_t alerts;
+	uint64_t responses[5]; /* by enum response_result */
 };
 
 #define USER_NAME_CACHE 64
@@ -63,8 +68,11 @@ struct agent {
 	uint64_t boot_epoch_ns; /* CLOCK_REALTIME minus CLOCK_BOOTTIME at start */
 	pid_t self_pid;
 	char host_name[256];
-	char agent_id[64];
+	char agent_id[256];
 	char boot_id[64];
+	struct ruleset *rules;
+	struct engine *engine;
+	struct event *alert_scratch;
 	struct user_name_slot user_names[USER_NAME_CACHE];
 	struct buf line; /* output line being built */
 	FILE *out;

@@ -221,8 +221,8 @@ static int decode_exec(struct bpf_decoder *d, const struct rec *r, struct event 
 	const struct vg_exec *e = (const void *)r->p;
 	uint32_t flags = e->hdr.flags;
 	struct proc_info *pi = &out->proc;
-	const char *exe, *args, *cwd, *tty, *cgroup;
-	size_t exe_len, args_len, cwd_len, tty_len, cgroup_len, n;
+	const char *exe, *args, *cwd, *tty, *cgroup, *cgroup_v1;
+	size_t exe_len, args_len, cwd_len, tty_len, cgroup_len, cgroup_v1_len, n;
 	int err = 0;
 
 	exe = rec_str(r, e->executable, VG_PATH_MAX, &exe_len, &err);
@@ -230,6 +230,7 @@ static int decode_exec(struct bpf_decoder *d, const struct rec *r, struct event 
 	cwd = rec_str(r, e->cwd, VG_PATH_MAX, &cwd_len, &err);
 	tty = rec_str(r, e->tty, VG_TTY_MAX, &tty_len, &err);
 	cgroup = rec_str(r, e->cgroup, VG_PATH_MAX, &cgroup_len, &err);
+	cgroup_v1 = rec_str(r, e->cgroup_v1, VG_PATH_MAX, &cgroup_v1_len, &err);
 	if (err)
 		return err;
 	/* argv is NUL-separated: take its whole span, not up to the first NUL */
@@ -301,10 +302,12 @@ static int decode_exec(struct bpf_decoder *d, const struct rec *r, struct event 
 		err |= event_set_cstr(ev, F_PROCESS_CGROUP, pi->cgroup);
 		if (flags & VG_F_CGROUP_TRUNC)
 			event_mark_truncated(ev, F_PROCESS_CGROUP);
-		if (container_id_from_cgroup(cgroup, cgroup_len, d->container_id)) {
-			pi->container_id = d->container_id;
-			err |= event_set_cstr(ev, F_CONTAINER_ID, d->container_id);
-		}
+	}
+	/* hybrid hosts keep containers in the v1 hierarchies: look there when v2 has nothing */
+	if ((cgroup && container_id_from_cgroup(cgroup, cgroup_len, d->container_id)) ||
+	    (cgroup_v1 && container_id_from_cgroup(cgroup_v1, cgroup_v1_len, d->container_id))) {
+		pi->container_id = d->container_id;
+		err |= event_set_cstr(ev, F_CONTAINER_ID, d->container_id);
 	}
 	err |= set_id(ev, F_USER_ID, e->uid);
 	err |= set_id(ev, F_USER_EFFECTIVE_ID, e->euid);

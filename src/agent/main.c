@@ -13,8 +13,10 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "lib/engine.h"
 #include "lib/event_json.h"
 #include "proc_scan.h"
+#include "response.h"
 
 /* Longest output line; an event past it is counted and replaced by a truncation notice. */
 #define AGENT_LINE_MAX (4u * 1024u * 1024u)
@@ -102,6 +104,41 @@ static int write_line(struct agent *agent)
 	return 0;
 }
 
+/* The event's own time (replayed events keep theirs), or now. */
+static uint64_t event_time(const struct event *ev)
+{
+	uint64_t ns;
+	size_t len;
+	const char *ts = event_str(ev, F_TIMESTAMP, &len);
+	if (ts && timestamp_parse(ts, len, &ns) == 0)
+		return ns;
+	return clock_ns(CLOCK_REALTIME);
+}
+
+/* Prints one alert and carries out the rule's response. */
+static void on_alert(void *ctx, const struct rule_info *rule, const struct event *ev)
+{
+	struct agent *agent = ctx;
+
+	agent->counters.alerts++;
+	if (rule->kill && agent->source_ops != &source_replay_ops) {
+		enum response_result r = response_kill(agent, rule, ev);
+		agent->counters.responses[r]++;
+		fprintf(stderr, "vigil-agent: rule %s: kill response %s\n", rule->id,
+			response_result_name(r));
+	}
+	if (!agent->opt.print)
+		return;
+	buf_reset(&agent->line);
+	int err = alert_write_json(rule, ev, agent->alert_scratch, &agent->line);
+	if (err == -E2BIG)
+		agent->counters.oversize_events++;
+	else if (err)
+		agent->counters.write_errors++;
+	else
+		write_line(agent);
+}
+
 int agent_emit(struct agent *agent, struct event *ev)
 {
 	char ts[40];
@@ -130,19 +167,20 @@ int agent_emit(struct agent *agent, struct event *ev)
 	const char *action = event_str(ev, F_EVENT_ACTION, &len);
 	agent->counters.emitted[action ? agent_action_of(action, len) : ACT_other]++;
 
-	if (!agent->opt.print)
-		return 0;
-	buf_reset(&agent->line);
-	err = event_write_json(ev, &agent->line);
-	if (err == -E2BIG) {
-		agent->counters.oversize_events++;
-		return err;
+	err = 0;
+	if (agent->opt.print && !agent->opt.alerts_only) {
+		buf_reset(&agent->line);
+		err = event_write_json(ev, &agent->line);
+		if (err == -E2BIG)
+			agent->counters.oversize_events++;
+		else if (err)
+			agent->counters.write_errors++;
+		else
+			err = write_line(agent);
 	}
-	if (err) {
-		agent->counters.write_errors++;
-		return err;
-	}
-	return write_line(agent);
+	if (agent->engine)
+		engine_eval(agent->engine, ev, event_time(ev), on_alert, agent);
+	return err;
 }
 
 /* Writes one event.kind "metric" line with the agent's and the source's counters. */
@@ -181,11 +219,30 @@ static void emit_metrics(struct agent *agent, bool final, uint64_t started_ns)
 	if (agent->cache) {
 		proc_cache_get_stats(agent->cache, &cs);
 		err |= buf_printf(b,
-				  ",\"cache\":{\"entries\":%zu,\"max\":%zu,\"evictions\":%llu,"
+				  ",\"cache\":{\"entries\":%zu,\"max\":%zu,\"string_bytes\":%zu,"
+				  "\"max_bytes\":%zu,\"evictions\":%llu,"
 				  "\"reaped\":%llu,\"pid_reuse\":%llu,\"misses\":%llu}",
-				  cs.entries, cs.max_entries, (unsigned long long)cs.evictions,
+				  cs.entries, cs.max_entries, cs.string_bytes, cs.max_bytes,
+				  (unsigned long long)cs.evictions,
 				  (unsigned long long)cs.reaped, (unsigned long long)cs.pid_reuse,
 				  (unsigned long long)cs.misses);
+	}
+	if (agent->engine) {
+		struct engine_stats es;
+		engine_get_stats(agent->engine, &es);
+		err |= buf_printf(b,
+				  ",\"engine\":{\"rules\":%zu,\"events\":%llu,\"alerts\":%llu,"
+				  "\"state_entries\":%llu,\"state_evictions\":%llu,\"errors\":%llu}",
+				  ruleset_count(agent->rules), (unsigned long long)es.events,
+				  (unsigned long long)es.alerts, (unsigned long long)es.state_entries,
+				  (unsigned long long)es.state_evictions, (unsigned long long)es.errors);
+		err |= buf_printf(b, ",\"responses\":{\"killed\":%llu,\"audited\":%llu,"
+				     "\"refused\":%llu,\"gone\":%llu,\"failed\":%llu}",
+				  (unsigned long long)agent->counters.responses[RESPONSE_KILLED],
+				  (unsigned long long)agent->counters.responses[RESPONSE_AUDITED],
+				  (unsigned long long)agent->counters.responses[RESPONSE_REFUSED],
+				  (unsigned long long)agent->counters.responses[RESPONSE_GONE],
+				  (unsigned long long)agent->counters.responses[RESPONSE_FAILED]);
 	}
 	if (agent->source && agent->source_ops->metrics)
 		err |= agent->source_ops->metrics(agent->source, b);
@@ -210,6 +267,10 @@ static void usage(FILE *out)
 		"  --source NAME           bpf (eBPF), proc (netlink proc connector) or\n"
 		"                          replay:FILE (the agent's own NDJSON); default: bpf,\n"
 		"                          falling back to proc when eBPF cannot load\n"
+		"  --rules PATH            evaluate the rules in PATH (a directory or a file) and\n"
+		"                          print their alerts after the triggering event\n"
+		"  --alerts-only           print alerts and metric lines only\n"
+		"  --response-audit        report kill responses instead of killing\n"
 		"  --metric-interval SEC   seconds between metric lines (default 60)\n"
 		"  --cache-max N           process cache entries (default %u)\n"
 		"  --version               print the version\n"
@@ -231,13 +292,17 @@ static int parse_seconds(const char *s, double max, double *out)
 
 static int parse_options(int argc, char **argv, struct agent_options *opt)
 {
-	enum { OPT_METRIC_INTERVAL = 256, OPT_CACHE_MAX };
+	enum { OPT_METRIC_INTERVAL = 256, OPT_CACHE_MAX, OPT_RULES, OPT_ALERTS_ONLY,
+	       OPT_RESPONSE_AUDIT };
 	static const struct option longopts[] = {
 		{"print", no_argument, NULL, 'p'},
 		{"duration", required_argument, NULL, 'd'},
 		{"source", required_argument, NULL, 's'},
 		{"metric-interval", required_argument, NULL, OPT_METRIC_INTERVAL},
 		{"cache-max", required_argument, NULL, OPT_CACHE_MAX},
+		{"rules", required_argument, NULL, OPT_RULES},
+		{"alerts-only", no_argument, NULL, OPT_ALERTS_ONLY},
+		{"response-audit", no_argument, NULL, OPT_RESPONSE_AUDIT},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -290,6 +355,15 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 			opt->cache_max = v;
 			break;
 		}
+		case OPT_RULES:
+			opt->rules_path = optarg;
+			break;
+		case OPT_ALERTS_ONLY:
+			opt->alerts_only = true;
+			break;
+		case OPT_RESPONSE_AUDIT:
+			opt->response_audit = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 1;
@@ -307,6 +381,10 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 	}
 	if (optind < argc) {
 		fprintf(stderr, "vigil-agent: unexpected argument '%s' (try --help)\n", argv[optind]);
+		return 2;
+	}
+	if (opt->alerts_only && !opt->rules_path) {
+		fprintf(stderr, "vigil-agent: --alerts-only needs --rules\n");
 		return 2;
 	}
 	if (!opt->print) {
@@ -344,6 +422,26 @@ static int agent_init(struct agent *agent)
 	snprintf(agent->agent_id, sizeof(agent->agent_id), "%s",
 		 machine_id[0] ? machine_id : agent->host_name);
 	agent->boot_epoch_ns = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_BOOTTIME);
+	return 0;
+}
+
+/* Compiles the rules named by --rules and starts an engine over them. */
+static int load_rules(struct agent *agent)
+{
+	char err[1024];
+	int ret = ruleset_load_path(agent->opt.rules_path, &agent->rules, err, sizeof(err));
+	if (ret < 0) {
+		fprintf(stderr, "vigil-agent: rules: %s\n", err);
+		return ret;
+	}
+	ret = engine_new(agent->rules, NULL, &agent->engine);
+	agent->alert_scratch = event_new();
+	if (ret < 0 || !agent->alert_scratch) {
+		fprintf(stderr, "vigil-agent: rule engine: %s\n", strerror(ret < 0 ? -ret : ENOMEM));
+		return ret < 0 ? ret : -ENOMEM;
+	}
+	fprintf(stderr, "vigil-agent: %zu rules loaded from %s\n", ruleset_count(agent->rules),
+		agent->opt.rules_path);
 	return 0;
 }
 
@@ -418,6 +516,10 @@ int main(int argc, char **argv)
 	setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf));
 
 	agent_init(&agent);
+	if (agent.opt.rules_path && load_rules(&agent) < 0) {
+		status = 1;
+		goto out_free;
+	}
 	if (open_source(&agent) < 0) {
 		status = 1;
 		goto out_free;
@@ -456,6 +558,9 @@ out_free:
 	if (agent.source_ops)
 		agent.source_ops->close(agent.source);
 	proc_cache_free(agent.cache);
+	engine_free(agent.engine);
+	ruleset_free(agent.rules);
+	event_free(agent.alert_scratch);
 	buf_release(&agent.line);
 	return status;
 }

@@ -79,8 +79,7 @@ out_close:
  * Reads file @name of @dirfd into @b (reset first), at most @cap bytes and never past the
  * buffer's own cap. Returns 0 or -errno; *@truncated says whether the file held more.
  */
-static int read_into_buf(int dirfd, const char *name, struct buf *b, size_t cap,
-			 bool *truncated)
+static int read_into_buf(int dirfd, const char *name, struct buf *b, size_t cap, bool *truncated)
 {
 	int fd = open_at(dirfd, name);
 	int err = 0;

@@ -13,9 +13,9 @@
 #include "lib/proc_cache.h"
 
 /* Caps on what is read of one process's files. */
-#define PROC_SCAN_STAT_MAX 4096u
+#define PROC_SCAN_STAT_MAX   4096u
 #define PROC_SCAN_STATUS_MAX (16u * 1024u)
-#define PROC_SCAN_SMALL_MAX 64u /* loginuid */
+#define PROC_SCAN_SMALL_MAX  64u /* loginuid */
 #define PROC_SCAN_CGROUP_MAX (64u * 1024u)
 /* Bytes of /proc/PID/cmdline read; more is cut and marked truncated. */
 #define PROC_SCAN_CMDLINE_MAX PROC_CMDLINE_MAX

@@ -25,7 +25,7 @@
 #define PROC_POLL_BUDGET 4096
 /* How long open waits for the kernel to confirm the subscription. */
 #define PROC_ACK_TIMEOUT_MS 2000
-#define PROC_RX_BYTES 8192
+#define PROC_RX_BYTES	    8192
 
 /* What this source cannot see, for the metrics and whoever reads them. */
 #define PROC_MISSING "[\"file\",\"network\",\"module-load\",\"memfd-create\"]"
@@ -47,8 +47,8 @@ struct source {
 	bool acked;
 	int ack_err;
 	struct event *ev;
-	struct buf args;      /* raw arguments of the exec being handled */
-	uint64_t tick_ns;     /* nanoseconds per clock tick of /proc/PID/stat */
+	struct buf args;       /* raw arguments of the exec being handled */
+	uint64_t tick_ns;      /* nanoseconds per clock tick of /proc/PID/stat */
 	uint64_t mono_to_real; /* CLOCK_REALTIME - CLOCK_MONOTONIC, refreshed per poll */
 	uint64_t mono_to_boot; /* CLOCK_BOOTTIME - CLOCK_MONOTONIC (time spent suspended) */
 	struct proc_counters counters;
@@ -102,8 +102,8 @@ static int send_mcast_op(struct source *src, enum proc_cn_mcast_op op)
 }
 
 /* Starts an event of the proc source for process @pid at kernel time @mono_ns. */
-static void begin_event(struct source *src, const char *category, const char *action,
-			uint32_t pid, uint64_t mono_ns)
+static void begin_event(struct source *src, const char *category, const char *action, uint32_t pid,
+			uint64_t mono_ns)
 {
 	struct event *ev = src->ev;
 	char ts[40];
@@ -317,7 +317,8 @@ static int handle_message(struct source *src, const struct cn_msg *cn_unaligned,
 		return 0;
 	}
 	memset(&pe, 0, sizeof(pe));
-	memcpy(&pe, (const char *)cn_unaligned + sizeof(cn), cn.len < sizeof(pe) ? cn.len : sizeof(pe));
+	memcpy(&pe, (const char *)cn_unaligned + sizeof(cn),
+	       cn.len < sizeof(pe) ? cn.len : sizeof(pe));
 	need = event_data_need(pe.what);
 	if (need == 0)
 		return 0; /* sid, comm, coredump: nothing this source reports */
@@ -358,16 +359,21 @@ static int handle_message(struct source *src, const struct cn_msg *cn_unaligned,
 static int handle_datagram(struct source *src, size_t len)
 {
 	int handled = 0;
-	int left = (int)len;
+	size_t off = 0;
 
-	for (struct nlmsghdr *h = &src->rx.hdr; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
-		if (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_NOOP)
-			continue;
-		if (h->nlmsg_len < NLMSG_HDRLEN) {
+	while (off < len && len - off >= sizeof(struct nlmsghdr)) {
+		struct nlmsghdr h;
+
+		memcpy(&h, src->rx.bytes + off, sizeof(h));
+		if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > len - off) {
 			src->counters.malformed++;
 			break;
 		}
-		handled += handle_message(src, NLMSG_DATA(h), h->nlmsg_len - NLMSG_HDRLEN);
+		if (h.nlmsg_type != NLMSG_ERROR && h.nlmsg_type != NLMSG_NOOP)
+			handled += handle_message(
+			    src, (const struct cn_msg *)(src->rx.bytes + off + NLMSG_HDRLEN),
+			    h.nlmsg_len - NLMSG_HDRLEN);
+		off += NLMSG_ALIGN(h.nlmsg_len);
 	}
 	return handled;
 }
@@ -477,8 +483,8 @@ static int proc_open(struct agent *agent, const char *arg, struct source **out, 
 	buf_init(&src->args, PROC_SCAN_CMDLINE_MAX);
 	src->nonce = (uint32_t)getpid() << 12 ^ (uint32_t)clock_ns(CLOCK_MONOTONIC);
 	ticks = sysconf(_SC_CLK_TCK);
-	src->tick_ns = ticks > 0 && ticks <= 1000000000L ? 1000000000ull / (uint64_t)ticks
-							  : 10000000ull;
+	src->tick_ns =
+	    ticks > 0 && ticks <= 1000000000L ? 1000000000ull / (uint64_t)ticks : 10000000ull;
 	src->ev = event_new();
 	if (!src->ev) {
 		ret = -ENOMEM;
@@ -489,7 +495,8 @@ static int proc_open(struct agent *agent, const char *arg, struct source **out, 
 	src->fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_CONNECTOR);
 	if (src->fd < 0) {
 		ret = -errno;
-		snprintf(err, errlen, "netlink connector socket: %s (kernel without CONFIG_CONNECTOR?)",
+		snprintf(err, errlen,
+			 "netlink connector socket: %s (kernel without CONFIG_CONNECTOR?)",
 			 strerror(errno));
 		goto out_close;
 	}
@@ -510,9 +517,10 @@ static int proc_open(struct agent *agent, const char *arg, struct source **out, 
 	src->listening = true;
 	ret = wait_for_ack(src);
 	if (ret == -ETIMEDOUT) {
-		snprintf(err, errlen, "no answer from the proc connector (kernel without "
-				      "CONFIG_PROC_EVENTS, or not in the initial user, pid and "
-				      "network namespaces)");
+		snprintf(err, errlen,
+			 "no answer from the proc connector (kernel without "
+			 "CONFIG_PROC_EVENTS, or not in the initial user, pid and "
+			 "network namespaces)");
 		goto out_close;
 	}
 	if (ret < 0) {
@@ -549,9 +557,9 @@ static int proc_metrics(struct source *src, struct buf *out)
 }
 
 const struct source_ops source_proc_ops = {
-	.name = "proc",
-	.open = proc_open,
-	.poll = proc_poll,
-	.metrics = proc_metrics,
-	.close = proc_close,
+    .name = "proc",
+    .open = proc_open,
+    .poll = proc_poll,
+    .metrics = proc_metrics,
+    .close = proc_close,
 };

@@ -53,7 +53,8 @@ struct vg_stash {
 	__u32 sc;
 	__u32 addrlen;
 	__u64 args[6];
-	__u8 addr[32]; /* sockaddr copied at entry: VG_SOCKADDR_MAX used */
+	__u8 addr[32];  /* sockaddr copied at entry: VG_SOCKADDR_MAX used */
+	__u32 ids[4];   /* setuid family: real, effective, saved and fs id before the call */
 };
 
 struct vg_udp_key {
@@ -262,15 +263,15 @@ static __always_inline bool dentry_on_pseudo_fs(struct dentry *dentry)
  * record of this CPU, whose write offset lives in the scratch map itself.
  */
 
-/* Appends the path at s->path[start..VG_PATH_MAX) to the record; returns its length. */
-static __always_inline int put_built_path(struct vg_scratch *s, __u32 start)
+/* Appends the path at s->path[start..end) to the record; returns its length. */
+static __always_inline int put_built_path(struct vg_scratch *s, __u32 start, __u32 end)
 {
 	__u32 cur = s->cur;
 	__u64 len;
 
-	if (start >= VG_PATH_MAX || cur > VG_RECORD_MAX - VG_PATH_MAX)
+	if (end > VG_PATH_MAX || start >= end || cur > VG_RECORD_MAX - VG_PATH_MAX)
 		return -1;
-	len = VG_PATH_MAX - (__u64)start;
+	len = (__u64)end - start;
 	barrier_var(len);
 	if (len == 0 || len > VG_PATH_MAX)
 		return -1;
@@ -302,19 +303,22 @@ static __always_inline bool prepend_component(struct vg_scratch *s, const void *
 	return true;
 }
 
-/* Ends a backwards-built path: "/" when it is empty; then appends it to the record. */
+/*
+ * Ends a path built backwards to end at @end: "/" when it is empty; then appends it to the
+ * record.
+ */
 static __always_inline int finish_built_path(struct vg_scratch *s, bool complete,
-					     __u32 trunc_flag)
+					     __u32 trunc_flag, __u32 end)
 {
 	__u32 pos = s->pos;
 
 	if (!complete)
 		mark_truncated(s, trunc_flag);
-	if (pos >= VG_PATH_MAX) {
-		pos = VG_PATH_MAX - 1;
-		s->path[pos] = '/';
+	if (pos >= end) {
+		pos = end - 1;
+		s->path[pos & (VG_PATH_MAX - 1)] = '/';
 	}
-	return put_built_path(s, pos);
+	return put_built_path(s, pos, end);
 }
 
 /*
@@ -368,22 +372,20 @@ __noinline int vg_append_path(__u64 dentry_p, __u64 vfsmnt_p, __u64 task_p, __u3
 		}
 		dentry = up;
 	}
-	return finish_built_path(s, done, trunc_flag);
+	return finish_built_path(s, done, trunc_flag, VG_PATH_MAX);
 }
 
-/* Appends the cgroup v2 path of @task_p ("/system.slice/x.service"); returns its length. */
-__noinline int vg_append_cgroup(__u64 task_p)
+/* Appends the path of cgroup directory @kn_p ("/system.slice/x.service"); returns its length. */
+__noinline int vg_append_cgroup(__u64 kn_p, __u32 trunc_flag)
 {
 	struct vg_scratch *s = scratch();
-	struct task_struct *task = (struct task_struct *)task_p;
-	struct kernfs_node *kn, *up;
+	struct kernfs_node *kn = (struct kernfs_node *)kn_p, *up;
 	bool done = false;
 	long n;
 
 	if (!s)
 		return -1;
-	kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
-	s->pos = VG_PATH_MAX;
+	s->pos = VG_CGROUP_MAX;
 	for (int i = 0; i < VG_CGROUP_DEPTH; i++) {
 		if (!kn) {
 			done = true;
@@ -399,7 +401,30 @@ __noinline int vg_append_cgroup(__u64 task_p)
 			break;
 		kn = up;
 	}
-	return finish_built_path(s, done, VG_F_CGROUP_TRUNC);
+	return finish_built_path(s, done, trunc_flag, VG_CGROUP_MAX);
+}
+
+/*
+ * The cgroup directory of @task in a v1 hierarchy, for hosts that still run containers
+ * there (hybrid layout: the v2 hierarchy then holds everything at its root). NULL when the
+ * kernel has neither the memory nor the pids controller.
+ */
+static __always_inline struct kernfs_node *cgroup_v1_kn(struct task_struct *task)
+{
+	struct css_set *cset = BPF_CORE_READ(task, cgroups);
+	struct cgroup_subsys_state *css = NULL;
+	int id = -1;
+
+	if (bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
+		id = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+	else if (bpf_core_enum_value_exists(enum cgroup_subsys_id, pids_cgrp_id))
+		id = bpf_core_enum_value(enum cgroup_subsys_id, pids_cgrp_id);
+	if (id < 0 || id >= 64)
+		return NULL;
+	bpf_probe_read_kernel(&css, sizeof(css), &cset->subsys[id]);
+	if (!css)
+		return NULL;
+	return BPF_CORE_READ(css, cgroup, kn);
 }
 
 /* Appends @len bytes of user memory at @uptr (cut at VG_ARGV_MAX). Returns bytes appended. */
@@ -590,6 +615,7 @@ int vg_exec(struct bpf_raw_tracepoint_args *ctx)
 	struct file *exe;
 	struct mm_struct *mm;
 	struct tty_struct *tty;
+	struct kernfs_node *kn;
 	unsigned long arg_start, arg_end;
 	__u32 off, len;
 	int n;
@@ -649,9 +675,15 @@ int vg_exec(struct bpf_raw_tracepoint_args *ctx)
 		set_str(&e->tty, off, n);
 	}
 
+	kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
 	off = s->cur;
-	n = vg_append_cgroup((__u64)task);
+	n = vg_append_cgroup((__u64)kn, VG_F_CGROUP_TRUNC);
 	set_str(&e->cgroup, off, n);
+	if (n == 1 && (kn = cgroup_v1_kn(task)) && kernfs_parent(kn)) {
+		off = s->cur;
+		n = vg_append_cgroup((__u64)kn, VG_F_CGROUP_V1_TRUNC);
+		set_str(&e->cgroup_v1, off, n);
+	}
 
 	vg_submit(VG_A_EXEC);
 	return 0;
@@ -787,6 +819,24 @@ static __always_inline bool stash_sockaddr(struct vg_stash *st, __u64 uaddr, __u
 	return true;
 }
 
+/* The current task's user (@uid) or group ids: real, effective, saved, fs. */
+static __always_inline void cred_ids(struct vg_stash *st, bool uid)
+{
+	const struct cred *cred = BPF_CORE_READ(current_task(), cred);
+
+	if (uid) {
+		st->ids[0] = BPF_CORE_READ(cred, uid.val);
+		st->ids[1] = BPF_CORE_READ(cred, euid.val);
+		st->ids[2] = BPF_CORE_READ(cred, suid.val);
+		st->ids[3] = BPF_CORE_READ(cred, fsuid.val);
+	} else {
+		st->ids[0] = BPF_CORE_READ(cred, gid.val);
+		st->ids[1] = BPF_CORE_READ(cred, egid.val);
+		st->ids[2] = BPF_CORE_READ(cred, sgid.val);
+		st->ids[3] = BPF_CORE_READ(cred, fsgid.val);
+	}
+}
+
 /* Keeps what sys_exit of syscall class @sc will need; returns 0, or -1 when not wanted. */
 __noinline int vg_stash_args(__u64 regs_p, __u32 sc)
 {
@@ -825,6 +875,12 @@ __noinline int vg_stash_args(__u64 regs_p, __u32 sc)
 	case VG_SC_PTRACE:
 		if (st.args[0] != VG_PTRACE_ATTACH && st.args[0] != VG_PTRACE_SEIZE)
 			return -1;
+		break;
+	case VG_SC_SETUID ... VG_SC_SETFSUID:
+		cred_ids(&st, true);
+		break;
+	case VG_SC_SETGID ... VG_SC_SETFSGID:
+		cred_ids(&st, false);
 		break;
 	}
 	if (bpf_map_update_elem(&vg_stash_map, &id, &st, BPF_ANY)) {
@@ -993,11 +1049,11 @@ static __always_inline bool sock_addrs(struct sock *sk, struct vg_net *nt)
 	dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
 	nt->dport = __builtin_bswap16(dport);
 	if (family == VG_AF_INET) {
-		BPF_CORE_READ_INTO(nt->saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(nt->daddr, sk, __sk_common.skc_daddr);
+		bpf_core_read(nt->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(nt->daddr, 4, &sk->__sk_common.skc_daddr);
 	} else {
-		BPF_CORE_READ_INTO(nt->saddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(nt->daddr, sk, __sk_common.skc_v6_daddr);
+		bpf_core_read(nt->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(nt->daddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
 	return true;
 }
@@ -1103,6 +1159,7 @@ __noinline int vg_on_cred(__s64 ret, __u32 sc)
 	const struct cred *cred = BPF_CORE_READ(task, cred);
 	struct vg_scratch *s = scratch();
 	__u32 action = action_of(sc);
+	struct vg_stash after;
 	struct vg_cred *c;
 	__u32 fs;
 
@@ -1112,11 +1169,16 @@ __noinline int vg_on_cred(__s64 ret, __u32 sc)
 		/* these return the old id; success is the new one being in place */
 		fs = sc == VG_SC_SETFSUID ? BPF_CORE_READ(cred, fsuid.val)
 					  : BPF_CORE_READ(cred, fsgid.val);
-		if (fs != (__u32)st->args[0] || (__u32)ret == fs)
+		if (fs != (__u32)st->args[0])
 			return 0;
 	} else if (ret != 0) {
 		return 0;
 	}
+	/* a call that changed nothing (root's setuid(0), make's setgid(getgid())) is no event */
+	cred_ids(&after, sc <= VG_SC_SETFSUID);
+	if (after.ids[0] == st->ids[0] && after.ids[1] == st->ids[1] &&
+	    after.ids[2] == st->ids[2] && after.ids[3] == st->ids[3])
+		return 0;
 	c = record_begin_current(s, sizeof(*c), VG_T_CRED, action);
 	c->syscall = sc;
 	c->requested[0] = (__u32)st->args[0];

@@ -17,7 +17,8 @@
 #define VG_NAME_MAX 255u
 /* Path components (and mount crossings) walked before a path is marked truncated. */
 #define VG_PATH_DEPTH 48u
-/* Components of a cgroup path walked before it is marked truncated. */
+/* Longest cgroup path, and components of it walked, before it is marked truncated. */
+#define VG_CGROUP_MAX 2048u
 #define VG_CGROUP_DEPTH 24u
 /* Bytes of argv (NUL-separated, as the kernel keeps it) copied at exec. */
 #define VG_ARGV_MAX 16384u
@@ -129,6 +130,7 @@ enum vg_syscall {
 #define VG_F_NAME_TRUNC (1u << 6)
 /* argv could not be read from the new process image */
 #define VG_F_ARGS_UNREADABLE (1u << 7)
+#define VG_F_CGROUP_V1_TRUNC (1u << 8)
 
 /* A string inside the record: @off bytes from the record's start, @len bytes, no NUL. */
 struct vg_str {
@@ -156,7 +158,8 @@ struct vg_exec {
 	__s32 argc;
 	__u32 reserved;
 	struct vg_str executable, args, cwd, tty, cgroup;
-	__u32 reserved2;
+	/* a v1 cgroup path, sent only when the v2 one is the root (hybrid hosts) */
+	struct vg_str cgroup_v1;
 };
 
 struct vg_fork {
@@ -239,7 +242,8 @@ _Static_assert(sizeof(struct vg_module) == 48, "vg_module layout");
 _Static_assert(sizeof(struct vg_ptrace) == 48, "vg_ptrace layout");
 _Static_assert(sizeof(struct vg_memfd) == 48, "vg_memfd layout");
 /* the fixed part of an exec record plus all its strings at their caps fits one record */
-_Static_assert(sizeof(struct vg_exec) + VG_ARGV_MAX + 3 * VG_PATH_MAX + VG_TTY_MAX <=
+_Static_assert(sizeof(struct vg_exec) + VG_ARGV_MAX + 2 * VG_PATH_MAX + 2 * VG_CGROUP_MAX +
+			       VG_TTY_MAX <=
 		       VG_RECORD_MAX,
 	       "exec record cap");
 _Static_assert(sizeof(struct vg_file) + 2 * (VG_PATH_MAX + 1 + VG_PATH_MAX) <= VG_RECORD_MAX,

@@ -15,5 +15,6 @@ struct cli_command {
 
 int cmd_schema(int argc, char **argv);
 int cmd_sigma(int argc, char **argv);
+int cmd_content(int argc, char **argv);
 
 #endif

@@ -10,6 +10,7 @@
 
 static const struct cli_command commands[] = {
 	{"schema", cmd_schema, "print the event schema (--markdown for docs/schema.md)"},
+	{"content", cmd_content, "lint rules and replay events through them (content --help)"},
 	{"sigma", cmd_sigma, "convert Sigma rules into vigil rules (sigma convert SRC -o DST)"},
 };
 

@@ -473,8 +473,8 @@ static int compile_pred(struct cc *c, const struct rcond *p, struct ct **out)
 	const char *op = rop_name(p->op, p->caseless);
 	int id = registry_lookup(p->name, strlen(p->name));
 	struct vals vs = {0};
-	struct cpred *cp;
-	uint32_t index;
+	struct cpred *cp = NULL;
+	uint32_t index = 0;
 	int ret;
 
 	if (id < 0)

@@ -7,10 +7,10 @@
 
 /* Prefixes runtimes put before the id in a systemd scope name. */
 static const char *const scope_prefixes[] = {
-	"docker-",
-	"cri-containerd-",
-	"crio-",
-	"libpod-",
+    "docker-",
+    "cri-containerd-",
+    "crio-",
+    "libpod-",
 };
 
 static bool is_container_id(const char *p, size_t n)
@@ -43,7 +43,8 @@ static const char *component_id(const char *p, size_t n)
 	n -= slen;
 	for (size_t k = 0; k < sizeof(scope_prefixes) / sizeof(scope_prefixes[0]); k++) {
 		size_t plen = strlen(scope_prefixes[k]);
-		if (has_prefix(p, n, scope_prefixes[k], plen) && is_container_id(p + plen, n - plen))
+		if (has_prefix(p, n, scope_prefixes[k], plen) &&
+		    is_container_id(p + plen, n - plen))
 			return p + plen;
 	}
 	return NULL;

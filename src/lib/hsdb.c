@@ -315,7 +315,7 @@ static int build_bucket(struct hb *h, uint32_t b, struct field_pred *fp, uint32_
 			scratch[j - i] = fp[j].pred;
 			j++;
 		}
-		uint32_t db;
+		uint32_t db = 0;
 		if ((ret = build_db(h, fp[i].field, scratch, (uint32_t)(j - i), &db)) < 0)
 			return ret;
 		bk->dbs[bk->n_dbs].field = fp[i].field;

@@ -14,7 +14,7 @@
 
 #define NIL UINT32_MAX
 /* Slots allocated on first use; the array doubles up to max_entries. */
-#define INITIAL_SLOTS 256u
+#define INITIAL_SLOTS	256u
 #define MIN_BUCKET_BITS 8u
 /* Domain key of the hash that turns a boot id into the entity id key. */
 #define ENTITY_DOMAIN "vigil.entity_id.v1"
@@ -37,25 +37,28 @@ enum entry_str {
 };
 
 static const size_t str_cap[STR_COUNT] = {
-	[STR_EXECUTABLE] = PROC_PATH_MAX,       [STR_COMMAND_LINE] = PROC_CMDLINE_MAX,
-	[STR_WORKING_DIRECTORY] = PROC_PATH_MAX, [STR_TTY] = PROC_SHORT_STR_MAX,
-	[STR_CGROUP] = PROC_PATH_MAX,           [STR_CONTAINER_ID] = PROC_SHORT_STR_MAX,
+    [STR_EXECUTABLE] = PROC_PATH_MAX,
+    [STR_COMMAND_LINE] = PROC_CMDLINE_MAX,
+    [STR_WORKING_DIRECTORY] = PROC_PATH_MAX,
+    [STR_TTY] = PROC_SHORT_STR_MAX,
+    [STR_CGROUP] = PROC_PATH_MAX,
+    [STR_CONTAINER_ID] = PROC_SHORT_STR_MAX,
 };
 
 static const enum field_id str_field[STR_COUNT] = {
-	[STR_EXECUTABLE] = F_PROCESS_EXECUTABLE,
-	[STR_COMMAND_LINE] = F_PROCESS_COMMAND_LINE,
-	[STR_WORKING_DIRECTORY] = F_PROCESS_WORKING_DIRECTORY,
-	[STR_TTY] = F_PROCESS_TTY_NAME,
-	[STR_CGROUP] = F_PROCESS_CGROUP,
-	[STR_CONTAINER_ID] = F_CONTAINER_ID,
+    [STR_EXECUTABLE] = F_PROCESS_EXECUTABLE,
+    [STR_COMMAND_LINE] = F_PROCESS_COMMAND_LINE,
+    [STR_WORKING_DIRECTORY] = F_PROCESS_WORKING_DIRECTORY,
+    [STR_TTY] = F_PROCESS_TTY_NAME,
+    [STR_CGROUP] = F_PROCESS_CGROUP,
+    [STR_CONTAINER_ID] = F_CONTAINER_ID,
 };
 
 struct slot {
 	struct proc_info info; /* string members point into blob */
 	char *blob;
 	size_t blob_len;
-	uint32_t hash_next; /* next slot in the same bucket, or the free list */
+	uint32_t hash_next;  /* next slot in the same bucket, or the free list */
 	uint32_t prev, next; /* neighbours in the live or exited list */
 	uint8_t truncated;   /* bit per enum entry_str: the string was cut */
 	uint8_t state;
@@ -72,7 +75,7 @@ struct proc_cache {
 	uint32_t *buckets; /* 1 << bucket_bits of them, at least n_slots */
 	unsigned bucket_bits;
 	uint32_t free_head;
-	struct slot_list live;   /* head: most recently used */
+	struct slot_list live;	 /* head: most recently used */
 	struct slot_list exited; /* tail: oldest exit */
 	size_t entries;
 	size_t max_entries;

@@ -146,8 +146,7 @@ static long find_line(const char *p, size_t len, const char *key)
 }
 
 /* Parses the first two numbers after @key (real and effective id). */
-static int parse_id_pair(const char *p, size_t len, const char *key, uint32_t *real,
-			 uint32_t *eff)
+static int parse_id_pair(const char *p, size_t len, const char *key, uint32_t *real, uint32_t *eff)
 {
 	long at = find_line(p, len, key);
 	size_t pos;
@@ -156,20 +155,21 @@ static int parse_id_pair(const char *p, size_t len, const char *key, uint32_t *r
 	if (at < 0)
 		return -EINVAL;
 	pos = (size_t)at;
-	if (parse_u64(p, len, &pos, &r) < 0 || parse_u64(p, len, &pos, &e) < 0 ||
-	    r > UINT32_MAX || e > UINT32_MAX)
+	if (parse_u64(p, len, &pos, &r) < 0 || parse_u64(p, len, &pos, &e) < 0 || r > UINT32_MAX ||
+	    e > UINT32_MAX)
 		return -EINVAL;
 	*real = (uint32_t)r;
 	*eff = (uint32_t)e;
 	return 0;
 }
 
-int procfs_parse_status_ids(const char *p, size_t len, uint32_t *uid, uint32_t *euid,
-			    uint32_t *gid, uint32_t *egid)
+int procfs_parse_status_ids(const char *p, size_t len, uint32_t *uid, uint32_t *euid, uint32_t *gid,
+			    uint32_t *egid)
 {
 	uint32_t u, eu, g, eg;
 
-	if (parse_id_pair(p, len, "Uid:", &u, &eu) < 0 || parse_id_pair(p, len, "Gid:", &g, &eg) < 0)
+	if (parse_id_pair(p, len, "Uid:", &u, &eu) < 0 ||
+	    parse_id_pair(p, len, "Gid:", &g, &eg) < 0)
 		return -EINVAL;
 	*uid = u;
 	*euid = eu;
@@ -242,12 +242,12 @@ static bool each_cgroup_line(const char *p, size_t len,
 		if (!c2)
 			continue;
 		struct cgroup_line line = {
-			.id = start,
-			.id_len = (size_t)(c1 - start),
-			.ctl = c1 + 1,
-			.ctl_len = (size_t)(c2 - c1 - 1),
-			.path = c2 + 1,
-			.path_len = n - (size_t)(c2 + 1 - start),
+		    .id = start,
+		    .id_len = (size_t)(c1 - start),
+		    .ctl = c1 + 1,
+		    .ctl_len = (size_t)(c2 - c1 - 1),
+		    .path = c2 + 1,
+		    .path_len = n - (size_t)(c2 + 1 - start),
 		};
 		if (fn(&line, arg))
 			return true;

@@ -18,7 +18,7 @@
 struct procfs_stat {
 	uint32_t pid;
 	uint32_t ppid;
-	uint32_t tty_nr; /* encoded device number, 0 without a controlling terminal */
+	uint32_t tty_nr;      /* encoded device number, 0 without a controlling terminal */
 	uint64_t start_ticks; /* field 22: clock ticks after boot */
 	char state;
 	char comm[PROCFS_COMM_MAX + 1]; /* cut at PROCFS_COMM_MAX bytes */
@@ -35,8 +35,8 @@ int procfs_parse_stat(const char *p, size_t len, struct procfs_stat *out);
  * Reads the real and effective ids from the Uid: and Gid: lines of /proc/PID/status.
  * Returns 0 or -EINVAL when a line is missing or malformed.
  */
-int procfs_parse_status_ids(const char *p, size_t len, uint32_t *uid, uint32_t *euid,
-			    uint32_t *gid, uint32_t *egid);
+int procfs_parse_status_ids(const char *p, size_t len, uint32_t *uid, uint32_t *euid, uint32_t *gid,
+			    uint32_t *egid);
 
 /* Parses /proc/PID/loginuid: the id, or -1 when it is unset (4294967295) or malformed. */
 int64_t procfs_parse_loginuid(const char *p, size_t len);

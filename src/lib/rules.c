@@ -664,7 +664,7 @@ static int conj_add(struct conj *j, struct rcond *r)
 static int parse_field(struct pctx *c, const struct ynode *k, const struct ynode *v,
 		       struct conj *j)
 {
-	const char *name;
+	const char *name = NULL;
 	int ret = field_name(c, k, &name);
 	if (ret)
 		return ret;
@@ -1612,8 +1612,8 @@ int ruleset_load_path(const char *path, struct ruleset **out, char *err, size_t 
 		goto out_free;
 	}
 	for (n_read = 0; n_read < l.n; n_read++) {
-		char *data;
-		size_t len;
+		char *data = NULL;
+		size_t len = 0;
 		ret = read_capped(l.paths[n_read], RULES_MAX_FILE_BYTES, &left, &data, &len, err,
 				  errlen);
 		if (ret < 0)

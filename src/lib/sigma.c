@@ -520,11 +520,13 @@ static bool resolve_field(struct ctx *c, const char *name, size_t len, struct ta
 /* The fields a keyword search looks in, per category. */
 static const char *const keyword_fields_proc[] = {"process.command_line", NULL};
 static const char *const keyword_fields_file[] = {"file.path", "process.command_line", NULL};
+static const char *const keyword_fields_rename[] = {"file.target_path", "process.command_line",
+						    NULL};
 
 static const char *const *keyword_fields(struct ctx *c)
 {
 	if (c->cat == CAT_FILE)
-		return keyword_fields_file;
+		return c->var == VAR_RENAME ? keyword_fields_rename : keyword_fields_file;
 	return keyword_fields_proc;
 }
 
@@ -706,7 +708,13 @@ struct atoms {
 static int atoms_add(struct ctx *c, struct atoms *l, enum ir_op op, bool ci, const char *s,
 		     size_t len, long long i)
 {
-	struct atom *a = ctx_alloc(c, sizeof(*a));
+	struct atom *a;
+
+	if (s && (memchr(s, 0, len) || !rules_utf8_valid(s, len)))
+		return fail(c, -EINVAL, SIGMA_UNCONVERTIBLE, 0,
+			    "a value holds a NUL byte or is not valid UTF-8, which vigil values "
+			    "cannot be");
+	a = ctx_alloc(c, sizeof(*a));
 	if (!a)
 		return c->err;
 	if (++l->n > SIGMA_EXPANSION_MAX * 64u)
@@ -2065,13 +2073,13 @@ static void measure(const struct ir *n, unsigned depth, size_t *preds, size_t *n
 /* Refuses a converted condition that the rule compiler would refuse for its size. */
 static int check_limits(struct ctx *c, struct ir *const branch[2], unsigned line)
 {
-	size_t preds = 1, nodes = 3; /* the event.action predicate, top-level all and any */
+	size_t preds = 3, nodes = 6; /* event.action predicates, the all, any, all around them */
 	unsigned depth = 0;
 
 	for (int i = 0; i < 2; i++) {
-		/* a branch sits under the top-level any and its all: depth 3 */
+		/* at worst a branch sits under the top-level all, an any and an all: depth 4 */
 		if (branch[i] && branch[i]->kind != IR_CONST)
-			measure(branch[i], 3, &preds, &nodes, &depth);
+			measure(branch[i], 4, &preds, &nodes, &depth);
 	}
 	if (depth > RULES_MAX_CONDITION_DEPTH)
 		return fail(c, -E2BIG, SIGMA_UNCONVERTIBLE, line,
@@ -2231,32 +2239,32 @@ static int emit_rule(struct ctx *c, const struct meta *m, const char *origin,
 	}
 	if (!err)
 		err = buf_append_str(out, "]\n    condition:\n");
-	for (int i = 0; i < nb && !err; i++) {
-		bool two = nb == 2 && !merged;
-		const char *act = merged ? "{in: [\"create\", \"write\", \"rename\"]}"
-					 : actions[c->cat][i];
-		if (two && i == 0)
-			err = buf_append_str(out, "      any:\n");
+	if (nb == 1 || merged) {
+		err = buf_printf(out, "      all:\n        - event.action: %s\n",
+				 merged ? "{in: [\"create\", \"write\", \"rename\"]}"
+					: actions[c->cat][0]);
 		if (!err)
-			err = buf_printf(out, "%sall:\n%s- event.action: %s\n",
-					 two ? "        - " : "      ", two ? "            " : "        ",
-					 act);
-		if (!err && two) {
-			/* the branch's lines were rendered for a top-level all: shift them */
+			err = buf_append(out, body[0].data ? body[0].data : "", body[0].len);
+	} else {
+		/* the union of the actions on top, where the engine looks for them */
+		err = buf_append_str(out, "      all:\n"
+					  "        - event.action: {in: [\"create\", \"write\", "
+					  "\"rename\"]}\n"
+					  "        - any:\n");
+		for (int i = 0; i < 2 && !err; i++) {
+			err = buf_printf(out, "            - all:\n                - event.action: %s\n",
+					 actions[c->cat][i]);
+			/* the branch's lines were rendered for the top-level all: shift them */
 			for (size_t k = 0; k < body[i].len && !err;) {
 				size_t e = k;
 				while (e < body[i].len && body[i].data[e] != '\n')
 					e++;
-				err = emit_indent(out, 4);
+				err = emit_indent(out, 8);
 				if (!err)
 					err = buf_append(out, body[i].data + k, e - k + 1);
 				k = e + 1;
 			}
-		} else if (!err) {
-			err = buf_append(out, body[i].data ? body[i].data : "", body[i].len);
 		}
-		if (merged)
-			break;
 	}
 	for (int i = 0; i < 2; i++)
 		buf_release(&body[i]);
@@ -2269,6 +2277,12 @@ static int emit_rule(struct ctx *c, const struct meta *m, const char *origin,
 
 /* ------------------------------------------------------------------------------------ */
 /* The rule.                                                                              */
+
+/* Text a native rule can carry: no NUL, valid UTF-8. Absent text is fine. */
+static bool text_ok(const struct ynode *n)
+{
+	return !n || (!memchr(n->s, 0, n->len) && rules_utf8_valid(n->s, n->len));
+}
 
 static bool valid_id(const struct ynode *n)
 {
@@ -2394,8 +2408,11 @@ static int convert(struct ctx *c, const char *src, size_t len, const char *origi
 	m.tags = map_get(root, "tags");
 	if (c->err)
 		return c->err;
-	if (!m.title || m.title->len == 0 || memchr(m.title->s, 0, m.title->len))
+	if (!m.title || m.title->len == 0)
 		return fail(c, -EINVAL, SIGMA_INVALID, 0, "not a Sigma rule: no title");
+	if (!text_ok(m.title) || !text_ok(m.description) || !text_ok(m.author))
+		return fail(c, -EINVAL, SIGMA_INVALID, 0,
+			    "title, description or author holds a NUL byte or invalid UTF-8");
 	if (!valid_id(m.id))
 		return fail(c, -EINVAL, SIGMA_INVALID, m.id ? m.id->line : 0,
 			    m.id ? "id must be 1 to 64 of [A-Za-z0-9._-]"

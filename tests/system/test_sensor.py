@@ -53,6 +53,26 @@ def check_timestamp(ev):
     assert skew < 120, f"@timestamp {ts} is {skew:.0f}s away from now"
 
 
+def complete_or_marked(ev, field, want):
+    """
+    A string field is either complete and not listed in event.truncated, or cut (a prefix or
+    a suffix of @want) and listed. An absent field is not checked.
+    """
+    got = get(ev, field)
+    if got is None:
+        return
+    marked = field in truncated(ev)
+    if got == want:
+        assert not marked, f"{field} is complete ({len(want)} bytes) but listed in " \
+                           f"event.truncated {truncated(ev)!r}"
+        return
+    assert marked, (f"{field} has {len(got)} of {len(want)} bytes but is not listed in "
+                    f"event.truncated {truncated(ev)!r}: {got[:50]!r}...{got[-50:]!r}")
+    assert want.startswith(got) or want.endswith(got), (
+        f"cut {field} is neither a prefix nor a suffix of the real value: "
+        f"{got[:50]!r}...{got[-50:]!r}")
+
+
 # --- process ---
 
 def test_exec_marker_command(agent, tmp_path):
@@ -188,12 +208,7 @@ def test_argv_longer_than_cap(agent, case):
         assert args[len(got) - 1].startswith(got[-1]), "last reported argument is not a prefix"
     if get(ev, "process.args_count") is not None:
         assert get(ev, "process.args_count") == len(args)
-    line = get(ev, "process.command_line")
-    if line is not None and line != " ".join(args):
-        assert "process.command_line" in truncated(ev), (
-            f"process.command_line cut to {len(line)} bytes but not listed in event.truncated "
-            f"{truncated(ev)!r}")
-        assert " ".join(args).startswith(line)
+    complete_or_marked(ev, "process.command_line", " ".join(args))
 
 
 # --- file ---
@@ -318,17 +333,67 @@ def test_path_at_path_max(agent, tmp_path, total):
     finally:
         os.close(fd)
         shutil.rmtree(os.path.join(base, "d" * 250), ignore_errors=True)
-    path = get(ev, "file.path")
-    assert path, "file.path missing"
-    if path == full:
-        assert "file.path" not in truncated(ev), "complete path marked truncated"
+    assert get(ev, "file.path"), "file.path missing"
+    problems = []
+    for field, want in (("file.path", full), ("file.name", name),
+                        ("file.directory", os.path.dirname(full))):
+        try:
+            complete_or_marked(ev, field, want)
+        except AssertionError as e:
+            problems.append(str(e).splitlines()[0])
+    assert not problems, "\n".join(problems)
+
+
+def test_pseudo_filesystems_filtered_tmpfs_not(agent, tmp_path):
+    """/proc writes are not file activity; a file dropped in /dev/shm (tmpfs) is."""
+    me = os.getpid()
+    with open("/proc/self/comm", "rb") as f:
+        comm = f.read()
+    with open("/proc/self/comm", "wb") as f:
+        f.write(comm)
+    shm = f"/dev/shm/{new_marker()}"
+    need(os.path.isdir("/dev/shm"), "no /dev/shm")
+    with open(shm, "wb") as f:
+        f.write(b"x")
+    os.unlink(shm)
+    agent.wait_one(lambda e: action(e) == "create" and get(e, "file.path") == shm,
+                   f"create of {shm}", near=lambda e: get(e, "process.pid") == me)
+    noise = [e for e in agent.events()
+             if get(e, "process.pid") == me and (get(e, "file.path") or "").startswith("/proc/")]
+    assert not noise, "writes to /proc reported as file events:\n" + "\n".join(map(brief, noise))
+
+
+def test_agent_does_not_report_itself(agent):
+    """The agent's own writes (its NDJSON output) cost nothing and feed no events back."""
+    agent.wait_for(lambda e: True, "any event")
+    own = [e for e in agent.events() if get(e, "process.pid") == agent.pid]
+    assert not own, "events from the agent itself:\n" + "\n".join(map(brief, own[:10]))
+
+
+def test_entity_id_survives_pid_reuse(agent):
+    """Two processes that get the same pid get different entity ids."""
+    def fork_exit():
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        return pid
+
+    for _ in range(20):
+        first = fork_exit()
+        time.sleep(0.05)  # a later clock tick than the first one's start
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(first - 1))
+        second = fork_exit()
+        if second == first:
+            break
     else:
-        assert "file.path" in truncated(ev), (
-            f"file.path of {len(path)} bytes (of {total}) not listed in event.truncated "
-            f"{truncated(ev)!r}: {path[:60]}...{path[-60:]}")
-        assert full.startswith(path) or full.endswith(path), (
-            f"truncated file.path is neither a prefix nor a suffix of the real path: "
-            f"{path[:60]}...{path[-60:]}")
+        pytest.skip("could not get the same pid twice (a busy host took it first)")
+    forks = agent.wait_for(of_pid(first, "fork"), f"both forks that got pid {first}", count=2)
+    exits = agent.wait_for(of_pid(first, "exit"), f"both exits of pid {first}", count=2)
+    ids = [get(e, "process.entity_id") for e in forks[-2:]]
+    assert ids[0] and ids[0] != ids[1], f"pid {first} reused with the same entity id {ids[0]}"
+    assert [get(e, "process.entity_id") for e in exits[-2:]] == ids
 
 
 # --- network ---

@@ -58,8 +58,7 @@ static void test_not_containers(void **state)
 	/* wrong length, wrong case, wrong suffix, unknown prefix */
 	expect_id("/docker/" ID_A "0", NULL);
 	expect_id("/docker/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde", NULL);
-	expect_id("/docker/3F1C9A0B7D2E4F5A6B7C8D9E0F1A2B3C4D5E6F708192A3B4C5D6E7F8091A2B3C",
-		  NULL);
+	expect_id("/docker/3F1C9A0B7D2E4F5A6B7C8D9E0F1A2B3C4D5E6F708192A3B4C5D6E7F8091A2B3C", NULL);
 	expect_id("/system.slice/docker-" ID_A ".service", NULL);
 	expect_id("/system.slice/docker-" ID_A, NULL);
 	expect_id("/system.slice/rkt-" ID_A ".scope", NULL);
@@ -105,11 +104,11 @@ static void test_long_path(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_runtimes),
-		cmocka_unit_test(test_not_containers),
-		cmocka_unit_test(test_nested_takes_innermost),
-		cmocka_unit_test(test_length_is_respected),
-		cmocka_unit_test(test_long_path),
+	    cmocka_unit_test(test_runtimes),
+	    cmocka_unit_test(test_not_containers),
+	    cmocka_unit_test(test_nested_takes_innermost),
+	    cmocka_unit_test(test_length_is_respected),
+	    cmocka_unit_test(test_long_path),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,8 +31,7 @@ static struct proc_info make_info(uint32_t pid, uint32_t ppid, uint64_t start, c
 	return info;
 }
 
-static void put(struct proc_cache *cache, uint32_t pid, uint32_t ppid, uint64_t start,
-		char *exe)
+static void put(struct proc_cache *cache, uint32_t pid, uint32_t ppid, uint64_t start, char *exe)
 {
 	struct proc_info info = make_info(pid, ppid, start, exe);
 	assert_int_equal(proc_cache_put(cache, &info), 0);
@@ -48,8 +47,7 @@ static void assert_event_str(const struct event *ev, enum field_id id, const cha
 	assert_memory_equal(s, want, len);
 }
 
-static void assert_list_item(const struct event *ev, enum field_id id, uint32_t i,
-			     const char *want)
+static void assert_list_item(const struct event *ev, enum field_id id, uint32_t i, const char *want)
 {
 	size_t len = 0;
 	const char *s = event_list_item(ev, id, i, &len);
@@ -667,22 +665,22 @@ static void test_random_ops(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_entity_id),
-		cmocka_unit_test(test_new_rejects_zero_cap),
-		cmocka_unit_test(test_put_get),
-		cmocka_unit_test(test_fork_inherits),
-		cmocka_unit_test(test_enrich),
-		cmocka_unit_test(test_enrich_keeps_event_fields),
-		cmocka_unit_test(test_exited_parent_still_enriches),
-		cmocka_unit_test(test_ancestors_capped),
-		cmocka_unit_test(test_pid_reuse),
-		cmocka_unit_test(test_reused_parent_pid_is_not_the_parent),
-		cmocka_unit_test(test_eviction),
-		cmocka_unit_test(test_many_entries),
-		cmocka_unit_test(test_cycle),
-		cmocka_unit_test(test_long_strings),
-		cmocka_unit_test(test_byte_budget),
-		cmocka_unit_test(test_random_ops),
+	    cmocka_unit_test(test_entity_id),
+	    cmocka_unit_test(test_new_rejects_zero_cap),
+	    cmocka_unit_test(test_put_get),
+	    cmocka_unit_test(test_fork_inherits),
+	    cmocka_unit_test(test_enrich),
+	    cmocka_unit_test(test_enrich_keeps_event_fields),
+	    cmocka_unit_test(test_exited_parent_still_enriches),
+	    cmocka_unit_test(test_ancestors_capped),
+	    cmocka_unit_test(test_pid_reuse),
+	    cmocka_unit_test(test_reused_parent_pid_is_not_the_parent),
+	    cmocka_unit_test(test_eviction),
+	    cmocka_unit_test(test_many_entries),
+	    cmocka_unit_test(test_cycle),
+	    cmocka_unit_test(test_long_strings),
+	    cmocka_unit_test(test_byte_budget),
+	    cmocka_unit_test(test_random_ops),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,10 +17,10 @@
 #define ID_A "3f1c9a0b7d2e4f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c"
 
 /* A real line's fields 3 to 52, after comm. */
-#define STAT_TAIL                                                                          \
-	" S 1234 4321 4321 34816 4400 4194560 1711 0 0 0 3 1 0 0 20 0 1 0 987654 9183232 "  \
-	"1307 18446744073709551615 94773451411456 94773452316077 140729436510224 0 0 0 "    \
-	"65536 3686404 1266761467 1 0 0 17 3 0 0 0 0 0 94773452558448 94773452605700 "       \
+#define STAT_TAIL                                                                                  \
+	" S 1234 4321 4321 34816 4400 4194560 1711 0 0 0 3 1 0 0 20 0 1 0 987654 9183232 "         \
+	"1307 18446744073709551615 94773451411456 94773452316077 140729436510224 0 0 0 "           \
+	"65536 3686404 1266761467 1 0 0 17 3 0 0 0 0 0 94773452558448 94773452605700 "             \
 	"94773477142528 140729436515345 140729436515355 140729436515355 140729436516334 0\n"
 
 static int parse_stat_str(const char *s, struct procfs_stat *st)
@@ -75,9 +75,8 @@ static void test_stat_malformed(void **state)
 	assert_int_equal(parse_stat_str("(x)" STAT_TAIL, &st), -EINVAL);
 	assert_int_equal(parse_stat_str("0 (x)" STAT_TAIL, &st), -EINVAL);
 	/* cut before field 22 */
-	assert_int_equal(parse_stat_str("12 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18",
-					&st),
-			 -EINVAL);
+	assert_int_equal(
+	    parse_stat_str("12 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18", &st), -EINVAL);
 	assert_int_equal(parse_stat_str("12 (x) S -1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 "
 					"18 19",
 					&st),
@@ -105,9 +104,8 @@ static void test_status(void **state)
 				     "Uid:\t1000\t0\t0\t0\nGid:\t100\t50\t50\t50\nFDSize:\t64\n";
 	uint32_t uid = 9, euid = 9, gid = 9, egid = 9;
 
-	assert_int_equal(procfs_parse_status_ids(status, sizeof(status) - 1, &uid, &euid, &gid,
-						 &egid),
-			 0);
+	assert_int_equal(
+	    procfs_parse_status_ids(status, sizeof(status) - 1, &uid, &euid, &gid, &egid), 0);
 	assert_int_equal(uid, 1000);
 	assert_int_equal(euid, 0);
 	assert_int_equal(gid, 100);
@@ -116,18 +114,16 @@ static void test_status(void **state)
 	/* a name that looks like a Uid line is escaped by the kernel, but be sure anyway:
 	 * only a line that starts with the key counts */
 	static const char tricky[] = "Name:\tUid:\t0\t0\nUid:\t7\t8\t8\t8\nGid:\t1\t2\t2\t2\n";
-	assert_int_equal(procfs_parse_status_ids(tricky, sizeof(tricky) - 1, &uid, &euid, &gid,
-						 &egid),
-			 0);
+	assert_int_equal(
+	    procfs_parse_status_ids(tricky, sizeof(tricky) - 1, &uid, &euid, &gid, &egid), 0);
 	assert_int_equal(uid, 7);
 	assert_int_equal(euid, 8);
 
 	static const char no_gid[] = "Uid:\t1\t1\t1\t1\n";
 	static const char bad[] = "Uid:\t1\nGid:\t1\t1\n";
 	static const char big[] = "Uid:\t4294967296\t1\nGid:\t1\t1\n";
-	assert_int_equal(procfs_parse_status_ids(no_gid, sizeof(no_gid) - 1, &uid, &euid, &gid,
-						 &egid),
-			 -EINVAL);
+	assert_int_equal(
+	    procfs_parse_status_ids(no_gid, sizeof(no_gid) - 1, &uid, &euid, &gid, &egid), -EINVAL);
 	assert_int_equal(procfs_parse_status_ids(bad, sizeof(bad) - 1, &uid, &euid, &gid, &egid),
 			 -EINVAL);
 	assert_int_equal(procfs_parse_status_ids(big, sizeof(big) - 1, &uid, &euid, &gid, &egid),
@@ -158,8 +154,7 @@ static void test_tty(void **state)
 	assert_int_equal(procfs_tty_name((137u << 8) | 44, name, sizeof(name)), 0);
 	assert_string_equal(name, "pts/300");
 	/* minors past 255 go in the high bits */
-	assert_int_equal(procfs_tty_name((136u << 8) | 0x10 | (0x1u << 20), name, sizeof(name)),
-			 0);
+	assert_int_equal(procfs_tty_name((136u << 8) | 0x10 | (0x1u << 20), name, sizeof(name)), 0);
 	assert_string_equal(name, "pts/272");
 	assert_int_equal(procfs_tty_name((4u << 8) | 1, name, sizeof(name)), 0);
 	assert_string_equal(name, "tty1");
@@ -230,14 +225,10 @@ static void test_join_cmdline(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_stat),
-		cmocka_unit_test(test_stat_hostile_comm),
-		cmocka_unit_test(test_stat_malformed),
-		cmocka_unit_test(test_status),
-		cmocka_unit_test(test_loginuid),
-		cmocka_unit_test(test_tty),
-		cmocka_unit_test(test_cgroup),
-		cmocka_unit_test(test_join_cmdline),
+	    cmocka_unit_test(test_stat),	   cmocka_unit_test(test_stat_hostile_comm),
+	    cmocka_unit_test(test_stat_malformed), cmocka_unit_test(test_status),
+	    cmocka_unit_test(test_loginuid),	   cmocka_unit_test(test_tty),
+	    cmocka_unit_test(test_cgroup),	   cmocka_unit_test(test_join_cmdline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,959 @@
+/*
+ * The rule engine: per event, picks the rules of its event.action bucket, scans each field
+ * once with that bucket's pattern database, evaluates the triggered programs over the
+ * predicate results, and keeps bounded threshold and sequence state. Also the alert writer
+ * and the rule-test runner that lint and the agent share.
+ */
+#include "engine.h"
+
+#include <errno.h>
+#include <hs/hs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "compile_int.h"
+#include "event_json.h"
+
+/* Bytes of a state key kept for comparison; longer keys are told apart by hash and length. */
+#define STATE_KEY_INLINE 40
+/* A threshold window slides in this many steps. */
+#define THRESHOLD_SLOTS 16
+#define NIL UINT32_MAX
+
+struct sentry {
+	uint64_t hash;
+	uint64_t t_last;  /* last update */
+	uint64_t t_start; /* sequence: window start; threshold: newest slot number */
+	uint32_t rule;
+	uint32_t key_len;
+	uint32_t chain; /* next in the hash chain, or in the free list */
+	uint32_t prev, next; /* recency list, most recent first */
+	uint32_t step;       /* sequence: next step expected */
+	uint32_t slots[THRESHOLD_SLOTS];
+	uint8_t key[STATE_KEY_INLINE];
+};
+
+struct state {
+	struct sentry *ent;
+	uint32_t n_ent, cap_ent; /* entries allocated, and room for them */
+	uint32_t max;            /* entries allowed */
+	uint32_t *heads;
+	uint32_t mask;
+	uint32_t live;
+	uint32_t free_list;
+	uint32_t mru, lru;
+};
+
+struct engine {
+	const struct ruleset *rs;
+	hs_scratch_t *scratch;
+	uint32_t gen;
+	uint32_t *pred_gen; /* predicate matched this event iff pred_gen == gen */
+	uint32_t *prog_gen; /* program already a candidate this event */
+	uint32_t *cand;
+	uint32_t n_cand;
+	const struct cdb *cur_db;
+	uint32_t *action_order; /* action indices sorted by text */
+	uint64_t seed;
+	struct state st;
+	struct engine_stats stats;
+	size_t bytes;
+};
+
+static int cmp_action(const void *a, const void *b, void *ctx)
+{
+	const struct ruleset *rs = ctx;
+	const struct cstr *x = &rs->actions[*(const uint32_t *)a];
+	const struct cstr *y = &rs->actions[*(const uint32_t *)b];
+	size_t n = x->len < y->len ? x->len : y->len;
+	int c = memcmp(rs->blob + x->off, rs->blob + y->off, n);
+	if (c)
+		return c;
+	return x->len < y->len ? -1 : x->len > y->len;
+}
+
+static bool has_state(const struct ruleset *rs)
+{
+	for (uint32_t i = 0; i < rs->n_rules; i++) {
+		if (rs->rules[i].kind != RK_PLAIN)
+			return true;
+	}
+	return false;
+}
+
+int engine_new(const struct ruleset *rs, const struct engine_options *opt, struct engine **out)
+{
+	struct engine *e;
+	int ret = -ENOMEM;
+
+	if (!rs || !out)
+		return -EINVAL;
+	uint32_t max = opt && opt->state_entries ? opt->state_entries : RULES_MAX_STATE_ENTRIES;
+	if (max > RULES_MAX_STATE_ENTRIES)
+		return -EINVAL;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->rs = rs;
+	e->gen = 1;
+	e->seed = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)e;
+	e->pred_gen = calloc(rs->n_preds ? rs->n_preds : 1, sizeof(*e->pred_gen));
+	e->prog_gen = calloc(rs->n_progs ? rs->n_progs : 1, sizeof(*e->prog_gen));
+	e->cand = calloc(rs->n_progs ? rs->n_progs : 1, sizeof(*e->cand));
+	e->action_order = calloc(rs->n_actions ? rs->n_actions : 1, sizeof(*e->action_order));
+	if (!e->pred_gen || !e->prog_gen || !e->cand || !e->action_order)
+		goto out_free;
+	for (uint32_t i = 0; i < rs->n_actions; i++)
+		e->action_order[i] = i;
+	qsort_r(e->action_order, rs->n_actions, sizeof(*e->action_order), cmp_action, (void *)rs);
+	for (uint32_t i = 0; i < rs->n_dbs; i++) {
+		if (hs_alloc_scratch(rs->dbs[i].db, &e->scratch) != HS_SUCCESS)
+			goto out_free;
+	}
+	e->st.max = max;
+	e->st.free_list = e->st.mru = e->st.lru = NIL;
+	if (has_state(rs)) {
+		uint32_t heads = 64;
+		while (heads < max)
+			heads *= 2;
+		e->st.heads = malloc(heads * sizeof(*e->st.heads));
+		if (!e->st.heads)
+			goto out_free;
+		memset(e->st.heads, 0xff, heads * sizeof(*e->st.heads));
+		e->st.mask = heads - 1;
+	}
+	size_t scratch = 0;
+	if (e->scratch)
+		hs_scratch_size(e->scratch, &scratch);
+	e->bytes = sizeof(*e) + scratch + (size_t)rs->n_preds * 4 + (size_t)rs->n_progs * 8 +
+		   (size_t)rs->n_actions * 4 + (e->st.heads ? ((size_t)e->st.mask + 1) * 4 : 0);
+	*out = e;
+	return 0;
+out_free:
+	engine_free(e);
+	return ret;
+}
+
+void engine_free(struct engine *e)
+{
+	if (!e)
+		return;
+	if (e->scratch)
+		hs_free_scratch(e->scratch);
+	free(e->pred_gen);
+	free(e->prog_gen);
+	free(e->cand);
+	free(e->action_order);
+	free(e->st.ent);
+	free(e->st.heads);
+	free(e);
+}
+
+/* --- state table: hash chains plus a recency list; past the cap the oldest entry goes --- */
+
+static void lru_unlink(struct state *s, uint32_t i)
+{
+	struct sentry *x = &s->ent[i];
+	if (x->prev != NIL)
+		s->ent[x->prev].next = x->next;
+	else
+		s->mru = x->next;
+	if (x->next != NIL)
+		s->ent[x->next].prev = x->prev;
+	else
+		s->lru = x->prev;
+}
+
+static void lru_front(struct state *s, uint32_t i)
+{
+	struct sentry *x = &s->ent[i];
+	x->prev = NIL;
+	x->next = s->mru;
+	if (s->mru != NIL)
+		s->ent[s->mru].prev = i;
+	s->mru = i;
+	if (s->lru == NIL)
+		s->lru = i;
+}
+
+static void chain_unlink(struct state *s, uint32_t i)
+{
+	uint32_t *p = &s->heads[s->ent[i].hash & s->mask];
+	while (*p != NIL && *p != i)
+		p = &s->ent[*p].chain;
+	if (*p == i)
+		*p = s->ent[i].chain;
+}
+
+static void state_delete(struct state *s, uint32_t i)
+{
+	chain_unlink(s, i);
+	lru_unlink(s, i);
+	s->ent[i].chain = s->free_list;
+	s->free_list = i;
+	s->live--;
+}
+
+static bool entry_expired(const struct ruleset *rs, const struct sentry *x, uint64_t now)
+{
+	const struct crule *r = &rs->rules[x->rule];
+	uint64_t since = r->kind == RK_SEQUENCE ? x->t_start : x->t_last;
+	return now > since && now - since > r->within_ns;
+}
+
+static uint64_t key_hash(uint64_t seed, uint32_t rule, const uint8_t *k, size_t len)
+{
+	uint64_t h = seed ^ (0xcbf29ce484222325ull + rule);
+	for (size_t i = 0; i < len; i++) {
+		h ^= k[i];
+		h *= 0x100000001b3ull;
+	}
+	h ^= h >> 31;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 29;
+	return h;
+}
+
+static uint32_t state_find(const struct engine *e, uint32_t rule, uint64_t h, const uint8_t *key,
+			   size_t len)
+{
+	const struct state *s = &e->st;
+	size_t cmp = len < STATE_KEY_INLINE ? len : STATE_KEY_INLINE;
+	if (!s->heads)
+		return NIL;
+	for (uint32_t i = s->heads[h & s->mask]; i != NIL; i = s->ent[i].chain) {
+		const struct sentry *x = &s->ent[i];
+		if (x->hash == h && x->rule == rule && x->key_len == len && memcmp(x->key, key, cmp) == 0)
+			return i;
+	}
+	return NIL;
+}
+
+/* A new zeroed entry for (@rule, @key), evicting the least recently used one at the cap. */
+static uint32_t state_insert(struct engine *e, uint32_t rule, uint64_t h, const uint8_t *key,
+			     size_t len, uint64_t now)
+{
+	struct state *s = &e->st;
+	uint32_t i;
+
+	if (!s->heads)
+		return NIL;
+	if (s->free_list != NIL) {
+		i = s->free_list;
+		s->free_list = s->ent[i].chain;
+	} else if (s->n_ent < s->max) {
+		if (s->n_ent == s->cap_ent) {
+			uint32_t cap = s->cap_ent ? s->cap_ent * 2 : 64;
+			if (cap > s->max)
+				cap = s->max;
+			struct sentry *p = realloc(s->ent, (size_t)cap * sizeof(*p));
+			if (!p)
+				return NIL;
+			e->bytes += (size_t)(cap - s->cap_ent) * sizeof(*p);
+			s->ent = p;
+			s->cap_ent = cap;
+		}
+		i = s->n_ent++;
+	} else {
+		i = s->lru;
+		if (NEVER(i == NIL))
+			return NIL;
+		if (entry_expired(e->rs, &s->ent[i], now))
+			e->stats.state_expired++;
+		else
+			e->stats.state_evictions++;
+		state_delete(s, i);
+		i = s->free_list;
+		s->free_list = s->ent[i].chain;
+	}
+	struct sentry *x = &s->ent[i];
+	memset(x, 0, sizeof(*x));
+	x->hash = h;
+	x->rule = rule;
+	x->key_len = (uint32_t)len;
+	memcpy(x->key, key, len < STATE_KEY_INLINE ? len : STATE_KEY_INLINE);
+	x->chain = s->heads[h & s->mask];
+	s->heads[h & s->mask] = i;
+	lru_front(s, i);
+	s->live++;
+	return i;
+}
+
+static void state_touch(struct state *s, uint32_t i)
+{
+	if (s->mru == i)
+		return;
+	lru_unlink(s, i);
+	lru_front(s, i);
+}
+
+void engine_reset_state(struct engine *e)
+{
+	struct state *s = &e->st;
+	if (s->heads)
+		memset(s->heads, 0xff, ((size_t)s->mask + 1) * sizeof(*s->heads));
+	s->n_ent = 0;
+	s->live = 0;
+	s->free_list = s->mru = s->lru = NIL;
+}
+
+/* The state key of @ev for @field: its value's bytes. False when the field is absent. */
+static bool state_key(const struct event *ev, int32_t field, const uint8_t **key, size_t *len,
+		      uint8_t tmp[24])
+{
+	if (field < 0) {
+		*key = tmp;
+		*len = 0;
+		return true;
+	}
+	if (NEVER(field >= FIELD_COUNT))
+		return false;
+	switch (registry_field(field)->type) {
+	case FT_STRING: {
+		const char *s = event_str(ev, (enum field_id)field, len);
+		*key = (const uint8_t *)s;
+		return s != NULL;
+	}
+	case FT_INT: {
+		int64_t v;
+		if (!event_int(ev, (enum field_id)field, &v))
+			return false;
+		memcpy(tmp, &v, sizeof(v));
+		*key = tmp;
+		*len = sizeof(v);
+		return true;
+	}
+	case FT_IP: {
+		const struct ev_ip *ip = event_ip(ev, (enum field_id)field);
+		if (!ip)
+			return false;
+		tmp[0] = ip->family;
+		memcpy(tmp + 1, ip->addr, 16);
+		*key = tmp;
+		*len = 17;
+		return true;
+	}
+	default:
+		return false;
+	}
+}
+
+static bool threshold_update(struct engine *e, uint32_t rule, const struct cprog *pr,
+			     const struct event *ev, uint64_t now)
+{
+	const struct crule *r = &e->rs->rules[rule];
+	const uint8_t *key;
+	uint8_t tmp[24];
+	size_t len;
+
+	if (!state_key(ev, pr->by_field, &key, &len, tmp))
+		return false;
+	uint64_t h = key_hash(e->seed, rule, key, len);
+	uint64_t width = r->within_ns / THRESHOLD_SLOTS ? r->within_ns / THRESHOLD_SLOTS : 1;
+	uint64_t slot = now / width;
+	uint32_t i = state_find(e, rule, h, key, len);
+	struct sentry *x;
+	if (i == NIL) {
+		if ((i = state_insert(e, rule, h, key, len, now)) == NIL)
+			return false;
+		x = &e->st.ent[i];
+		x->t_start = slot;
+	} else {
+		x = &e->st.ent[i];
+		state_touch(&e->st, i);
+		if (slot > x->t_start) {
+			/* slide: slots older than the window are emptied */
+			uint64_t d = slot - x->t_start;
+			if (d >= THRESHOLD_SLOTS)
+				memset(x->slots, 0, sizeof(x->slots));
+			else
+				for (uint64_t k = 1; k <= d; k++)
+					x->slots[(x->t_start + k) % THRESHOLD_SLOTS] = 0;
+			x->t_start = slot;
+		}
+	}
+	x->t_last = now;
+	uint32_t *cell = &x->slots[x->t_start % THRESHOLD_SLOTS];
+	if (*cell < UINT32_MAX)
+		(*cell)++;
+	uint64_t sum = 0;
+	for (int k = 0; k < THRESHOLD_SLOTS; k++)
+		sum += x->slots[k];
+	if (sum < r->count)
+		return false;
+	/* re-arm: the next alert needs count new events */
+	memset(x->slots, 0, sizeof(x->slots));
+	return true;
+}
+
+static bool sequence_update(struct engine *e, uint32_t rule, const struct cprog *pr,
+			    const struct event *ev, uint64_t now)
+{
+	const struct crule *r = &e->rs->rules[rule];
+	const uint8_t *key;
+	uint8_t tmp[24];
+	size_t len;
+
+	if (!state_key(ev, pr->by_field, &key, &len, tmp))
+		return false;
+	uint64_t h = key_hash(e->seed, rule, key, len);
+	uint32_t i = state_find(e, rule, h, key, len);
+	struct sentry *x = i == NIL ? NULL : &e->st.ent[i];
+	bool expired = x && entry_expired(e->rs, x, now);
+
+	if (pr->step > 0) {
+		if (!x || expired || x->step != pr->step)
+			return false;
+		x->step++;
+		x->t_last = now;
+		if (x->step >= r->n_progs) {
+			state_delete(&e->st, i);
+			return true;
+		}
+		state_touch(&e->st, i);
+		return false;
+	}
+	/* the most recent first step starts the window, unless later steps are under way */
+	if (x && !expired && x->step > 1) {
+		state_touch(&e->st, i);
+		return false;
+	}
+	if (!x) {
+		if ((i = state_insert(e, rule, h, key, len, now)) == NIL)
+			return false;
+		x = &e->st.ent[i];
+	} else {
+		state_touch(&e->st, i);
+	}
+	x->step = 1;
+	x->t_start = now;
+	x->t_last = now;
+	return false;
+}
+
+/* --- predicates and programs --- */
+
+static bool bytes_eq_lower(const char *lower, const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		if (c != lower[i])
+			return false;
+	}
+	return true;
+}
+
+static bool str_in(const struct ruleset *rs, const struct cpred *cp, const char *s, size_t len)
+{
+	for (uint32_t i = 0; i < cp->n; i++) {
+		const struct cstr *v = &rs->strs[cp->off + i];
+		if (v->len != len)
+			continue;
+		if ((cp->flags & PF_CASELESS) ? bytes_eq_lower(rs->blob + v->off, s, len)
+					      : memcmp(rs->blob + v->off, s, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool net_match(const struct cnet *n, const struct ev_ip *ip)
+{
+	if (n->family != ip->family)
+		return false;
+	unsigned full = n->prefix / 8, rest = n->prefix % 8;
+	if (NEVER(full > 16 || (full == 16 && rest)))
+		return false;
+	if (memcmp(n->addr, ip->addr, full) != 0)
+		return false;
+	if (!rest)
+		return true;
+	uint8_t mask = (uint8_t)(0xff << (8 - rest));
+	return (n->addr[full] & mask) == (ip->addr[full] & mask);
+}
+
+static bool eval_pred(const struct engine *e, uint32_t gi, const struct event *ev)
+{
+	const struct ruleset *rs = e->rs;
+	const struct cpred *cp = &rs->preds[gi];
+	enum field_id f = (enum field_id)cp->field;
+	size_t len;
+
+	if (NEVER(cp->field >= FIELD_COUNT))
+		return false;
+	switch (cp->kind) {
+	case PK_SCAN:
+		return e->pred_gen[gi] == e->gen;
+	case PK_EXISTS:
+		return event_has(ev, f);
+	case PK_STR_EQ: {
+		const char *s = event_str(ev, f, &len);
+		if (s)
+			return str_in(rs, cp, s, len);
+		uint32_t n = event_list_count(ev, f);
+		for (uint32_t i = 0; i < n; i++) {
+			const char *it = event_list_item(ev, f, i, &len);
+			if (it && str_in(rs, cp, it, len))
+				return true;
+		}
+		return false;
+	}
+	case PK_INT_CMP: {
+		int64_t v;
+		if (!event_int(ev, f, &v))
+			return false;
+		switch (cp->cmp) {
+		case CMP_LT:
+			return v < cp->num;
+		case CMP_LE:
+			return v <= cp->num;
+		case CMP_GT:
+			return v > cp->num;
+		case CMP_GE:
+			return v >= cp->num;
+		case CMP_EQ:
+			return v == cp->num;
+		}
+		return false;
+	}
+	case PK_INT_IN: {
+		int64_t v;
+		if (!event_int(ev, f, &v))
+			return false;
+		const int64_t *a = rs->ints + cp->off;
+		size_t lo = 0, hi = cp->n;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			if (a[mid] == v)
+				return true;
+			if (a[mid] < v)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		return false;
+	}
+	case PK_IP_IN: {
+		const struct ev_ip *ip = event_ip(ev, f);
+		if (!ip)
+			return false;
+		for (uint32_t i = 0; i < cp->n; i++) {
+			if (net_match(&rs->nets[cp->off + i], ip))
+				return true;
+		}
+		return false;
+	}
+	case PK_BOOL_EQ: {
+		bool v;
+		if (!event_bool(ev, f, &v))
+			return false;
+		return (cp->num >> (v ? 1 : 0)) & 1;
+	}
+	}
+	return false;
+}
+
+/* Runs a verified program; every access is still bounds-checked. */
+static bool run_prog(const struct engine *e, const struct cprog *pr, const struct event *ev)
+{
+	const struct insn *code = e->rs->code + pr->code_off;
+	bool st[RULES_MAX_STACK];
+	uint32_t sp = 0, pc = 0, n = pr->n_code;
+
+	while (pc < n) {
+		const struct insn in = code[pc];
+		switch (in.op) {
+		case OP_PRED:
+			if (NEVER(sp >= RULES_MAX_STACK || in.arg >= pr->n_preds))
+				return false;
+			st[sp++] = eval_pred(e, pr->pred_base + in.arg, ev);
+			break;
+		case OP_NOT:
+			if (NEVER(sp < 1))
+				return false;
+			st[sp - 1] = !st[sp - 1];
+			break;
+		case OP_AND:
+		case OP_OR:
+			if (NEVER(sp < 2))
+				return false;
+			st[sp - 2] = in.op == OP_AND ? (st[sp - 2] && st[sp - 1])
+						     : (st[sp - 2] || st[sp - 1]);
+			sp--;
+			break;
+		case OP_POP:
+			if (NEVER(sp < 1))
+				return false;
+			sp--;
+			break;
+		case OP_JF:
+		case OP_JT:
+			if (NEVER(sp < 1 || in.arg > n - pc - 1))
+				return false;
+			if (st[sp - 1] == (in.op == OP_JT))
+				pc += in.arg;
+			break;
+		default:
+			return false;
+		}
+		pc++;
+	}
+	return sp == 1 && st[0];
+}
+
+static int on_match(unsigned id, unsigned long long from, unsigned long long to, unsigned flags,
+		    void *ctx)
+{
+	struct engine *e = ctx;
+	const struct cdb *d = e->cur_db;
+	(void)from;
+	(void)to;
+	(void)flags;
+	if (NEVER(id >= d->n_ids))
+		return 0;
+	for (uint32_t k = d->fan_start[id]; k < d->fan_start[id + 1]; k++) {
+		uint32_t p = d->fan_preds[k];
+		e->pred_gen[p] = e->gen;
+		uint32_t prog = e->rs->pred_prog[p];
+		if (e->prog_gen[prog] != e->gen) {
+			e->prog_gen[prog] = e->gen;
+			e->cand[e->n_cand++] = prog;
+		}
+	}
+	return 0;
+}
+
+static void scan(struct engine *e, const struct cdb *d, const char *s, size_t len)
+{
+	e->cur_db = d;
+	e->stats.scans++;
+	/* Hyperscan wants a valid pointer even for an empty string */
+	if (hs_scan(d->db, s ? s : "", (unsigned)len, 0, e->scratch, on_match, e) != HS_SUCCESS)
+		e->stats.errors++;
+}
+
+static const struct cbucket *select_bucket(const struct engine *e, const struct event *ev)
+{
+	const struct ruleset *rs = e->rs;
+	size_t len;
+	const char *a = event_str(ev, F_EVENT_ACTION, &len);
+	if (!a)
+		return &rs->buckets[0];
+	size_t lo = 0, hi = rs->n_actions;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		uint32_t id = e->action_order[mid];
+		const struct cstr *x = &rs->actions[id];
+		size_t n = x->len < len ? x->len : len;
+		int c = memcmp(rs->blob + x->off, a, n);
+		if (c == 0)
+			c = x->len < len ? -1 : x->len > len;
+		if (c == 0)
+			return &rs->buckets[id + 1];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return &rs->buckets[0];
+}
+
+static void sort_cand(uint32_t *v, uint32_t n)
+{
+	for (uint32_t i = 1; i < n; i++) {
+		uint32_t x = v[i], j = i;
+		while (j > 0 && v[j - 1] > x) {
+			v[j] = v[j - 1];
+			j--;
+		}
+		v[j] = x;
+	}
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int engine_eval(struct engine *e, const struct event *ev, uint64_t now_ns, engine_alert_fn fn,
+		void *ctx)
+{
+	const struct ruleset *rs;
+	int alerts = 0;
+
+	if (!e || !ev)
+		return -EINVAL;
+	rs = e->rs;
+	e->stats.events++;
+	if (++e->gen == 0) {
+		memset(e->pred_gen, 0, (rs->n_preds ? rs->n_preds : 1) * sizeof(*e->pred_gen));
+		memset(e->prog_gen, 0, (rs->n_progs ? rs->n_progs : 1) * sizeof(*e->prog_gen));
+		e->gen = 1;
+	}
+	const struct cbucket *b = select_bucket(e, ev);
+	e->n_cand = 0;
+	for (uint32_t i = 0; i < b->n_always; i++) {
+		uint32_t p = b->always[i];
+		if (NEVER(p >= rs->n_progs))
+			continue;
+		e->prog_gen[p] = e->gen;
+		e->cand[e->n_cand++] = p;
+	}
+	for (uint32_t i = 0; i < b->n_dbs; i++) {
+		enum field_id f = (enum field_id)b->dbs[i].field;
+		const struct cdb *d = &rs->dbs[b->dbs[i].db];
+		size_t len;
+		if (!event_has(ev, f))
+			continue;
+		const char *s = event_str(ev, f, &len);
+		if (s) {
+			scan(e, d, s, len);
+			continue;
+		}
+		uint32_t n = event_list_count(ev, f);
+		for (uint32_t k = 0; k < n; k++) {
+			const char *it = event_list_item(ev, f, k, &len);
+			if (it)
+				scan(e, d, it, len);
+		}
+	}
+	if (e->n_cand < 32)
+		sort_cand(e->cand, e->n_cand);
+	else
+		qsort(e->cand, e->n_cand, sizeof(*e->cand), cmp_u32);
+	for (uint32_t i = 0; i < e->n_cand; i++) {
+		const struct cprog *pr = &rs->progs[e->cand[i]];
+		e->stats.evaluations++;
+		if (!run_prog(e, pr, ev))
+			continue;
+		const struct crule *r = &rs->rules[pr->rule];
+		bool hit;
+		switch (r->kind) {
+		case RK_THRESHOLD:
+			hit = threshold_update(e, pr->rule, pr, ev, now_ns);
+			break;
+		case RK_SEQUENCE:
+			hit = sequence_update(e, pr->rule, pr, ev, now_ns);
+			break;
+		default:
+			hit = true;
+			break;
+		}
+		if (!hit)
+			continue;
+		alerts++;
+		e->stats.alerts++;
+		if (fn)
+			fn(ctx, &r->info, ev);
+	}
+	return alerts;
+}
+
+void engine_get_stats(const struct engine *e, struct engine_stats *out)
+{
+	*out = e->stats;
+	out->state_entries = e->st.live;
+	out->state_capacity = e->st.heads ? e->st.max : 0;
+}
+
+size_t engine_memory(const struct engine *e)
+{
+	return e ? e->bytes : 0;
+}
+
+/* --- alerts --- */
+
+int alert_fill_event(const struct rule_info *rule, const struct event *ev, struct event *out)
+{
+	int ret;
+	if ((ret = event_copy(out, ev)) < 0 ||
+	    (ret = event_set_cstr(out, F_EVENT_KIND, "alert")) < 0 ||
+	    (ret = event_set_cstr(out, F_RULE_ID, rule->id)) < 0 ||
+	    (ret = event_set_cstr(out, F_RULE_NAME, rule->name)) < 0 ||
+	    (ret = event_set_cstr(out, F_RULE_LEVEL, rule->level)) < 0)
+		return ret;
+	event_unset(out, F_THREAT_TECHNIQUE_ID);
+	for (size_t i = 0; i < rule->n_techniques; i++) {
+		const char *t = rule->techniques[i];
+		if ((ret = event_list_append(out, F_THREAT_TECHNIQUE_ID, t, strlen(t))) < 0)
+			return ret;
+	}
+	return 0;
+}
+
+int alert_write_json(const struct rule_info *rule, const struct event *ev, struct event *scratch,
+		     struct buf *out)
+{
+	int ret = alert_fill_event(rule, ev, scratch);
+	if (ret < 0)
+		return ret;
+	return event_write_json(scratch, out);
+}
+
+/* --- time --- */
+
+static int digits(const char *s, size_t n, unsigned *out)
+{
+	unsigned v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	unsigned yoe = (unsigned)(y - era * 400);
+	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+int timestamp_parse(const char *s, size_t len, uint64_t *ns)
+{
+	unsigned y, mo, d, h, mi, sec, frac = 0, oh = 0, om = 0;
+	size_t i = 19;
+	int sign = 0;
+
+	if (len < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+	    s[13] != ':' || s[16] != ':')
+		return -EINVAL;
+	if (digits(s, 4, &y) || digits(s + 5, 2, &mo) || digits(s + 8, 2, &d) ||
+	    digits(s + 11, 2, &h) || digits(s + 14, 2, &mi) || digits(s + 17, 2, &sec))
+		return -EINVAL;
+	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+		return -EINVAL;
+	if (i < len && s[i] == '.') {
+		unsigned nd = 0;
+		i++;
+		while (i < len && s[i] >= '0' && s[i] <= '9') {
+			if (nd < 9) {
+				frac = frac * 10 + (unsigned)(s[i] - '0');
+				nd++;
+			}
+			i++;
+		}
+		if (nd == 0)
+			return -EINVAL;
+		while (nd++ < 9)
+			frac *= 10;
+	}
+	if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
+		i++;
+	} else if (i < len && (s[i] == '+' || s[i] == '-')) {
+		sign = s[i] == '+' ? 1 : -1;
+		if (len - i != 6 || s[i + 3] != ':' || digits(s + i + 1, 2, &oh) ||
+		    digits(s + i + 4, 2, &om) || oh > 23 || om > 59)
+			return -EINVAL;
+		i += 6;
+	} else {
+		return -EINVAL;
+	}
+	if (i != len)
+		return -EINVAL;
+	int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+	secs -= sign * (int64_t)(oh * 3600 + om * 60);
+	if (secs < 0 || secs > (int64_t)(UINT64_MAX / 1000000000ull) - 1)
+		return -EINVAL;
+	*ns = (uint64_t)secs * 1000000000ull + frac;
+	return 0;
+}
+
+/* --- rule tests --- */
+
+/* Test events without @timestamp start here, one second apart. */
+#define TEST_BASE_NS (1700000000ull * 1000000000ull)
+
+struct test_hit {
+	const struct rule_info *want;
+	bool hit;
+};
+
+static void on_test_alert(void *ctx, const struct rule_info *rule, const struct event *ev)
+{
+	struct test_hit *t = ctx;
+	(void)ev;
+	if (rule == t->want)
+		t->hit = true;
+}
+
+int ruleset_run_tests(const struct ruleset *rs, struct buf *report, struct rules_test_result *res)
+{
+	struct rules_test_result r = {0};
+	struct engine *e = NULL;
+	struct event *ev = NULL;
+	char why[256];
+	int ret;
+
+	if ((ret = engine_new(rs, NULL, &e)) < 0)
+		return ret;
+	if (!(ev = event_new())) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	for (uint32_t ri = 0; ri < rs->n_rules; ri++) {
+		const struct crule *cr = &rs->rules[ri];
+		if (cr->n_tests == 0) {
+			r.untested++;
+			continue;
+		}
+		r.rules++;
+		for (uint32_t t = 0; t < cr->n_tests; t++) {
+			const struct rtest *test = &cr->tests[t];
+			struct test_hit th = {.want = &cr->info};
+			uint64_t now = TEST_BASE_NS;
+			const char *fail = NULL;
+			engine_reset_state(e);
+			for (uint32_t k = 0; k < test->n && !fail; k++) {
+				int pr = event_parse_json(ev, test->json[k], test->lens[k], why,
+							  sizeof(why), NULL);
+				if (pr != EVENT_PARSED) {
+					fail = pr < 0 ? why : "test event is not an event";
+					break;
+				}
+				size_t tl;
+				const char *ts = event_str(ev, F_TIMESTAMP, &tl);
+				uint64_t at;
+				if (ts && timestamp_parse(ts, tl, &at) == 0)
+					now = at;
+				else if (k > 0)
+					now += 1000000000ull;
+				engine_eval(e, ev, now, on_test_alert, &th);
+			}
+			if (!fail && th.hit != test->match)
+				fail = test->match ? "match test raised no alert"
+						   : "nomatch test raised an alert";
+			if (!fail) {
+				r.passed++;
+				continue;
+			}
+			r.failed++;
+			if (report) {
+				char line[512];
+				snprintf(line, sizeof(line), "%s:%u: rule %s: %s\n", cr->info.file,
+					 test->line, cr->info.id, fail);
+				if (buf_append_str(report, line) == -ENOMEM) {
+					ret = -ENOMEM;
+					goto out_free;
+				}
+			}
+		}
+	}
+	ret = r.failed ? -EINVAL : 0;
+out_free:
+	if (res)
+		*res = r;
+	event_free(ev);
+	engine_free(e);
+	return ret;
+}
