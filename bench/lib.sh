@@ -48,10 +48,12 @@ build_driver() {
 	fi
 }
 
-# rate_of "driver output line" : sets RATE to its per_second value
+# rate_of "driver output line" : sets RATE (per_second) and STORM_CPU (cpu_seconds)
 rate_of() {
 	RATE=${1##*per_second=}
-	[ -n "$RATE" ] && [ "$RATE" != "$1" ] || bench_die "unexpected driver output: $1"
+	STORM_CPU=$(sed -n 's/.* cpu_seconds=\([0-9.]*\) .*/\1/p' <<<"$1")
+	[ -n "$RATE" ] && [ "$RATE" != "$1" ] && [ -n "$STORM_CPU" ] ||
+		bench_die "unexpected driver output: $1"
 }
 
 # --- vigil-agent ---
@@ -85,9 +87,13 @@ agent_cpu() {
 		"/proc/$AGENT_PID/stat"
 }
 
-# agent_stop : SIGTERM, wait, then sets AGENT_HWM_KB (peak RSS) and AGENT_FINAL (last line)
+# agent_stop : SIGTERM, wait, then sets AGENT_HWM_KB (peak RSS), AGENT_BPFMAP_KB (resident
+# BPF map memory mapped into the agent, the ring buffer: part of the RSS) and AGENT_FINAL
+# (the last line of its output)
 agent_stop() {
 	AGENT_HWM_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGENT_PID/status")
+	AGENT_BPFMAP_KB=$(awk '/^[0-9a-f]+-[0-9a-f]+ / { bpf = ($6 == "anon_inode:bpf-map") }
+		/^Rss:/ { if (bpf) s += $2 } END { print s + 0 }' "/proc/$AGENT_PID/smaps")
 	kill -TERM "$AGENT_PID"
 	AGENT_STATUS=0
 	wait "$AGENT_PID" || AGENT_STATUS=$?

@@ -7,7 +7,7 @@
 # To add a benchmark (rule engine, activation, heartbeat...): write section_NAME and add
 # NAME to SECTIONS.
 #
-# Environment: BENCH_REPS (5) runs per measurement, BENCH_EXEC_N (5000), BENCH_FILE_N
+# Environment: BENCH_REPS (3) runs per measurement, BENCH_EXEC_N (5000), BENCH_FILE_N
 # (50000), BENCH_JOBS (1) storm workers, BENCH_SENSOR_MODES ("none vigil auditd"),
 # BENCH_STRICT=1 to exit 1 when a target is missed, BUILD (build). Raw runs go to
 # $BUILD/bench/*.tsv.
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 
 SECTIONS=(sensor)
-REPS=${BENCH_REPS:-5}
+REPS=${BENCH_REPS:-3}
 EXEC_N=${BENCH_EXEC_N:-5000}
 FILE_N=${BENCH_FILE_N:-50000}
 JOBS=${BENCH_JOBS:-1}
@@ -49,7 +49,7 @@ SENSOR_EXEC_MAX=3
 SENSOR_FILE_MAX=5
 SENSOR_RSS_MAX_MB=20
 
-declare -A RATES SEEN DROPS RSS CPU LOST RECORDS
+declare -A RATES STORMCPU SEEN DROPS RSS BPFMAP CPU LOST RECORDS
 
 storm_run() {
 	case $1 in
@@ -93,7 +93,9 @@ sensor_measure() {
 		fi
 		rss=$AGENT_HWM_KB
 		cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')
-		extra="drops $drops, seen $seen, VmHWM ${rss} kB, agent CPU ${cpu} s"
+		extra="drops $drops, seen $seen, VmHWM $rss kB ($AGENT_BPFMAP_KB kB BPF maps),"
+		extra="$extra agent CPU $cpu s"
+		BPFMAP[$storm]+="$AGENT_BPFMAP_KB "
 		rm -f "$BENCH_OUT/agent.ndjson" "$BENCH_OUT/agent.ndjson.stderr"
 		SEEN[$storm]+="$seen "
 		DROPS[$storm]+="$drops "
@@ -110,10 +112,11 @@ sensor_measure() {
 		;;
 	esac
 	RATES[$storm.$mode]+="$RATE "
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$storm" "$mode" "$rep" "$RATE" "$drops" \
-		"$seen" "$rss" "$cpu" "$lost" "$records" >>"$SENSOR_TSV"
-	printf '  %-4s run %d/%d  %-6s %10.1f /s  %s\n' "$storm" "$rep" "$REPS" "$mode" "$RATE" \
-		"$extra"
+	STORMCPU[$storm.$mode]+="$STORM_CPU "
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$storm" "$mode" "$rep" "$RATE" \
+		"$STORM_CPU" "$drops" "$seen" "$rss" "$cpu" "$lost" "$records" >>"$SENSOR_TSV"
+	printf '  %-4s run %d/%d  %-6s %10.1f /s  storm CPU %6.2f s  %s\n' "$storm" "$rep" "$REPS" \
+		"$mode" "$RATE" "$STORM_CPU" "$extra"
 }
 
 # sensor_report STORM TITLE N : the table of one storm; sets REPORT_VIGIL and REPORT_AUDITD
@@ -122,12 +125,20 @@ sensor_report() {
 	base=$(median ${RATES[$storm.none]})
 	echo
 	echo "sensor / $2 ($JOBS worker(s)), median of $REPS runs"
-	printf '  %-8s %12s %10s   %s\n' mode "per second" overhead "runs (per second)"
+	printf '  %-8s %12s %10s %12s %10s   %s\n' mode "per second" overhead "storm CPU s" \
+		"CPU added" "runs (per second)"
+	local base_cpu cpu
+	base_cpu=$(median ${STORMCPU[$storm.none]})
 	for mode in "${MODES[@]}"; do
 		med=$(median ${RATES[$storm.$mode]})
-		local ov=-
-		[ "$mode" = none ] || ov="$(overhead "$base" "$med")%"
-		printf '  %-8s %12.1f %10s   %s\n' "$mode" "$med" "$ov" "${RATES[$storm.$mode]}"
+		cpu=$(median ${STORMCPU[$storm.$mode]})
+		local ov=- cov=-
+		if [ "$mode" != none ]; then
+			ov="$(overhead "$base" "$med")%"
+			cov="$(awk -v b="$base_cpu" -v c="$cpu" 'BEGIN { printf "%.1f", (c / b - 1) * 100 }')%"
+		fi
+		printf '  %-8s %12.1f %10s %12.2f %10s   %s\n' "$mode" "$med" "$ov" "$cpu" "$cov" \
+			"${RATES[$storm.$mode]}"
 		case $mode in
 		vigil) REPORT_VIGIL=$(overhead "$base" "$med") ;;
 		auditd) REPORT_AUDITD=$(overhead "$base" "$med") ;;
@@ -144,8 +155,10 @@ sensor_report() {
 		[ "$min_seen" -ge "$3" ] || REPORT_SEEN_OK=0
 		printf '  vigil: drops %s over all runs; fewest events seen in a run %s (storm: %s);' \
 			"$REPORT_DROPS" "$min_seen" "$3"
-		printf ' peak RSS %.1f MB; agent CPU %s s per run (median)\n' \
-			"$(awk -v k="$REPORT_RSS_KB" 'BEGIN { print k / 1024 }')" "$(median ${CPU[$storm]})"
+		printf ' peak RSS %.1f MB (BPF maps %.1f MB of it); agent CPU %s s per run (median)\n' \
+			"$(awk -v k="$REPORT_RSS_KB" 'BEGIN { print k / 1024 }')" \
+			"$(awk -v k="$(maxof ${BPFMAP[$storm]})" 'BEGIN { print k / 1024 }')" \
+			"$(median ${CPU[$storm]})"
 	fi
 	if [ -n "${LOST[$storm]:-}" ]; then
 		printf '  auditd: records lost by the kernel %s; SYSCALL records kept in the logs: %s\n' \
@@ -170,10 +183,11 @@ section_sensor() {
 	fi
 	STORM_DIR=$(mktemp -d "$(realpath "$BENCH_OUT")/storm.XXXXXX")
 	SENSOR_TSV=$BENCH_OUT/sensor.tsv
-	printf 'storm\tmode\trep\tper_second\tdrops\tseen\tvmhwm_kb\tagent_cpu_s\taudit_lost\taudit_records\n' \
+	printf 'storm\tmode\trep\tper_second\tstorm_cpu_s\tdrops\tseen\tvmhwm_kb\tagent_cpu_s' \
 		>"$SENSOR_TSV"
+	printf '\taudit_lost\taudit_records\n' >>"$SENSOR_TSV"
 	echo "sensor: $(nproc) CPUs, $(uname -r), exec storm $EXEC_N, file storm $FILE_N," \
-		"$REPS runs per mode, modes: ${MODES[*]}"
+		"$REPS runs per mode, modes: ${MODES[*]}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 	"$BENCH_OUT/exec_storm" -n 200 >/dev/null # warm-up: page cache, dentries
 	"$BENCH_OUT/file_storm" -n 5000 "$STORM_DIR" >/dev/null
@@ -189,6 +203,7 @@ section_sensor() {
 		done
 	done
 	rmdir "$STORM_DIR"
+	echo "sensor: load average after the runs $(cut -d' ' -f1-3 /proc/loadavg)"
 
 	REPORT_VIGIL=n/a REPORT_AUDITD=n/a
 	sensor_report exec "exec storm: $EXEC_N fork+exec+wait of /bin/true" "$EXEC_N"

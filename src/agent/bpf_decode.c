@@ -12,67 +12,53 @@
 
 #define IPPROTO_TCP_NUM 6
 
-static const char *const action_names[VG_A_COUNT] = {
-	[VG_A_EXEC] = "exec",
-	[VG_A_FORK] = "fork",
-	[VG_A_EXIT] = "exit",
-	[VG_A_CREATE] = "create",
-	[VG_A_WRITE] = "write",
-	[VG_A_RENAME] = "rename",
-	[VG_A_DELETE] = "delete",
-	[VG_A_CHMOD] = "chmod",
-	[VG_A_CONNECT] = "connect",
-	[VG_A_ACCEPT] = "accept",
-	[VG_A_BIND] = "bind",
-	[VG_A_SETUID] = "setuid",
-	[VG_A_SETGID] = "setgid",
-	[VG_A_MODULE_LOAD] = "module_load",
-	[VG_A_PTRACE] = "ptrace",
-	[VG_A_MEMFD_CREATE] = "memfd_create",
+/* Each action's name in metric lines, and its event.action as fields.def spells it. */
+/* clang-format off */
+static const struct {
+	const char *metric;
+	const char *value;
+} actions[VG_A_COUNT] = {
+	[VG_A_EXEC] = {"exec", "exec"},
+	[VG_A_FORK] = {"fork", "fork"},
+	[VG_A_EXIT] = {"exit", "exit"},
+	[VG_A_CREATE] = {"create", "create"},
+	[VG_A_WRITE] = {"write", "write"},
+	[VG_A_RENAME] = {"rename", "rename"},
+	[VG_A_DELETE] = {"delete", "delete"},
+	[VG_A_CHMOD] = {"chmod", "chmod"},
+	[VG_A_CONNECT] = {"connect", "connect"},
+	[VG_A_ACCEPT] = {"accept", "accept"},
+	[VG_A_BIND] = {"bind", "bind"},
+	[VG_A_SETUID] = {"setuid", "setuid"},
+	[VG_A_SETGID] = {"setgid", "setgid"},
+	[VG_A_MODULE_LOAD] = {"module_load", "module-load"},
+	[VG_A_PTRACE] = {"ptrace", "ptrace"},
+	[VG_A_MEMFD_CREATE] = {"memfd_create", "memfd-create"},
 };
-
-/* event.action as fields.def spells it */
-static const char *const action_values[VG_A_COUNT] = {
-	[VG_A_EXEC] = "exec",
-	[VG_A_FORK] = "fork",
-	[VG_A_EXIT] = "exit",
-	[VG_A_CREATE] = "create",
-	[VG_A_WRITE] = "write",
-	[VG_A_RENAME] = "rename",
-	[VG_A_DELETE] = "delete",
-	[VG_A_CHMOD] = "chmod",
-	[VG_A_CONNECT] = "connect",
-	[VG_A_ACCEPT] = "accept",
-	[VG_A_BIND] = "bind",
-	[VG_A_SETUID] = "setuid",
-	[VG_A_SETGID] = "setgid",
-	[VG_A_MODULE_LOAD] = "module-load",
-	[VG_A_PTRACE] = "ptrace",
-	[VG_A_MEMFD_CREATE] = "memfd-create",
-};
+/* clang-format on */
 
 /* Fixed part of each record type, and the actions a record of that type may carry. */
 static const struct {
 	size_t fixed;
 	unsigned actions; /* bit per enum vg_action */
 } type_info[VG_T_COUNT] = {
-	[VG_T_EXEC] = {sizeof(struct vg_exec), 1u << VG_A_EXEC},
-	[VG_T_FORK] = {sizeof(struct vg_fork), 1u << VG_A_FORK},
-	[VG_T_EXIT] = {sizeof(struct vg_exit), 1u << VG_A_EXIT},
-	[VG_T_FILE] = {sizeof(struct vg_file), (1u << VG_A_CREATE) | (1u << VG_A_WRITE) |
-						       (1u << VG_A_RENAME) | (1u << VG_A_DELETE) |
-						       (1u << VG_A_CHMOD)},
-	[VG_T_NET] = {sizeof(struct vg_net),
-		      (1u << VG_A_CONNECT) | (1u << VG_A_ACCEPT) | (1u << VG_A_BIND)},
-	[VG_T_CRED] = {sizeof(struct vg_cred), (1u << VG_A_SETUID) | (1u << VG_A_SETGID)},
-	[VG_T_MODULE] = {sizeof(struct vg_module), 1u << VG_A_MODULE_LOAD},
-	[VG_T_PTRACE] = {sizeof(struct vg_ptrace), 1u << VG_A_PTRACE},
-	[VG_T_MEMFD] = {sizeof(struct vg_memfd), 1u << VG_A_MEMFD_CREATE},
+    [VG_T_EXEC] = {sizeof(struct vg_exec), 1u << VG_A_EXEC},
+    [VG_T_FORK] = {sizeof(struct vg_fork), 1u << VG_A_FORK},
+    [VG_T_EXIT] = {sizeof(struct vg_exit), 1u << VG_A_EXIT},
+    [VG_T_FILE] = {sizeof(struct vg_file), (1u << VG_A_CREATE) | (1u << VG_A_WRITE) |
+					       (1u << VG_A_RENAME) | (1u << VG_A_DELETE) |
+					       (1u << VG_A_CHMOD)},
+    [VG_T_NET] = {sizeof(struct vg_net),
+		  (1u << VG_A_CONNECT) | (1u << VG_A_ACCEPT) | (1u << VG_A_BIND)},
+    [VG_T_CRED] = {sizeof(struct vg_cred), (1u << VG_A_SETUID) | (1u << VG_A_SETGID)},
+    [VG_T_MODULE] = {sizeof(struct vg_module), 1u << VG_A_MODULE_LOAD},
+    [VG_T_PTRACE] = {sizeof(struct vg_ptrace), 1u << VG_A_PTRACE},
+    [VG_T_MEMFD] = {sizeof(struct vg_memfd), 1u << VG_A_MEMFD_CREATE},
 };
 
 const char *bpf_action_name(unsigned action)
 {
-	return action < VG_A_COUNT ? action_names[action] : "other";
+	return action < VG_A_COUNT ? actions[action].metric : "other";
 }
 
 void bpf_decoder_init(struct bpf_decoder *d, long ticks_per_second)
@@ -91,14 +77,12 @@ struct rec {
 };
 
 /*
- * Locates string @s of @r: NULL with *@len 0 when it is empty; -EINVAL through @err when it
- * does not lie inside the record's variable part or passes @cap. A string ends at its first
- * NUL, if it has one.
+ * Locates the bytes of string @s of @r: NULL with *@len 0 when it is empty; -EINVAL through
+ * @err when it does not lie inside the record's variable part or passes @cap.
  */
-static const char *rec_str(const struct rec *r, struct vg_str s, size_t cap, size_t *len, int *err)
+static const char *rec_bytes(const struct rec *r, struct vg_str s, size_t cap, size_t *len,
+			     int *err)
 {
-	const char *p;
-
 	*len = 0;
 	if (s.len == 0)
 		return NULL;
@@ -106,8 +90,17 @@ static const char *rec_str(const struct rec *r, struct vg_str s, size_t cap, siz
 		*err = -EINVAL;
 		return NULL;
 	}
-	p = (const char *)r->p + s.off;
-	*len = strnlen(p, s.len);
+	*len = s.len;
+	return (const char *)r->p + s.off;
+}
+
+/* rec_bytes() for a string that ends at its first NUL, if it has one. */
+static const char *rec_str(const struct rec *r, struct vg_str s, size_t cap, size_t *len, int *err)
+{
+	const char *p = rec_bytes(r, s, cap, len, err);
+
+	if (p)
+		*len = strnlen(p, *len);
 	return *len ? p : NULL;
 }
 
@@ -135,7 +128,7 @@ static int set_common(struct event *ev, const struct vg_hdr *h, const char *cate
 
 	err |= event_set_cstr(ev, F_EVENT_KIND, "event");
 	err |= event_set_cstr(ev, F_EVENT_CATEGORY, category);
-	err |= event_set_cstr(ev, F_EVENT_ACTION, action_values[h->action]);
+	err |= event_set_cstr(ev, F_EVENT_ACTION, actions[h->action].value);
 	err |= event_set_int(ev, F_PROCESS_PID, h->pid);
 	return err ? -ENOMEM : 0;
 }
@@ -226,19 +219,13 @@ static int decode_exec(struct bpf_decoder *d, const struct rec *r, struct event 
 	int err = 0;
 
 	exe = rec_str(r, e->executable, VG_PATH_MAX, &exe_len, &err);
-	args = rec_str(r, e->args, VG_ARGV_MAX, &args_len, &err);
+	args = rec_bytes(r, e->args, VG_ARGV_MAX, &args_len, &err);
 	cwd = rec_str(r, e->cwd, VG_PATH_MAX, &cwd_len, &err);
 	tty = rec_str(r, e->tty, VG_TTY_MAX, &tty_len, &err);
 	cgroup = rec_str(r, e->cgroup, VG_PATH_MAX, &cgroup_len, &err);
 	cgroup_v1 = rec_str(r, e->cgroup_v1, VG_PATH_MAX, &cgroup_v1_len, &err);
 	if (err)
 		return err;
-	/* argv is NUL-separated: take its whole span, not up to the first NUL */
-	if (args) {
-		args_len = e->args.len;
-		while (args_len > 0 && args[args_len - 1] == '\0')
-			args_len--;
-	}
 
 	out->ppid = e->ppid;
 	out->start_ticks = e->start_ns / d->ns_per_tick;
@@ -267,8 +254,11 @@ static int decode_exec(struct bpf_decoder *d, const struct rec *r, struct event 
 		}
 	}
 	if (args) {
+		/* each argument is NUL-terminated, the last one too unless argv was cut */
 		err |= event_set_list_nulsep(ev, F_PROCESS_ARGS, args, args_len);
-		/* the command line is argv joined by spaces: NULs become spaces */
+		/* the command line is argv joined by spaces: the NULs between become spaces */
+		if (args[args_len - 1] == '\0')
+			args_len--;
 		n = args_len < sizeof(d->command_line) - 1 ? args_len : sizeof(d->command_line) - 1;
 		for (size_t i = 0; i < n; i++)
 			d->command_line[i] = args[i] ? args[i] : ' ';
@@ -288,7 +278,7 @@ static int decode_exec(struct bpf_decoder *d, const struct rec *r, struct event 
 		err |= event_set_int(ev, F_PROCESS_ARGS_COUNT, e->argc);
 	if (cwd) {
 		pi->working_directory =
-			copy_cstr(d->working_directory, sizeof(d->working_directory), cwd, cwd_len);
+		    copy_cstr(d->working_directory, sizeof(d->working_directory), cwd, cwd_len);
 		err |= event_set_cstr(ev, F_PROCESS_WORKING_DIRECTORY, pi->working_directory);
 		if (flags & VG_F_CWD_TRUNC)
 			event_mark_truncated(ev, F_PROCESS_WORKING_DIRECTORY);

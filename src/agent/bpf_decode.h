@@ -34,9 +34,9 @@ struct bpf_decoded {
 	enum vg_action action;
 	uint64_t ts_ns; /* CLOCK_BOOTTIME */
 	uint32_t pid;
-	uint32_t ppid;        /* exec, fork */
-	uint64_t start_ticks; /* exec, fork, exit */
-	uint32_t target_pid;  /* ptrace */
+	uint32_t ppid;		       /* exec, fork */
+	uint64_t start_ticks;	       /* exec, fork, exit */
+	uint32_t target_pid;	       /* ptrace */
 	uint32_t uid, euid, gid, egid; /* cred: credentials after the call */
 	/* exec: the process as the cache should know it; strings point into the decoder */
 	struct proc_info proc;

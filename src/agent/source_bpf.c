@@ -43,57 +43,57 @@ static const struct {
 	unsigned category;
 } syscall_classes[] = {
 #ifdef SYS_open
-	{SYS_open, VG_SC_OPEN, CAT_FILE},
+    {SYS_open, VG_SC_OPEN, CAT_FILE},
 #endif
 #ifdef SYS_creat
-	{SYS_creat, VG_SC_CREAT, CAT_FILE},
+    {SYS_creat, VG_SC_CREAT, CAT_FILE},
 #endif
-	{SYS_openat, VG_SC_OPENAT, CAT_FILE},
+    {SYS_openat, VG_SC_OPENAT, CAT_FILE},
 #ifdef SYS_openat2
-	{SYS_openat2, VG_SC_OPENAT2, CAT_FILE},
+    {SYS_openat2, VG_SC_OPENAT2, CAT_FILE},
 #endif
 #ifdef SYS_rename
-	{SYS_rename, VG_SC_RENAME, CAT_FILE},
+    {SYS_rename, VG_SC_RENAME, CAT_FILE},
 #endif
 #ifdef SYS_renameat
-	{SYS_renameat, VG_SC_RENAMEAT, CAT_FILE},
+    {SYS_renameat, VG_SC_RENAMEAT, CAT_FILE},
 #endif
-	{SYS_renameat2, VG_SC_RENAMEAT2, CAT_FILE},
+    {SYS_renameat2, VG_SC_RENAMEAT2, CAT_FILE},
 #ifdef SYS_unlink
-	{SYS_unlink, VG_SC_UNLINK, CAT_FILE},
+    {SYS_unlink, VG_SC_UNLINK, CAT_FILE},
 #endif
-	{SYS_unlinkat, VG_SC_UNLINKAT, CAT_FILE},
+    {SYS_unlinkat, VG_SC_UNLINKAT, CAT_FILE},
 #ifdef SYS_rmdir
-	{SYS_rmdir, VG_SC_RMDIR, CAT_FILE},
+    {SYS_rmdir, VG_SC_RMDIR, CAT_FILE},
 #endif
 #ifdef SYS_chmod
-	{SYS_chmod, VG_SC_CHMOD, CAT_FILE},
+    {SYS_chmod, VG_SC_CHMOD, CAT_FILE},
 #endif
-	{SYS_fchmod, VG_SC_FCHMOD, CAT_FILE},
-	{SYS_fchmodat, VG_SC_FCHMODAT, CAT_FILE},
+    {SYS_fchmod, VG_SC_FCHMOD, CAT_FILE},
+    {SYS_fchmodat, VG_SC_FCHMODAT, CAT_FILE},
 #ifdef SYS_fchmodat2
-	{SYS_fchmodat2, VG_SC_FCHMODAT2, CAT_FILE},
+    {SYS_fchmodat2, VG_SC_FCHMODAT2, CAT_FILE},
 #endif
-	{SYS_memfd_create, VG_SC_MEMFD_CREATE, CAT_FILE},
-	{SYS_connect, VG_SC_CONNECT, CAT_NETWORK},
-	{SYS_accept, VG_SC_ACCEPT, CAT_NETWORK},
-	{SYS_accept4, VG_SC_ACCEPT4, CAT_NETWORK},
-	{SYS_bind, VG_SC_BIND, CAT_NETWORK},
-	{SYS_sendto, VG_SC_SENDTO, CAT_NETWORK},
-	{SYS_sendmsg, VG_SC_SENDMSG, CAT_NETWORK},
-	{SYS_sendmmsg, VG_SC_SENDMMSG, CAT_NETWORK},
-	{SYS_setuid, VG_SC_SETUID, CAT_HOST},
-	{SYS_setreuid, VG_SC_SETREUID, CAT_HOST},
-	{SYS_setresuid, VG_SC_SETRESUID, CAT_HOST},
-	{SYS_setfsuid, VG_SC_SETFSUID, CAT_HOST},
-	{SYS_setgid, VG_SC_SETGID, CAT_HOST},
-	{SYS_setregid, VG_SC_SETREGID, CAT_HOST},
-	{SYS_setresgid, VG_SC_SETRESGID, CAT_HOST},
-	{SYS_setfsgid, VG_SC_SETFSGID, CAT_HOST},
-	{SYS_ptrace, VG_SC_PTRACE, CAT_PROCESS},
-	/* only used when the module_load tracepoint is missing */
-	{SYS_init_module, VG_SC_INIT_MODULE, CAT_DRIVER},
-	{SYS_finit_module, VG_SC_FINIT_MODULE, CAT_DRIVER},
+    {SYS_memfd_create, VG_SC_MEMFD_CREATE, CAT_FILE},
+    {SYS_connect, VG_SC_CONNECT, CAT_NETWORK},
+    {SYS_accept, VG_SC_ACCEPT, CAT_NETWORK},
+    {SYS_accept4, VG_SC_ACCEPT4, CAT_NETWORK},
+    {SYS_bind, VG_SC_BIND, CAT_NETWORK},
+    {SYS_sendto, VG_SC_SENDTO, CAT_NETWORK},
+    {SYS_sendmsg, VG_SC_SENDMSG, CAT_NETWORK},
+    {SYS_sendmmsg, VG_SC_SENDMMSG, CAT_NETWORK},
+    {SYS_setuid, VG_SC_SETUID, CAT_HOST},
+    {SYS_setreuid, VG_SC_SETREUID, CAT_HOST},
+    {SYS_setresuid, VG_SC_SETRESUID, CAT_HOST},
+    {SYS_setfsuid, VG_SC_SETFSUID, CAT_HOST},
+    {SYS_setgid, VG_SC_SETGID, CAT_HOST},
+    {SYS_setregid, VG_SC_SETREGID, CAT_HOST},
+    {SYS_setresgid, VG_SC_SETRESGID, CAT_HOST},
+    {SYS_setfsgid, VG_SC_SETFSGID, CAT_HOST},
+    {SYS_ptrace, VG_SC_PTRACE, CAT_PROCESS},
+    /* only used when the module_load tracepoint is missing */
+    {SYS_init_module, VG_SC_INIT_MODULE, CAT_DRIVER},
+    {SYS_finit_module, VG_SC_FINIT_MODULE, CAT_DRIVER},
 };
 
 enum prog_id {
@@ -107,6 +107,7 @@ enum prog_id {
 };
 
 /* The tracepoint each program attaches to; without the essential ones the source fails. */
+/* clang-format off */
 static const struct {
 	const char *tracepoint;
 	bool essential;
@@ -118,6 +119,7 @@ static const struct {
 	[PROG_SYS_EXIT] = {"sys_exit", false},
 	[PROG_MODULE_LOAD] = {"module_load", false},
 };
+/* clang-format on */
 
 struct source {
 	struct agent *agent;
@@ -132,7 +134,8 @@ struct source {
 	int handled; /* records handled in the current poll */
 	/* user-space losses and oddities */
 	uint64_t records;
-	uint64_t malformed;
+	uint64_t malformed; /* records that failed the decoder's checks */
+	uint64_t no_memory; /* records whose event could not be built */
 	uint64_t emit_failed;
 	uint64_t cache_failed;
 };
@@ -223,12 +226,15 @@ static int handle_record(void *ctx, void *data, size_t size)
 	if (ret == 1)
 		return 0;
 	if (ret < 0) {
-		src->malformed++;
+		if (ret == -ENOMEM)
+			src->no_memory++;
+		else
+			src->malformed++;
 		return 0;
 	}
 	format_timestamp(agent_boot_to_epoch(agent, d.ts_ns), ts);
 	if (event_set_cstr(ev, F_TIMESTAMP, ts) < 0) {
-		src->malformed++;
+		src->no_memory++;
 		return 0;
 	}
 
@@ -278,24 +284,58 @@ static bool kernel_has_tracepoint(const struct btf *vmlinux, const char *name)
 }
 
 /*
+ * Whether this process may load tracing programs: CAP_SYS_ADMIN, or CAP_BPF with
+ * CAP_PERFMON, in its effective set (read from /proc/self/status; assumed when unreadable).
+ */
+static bool has_bpf_caps(void)
+{
+	const uint64_t sys_admin = 1ull << 21, perfmon = 1ull << 38, bpf = 1ull << 39;
+	unsigned long long eff = 0;
+	char line[256];
+	bool found = false;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return true;
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "CapEff: %llx", &eff) == 1;
+	fclose(f);
+	if (!found)
+		return true;
+	return (eff & sys_admin) || ((eff & bpf) && (eff & perfmon));
+}
+
+/*
  * Checks what the programs need before loading them, so a kernel without it gets a reason
  * rather than a verifier log. Returns 0 or -errno with @err set.
  */
 static int probe_kernel(char *err, size_t errlen)
 {
+	int ret;
+
 	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
-		snprintf(err, errlen, "kernel BTF (/sys/kernel/btf/vmlinux) is missing: "
-				      "needs CONFIG_DEBUG_INFO_BTF");
+		snprintf(err, errlen,
+			 "kernel BTF (/sys/kernel/btf/vmlinux) is missing: "
+			 "needs CONFIG_DEBUG_INFO_BTF");
 		return -ENOTSUP;
 	}
-	if (libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_RAW_TRACEPOINT, NULL) <= 0) {
-		snprintf(err, errlen, "raw tracepoint BPF programs cannot be loaded "
-				      "(not root, or no CAP_BPF and CAP_PERFMON)");
+	ret = libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_RAW_TRACEPOINT, NULL);
+	if (ret == -EPERM || ret == -EACCES || (ret == 0 && !has_bpf_caps())) {
+		snprintf(err, errlen,
+			 "not permitted to load BPF programs: needs root, or "
+			 "CAP_BPF and CAP_PERFMON");
 		return -EPERM;
 	}
-	if (libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL) <= 0) {
-		snprintf(err, errlen, "BPF ring buffer maps are not supported (Linux 5.8 or later)");
-		return -ENOTSUP;
+	if (ret <= 0) {
+		snprintf(err, errlen, "raw tracepoint BPF programs are not supported: %s",
+			 ret < 0 ? strerror(-ret) : "the kernel refused a minimal one");
+		return ret < 0 ? ret : -ENOTSUP;
+	}
+	ret = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL);
+	if (ret <= 0) {
+		snprintf(err, errlen,
+			 "BPF ring buffer maps are not supported (Linux 5.8 or later)");
+		return ret < 0 ? ret : -ENOTSUP;
 	}
 	return 0;
 }
@@ -304,11 +344,10 @@ static int probe_kernel(char *err, size_t errlen)
 static void configure(struct source *src)
 {
 	struct vigil_bpf *skel = src->skel;
+	/* without the kernel's BTF every tracepoint is tried, and attaching tells */
 	struct btf *vmlinux = btf__load_vmlinux_btf();
 	bool module_tp, any_syscall = false;
 
-	if (!vmlinux)
-		vmlinux = NULL; /* errno set; every tracepoint is then tried */
 	for (int i = 0; i < PROG_COUNT; i++)
 		src->wanted[i] = kernel_has_tracepoint(vmlinux, prog_info[i].tracepoint);
 	module_tp = src->wanted[PROG_MODULE_LOAD];
@@ -366,8 +405,8 @@ static int bpf_open(struct agent *agent, const char *arg, struct source **out, c
 	src->dec = malloc(sizeof(*src->dec));
 	if (!src->ev || !src->dec || src->ncpus <= 0) {
 		ret = src->ncpus <= 0 ? src->ncpus : -ENOMEM;
-		snprintf(err, errlen, "%s", src->ncpus <= 0 ? "cannot count the possible CPUs"
-							     : "out of memory");
+		snprintf(err, errlen, "%s",
+			 src->ncpus <= 0 ? "cannot count the possible CPUs" : "out of memory");
 		goto out_close;
 	}
 	bpf_decoder_init(src->dec, sysconf(_SC_CLK_TCK));
@@ -420,8 +459,8 @@ static int bpf_open(struct agent *agent, const char *arg, struct source **out, c
 		src->attached[i] = true;
 	}
 
-	src->rb = ring_buffer__new(bpf_map__fd(src->skel->maps.vg_events), handle_record, src,
-				   NULL);
+	src->rb =
+	    ring_buffer__new(bpf_map__fd(src->skel->maps.vg_events), handle_record, src, NULL);
 	if (!src->rb) {
 		ret = -errno;
 		snprintf(err, errlen, "cannot map the BPF ring buffer: %s", strerror(errno));
@@ -480,8 +519,8 @@ static uint64_t recursion_misses(struct source *src)
 static int bpf_metrics(struct source *src, struct buf *out)
 {
 	static const char *const causes[VG_DROP_COUNT] = {
-		[VG_DROP_RINGBUF_FULL] = "ringbuf_full",
-		[VG_DROP_STASH_FULL] = "stash_full",
+	    [VG_DROP_RINGBUF_FULL] = "ringbuf_full",
+	    [VG_DROP_STASH_FULL] = "stash_full",
 	};
 	uint64_t *values;
 	bool first = true;
@@ -494,17 +533,19 @@ static int bpf_metrics(struct source *src, struct buf *out)
 	for (uint32_t cause = 0; cause < VG_DROP_COUNT; cause++) {
 		err |= buf_printf(out, "\"%s\":{", causes[cause]);
 		for (uint32_t a = 0; a < VG_A_COUNT; a++)
-			err |= buf_printf(out, "%s\"%s\":%llu", a ? "," : "", bpf_action_name(a),
-					  (unsigned long long)drop_count(src, cause * VG_A_COUNT + a,
-									 values));
+			err |= buf_printf(
+			    out, "%s\"%s\":%llu", a ? "," : "", bpf_action_name(a),
+			    (unsigned long long)drop_count(src, cause * VG_A_COUNT + a, values));
 		err |= buf_append_str(out, "},");
 	}
 	err |= buf_printf(out, "\"recursion_misses\":%llu},",
 			  (unsigned long long)recursion_misses(src));
-	err |= buf_printf(out,
-			  "\"user\":{\"malformed\":%llu,\"emit_failed\":%llu,\"cache_failed\":%llu}}",
-			  (unsigned long long)src->malformed, (unsigned long long)src->emit_failed,
-			  (unsigned long long)src->cache_failed);
+	err |=
+	    buf_printf(out,
+		       "\"user\":{\"malformed\":%llu,\"no_memory\":%llu,\"emit_failed\":%llu,"
+		       "\"cache_failed\":%llu}}",
+		       (unsigned long long)src->malformed, (unsigned long long)src->no_memory,
+		       (unsigned long long)src->emit_failed, (unsigned long long)src->cache_failed);
 	err |= buf_printf(out, ",\"bpf\":{\"records\":%llu,\"ringbuf_bytes\":%u}",
 			  (unsigned long long)src->records, BPF_RINGBUF_BYTES);
 	err |= buf_append_str(out, ",\"missing\":[");
@@ -537,9 +578,9 @@ static void bpf_close(struct source *src)
 }
 
 const struct source_ops source_bpf_ops = {
-	.name = "bpf",
-	.open = bpf_open,
-	.poll = bpf_poll,
-	.metrics = bpf_metrics,
-	.close = bpf_close,
+    .name = "bpf",
+    .open = bpf_open,
+    .poll = bpf_poll,
+    .metrics = bpf_metrics,
+    .close = bpf_close,
 };

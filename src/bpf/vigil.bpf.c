@@ -12,19 +12,18 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define VG_AF_INET 2
-#define VG_AF_INET6 10
-#define VG_IPPROTO_TCP 6
-#define VG_IPPROTO_UDP 17
-#define VG_EINPROGRESS 115
-#define VG_FMODE_WRITE 0x2u
+#define VG_AF_INET	 2
+#define VG_AF_INET6	 10
+#define VG_IPPROTO_TCP	 6
+#define VG_IPPROTO_UDP	 17
+#define VG_EINPROGRESS	 115
+#define VG_FMODE_WRITE	 0x2u
 #define VG_FMODE_CREATED 0x100000u
-#define VG_S_IFMT 0170000u
-#define VG_S_IFREG 0100000u
-#define VG_S_IFSOCK 0140000u
+#define VG_S_IFMT	 0170000u
+#define VG_S_IFREG	 0100000u
+#define VG_S_IFSOCK	 0140000u
 #define VG_PTRACE_ATTACH 16
-#define VG_PTRACE_SEIZE 0x4206
-#define VG_AT_EMPTY_PATH 0x1000
+#define VG_PTRACE_SEIZE	 0x4206
 
 /* Bytes of a scratch record buffer: a record at its cap plus the largest single append. */
 #define VG_SCRATCH_REC (VG_RECORD_MAX + VG_ARGV_MAX)
@@ -32,6 +31,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define VG_RINGBUF_DEFAULT (16u << 20)
 /* Threads that may sit between sys_enter and sys_exit of a stashed syscall at once. */
 #define VG_STASH_MAX 16384
+/* Loss counters: one per cause and action. */
+#define VG_DROP_SLOTS (VG_DROP_COUNT * VG_A_COUNT)
 /* (socket, destination) pairs remembered for UDP send de-duplication. */
 #define VG_UDP_SEEN_MAX 16384
 
@@ -44,17 +45,18 @@ struct vg_scratch {
 	__u32 cur; /* bytes of rec in use */
 	__u32 pos; /* start of the path being built in path[] */
 	__u8 rec[VG_SCRATCH_REC];
-	char path[VG_PATH_MAX + VG_NAME_MAX + 1]; /* paths are built backwards, ending at VG_PATH_MAX */
+	/* paths are built backwards, ending at VG_PATH_MAX (VG_CGROUP_MAX for cgroups) */
+	char path[VG_PATH_MAX + VG_NAME_MAX + 1];
 	char name[VG_NAME_MAX + 1];
 };
 
 /* Syscall arguments kept from sys_enter to sys_exit, per thread. */
 struct vg_stash {
 	__u32 sc;
-	__u32 addrlen;
+	__u32 reserved;
 	__u64 args[6];
-	__u8 addr[32];  /* sockaddr copied at entry: VG_SOCKADDR_MAX used */
-	__u32 ids[4];   /* setuid family: real, effective, saved and fs id before the call */
+	__u8 addr[32]; /* sockaddr copied at entry: VG_SOCKADDR_MAX used */
+	__u32 ids[4];  /* setuid family: real, effective, saved and fs id before the call */
 };
 
 struct vg_udp_key {
@@ -95,7 +97,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, VG_DROP_COUNT * VG_A_COUNT);
+	__uint(max_entries, VG_DROP_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } vg_drops SEC(".maps");
@@ -119,23 +121,38 @@ struct module___vg {
 
 #if defined(__TARGET_ARCH_x86)
 #define VG_SYSCALL_NR(r) BPF_CORE_READ((r), orig_ax)
-#define VG_ARG0(r) BPF_CORE_READ((r), di)
-#define VG_ARG1(r) BPF_CORE_READ((r), si)
-#define VG_ARG2(r) BPF_CORE_READ((r), dx)
-#define VG_ARG3(r) BPF_CORE_READ((r), r10)
-#define VG_ARG4(r) BPF_CORE_READ((r), r8)
-#define VG_ARG5(r) BPF_CORE_READ((r), r9)
+#define VG_ARG0(r)	 BPF_CORE_READ((r), di)
+#define VG_ARG1(r)	 BPF_CORE_READ((r), si)
+#define VG_ARG2(r)	 BPF_CORE_READ((r), dx)
+#define VG_ARG3(r)	 BPF_CORE_READ((r), r10)
+#define VG_ARG4(r)	 BPF_CORE_READ((r), r8)
+#define VG_ARG5(r)	 BPF_CORE_READ((r), r9)
 #elif defined(__TARGET_ARCH_arm64)
 #define VG_SYSCALL_NR(r) BPF_CORE_READ((r), syscallno)
-#define VG_ARG0(r) BPF_CORE_READ((r), orig_x0)
-#define VG_ARG1(r) BPF_CORE_READ((r), regs[1])
-#define VG_ARG2(r) BPF_CORE_READ((r), regs[2])
-#define VG_ARG3(r) BPF_CORE_READ((r), regs[3])
-#define VG_ARG4(r) BPF_CORE_READ((r), regs[4])
-#define VG_ARG5(r) BPF_CORE_READ((r), regs[5])
+#define VG_ARG0(r)	 BPF_CORE_READ((r), orig_x0)
+#define VG_ARG1(r)	 BPF_CORE_READ((r), regs[1])
+#define VG_ARG2(r)	 BPF_CORE_READ((r), regs[2])
+#define VG_ARG3(r)	 BPF_CORE_READ((r), regs[3])
+#define VG_ARG4(r)	 BPF_CORE_READ((r), regs[4])
+#define VG_ARG5(r)	 BPF_CORE_READ((r), regs[5])
 #else
 #error "vigil's BPF side supports x86-64 and arm64"
 #endif
+
+/*
+ * Whether the current syscall is a 32-bit one (an ia32 or AArch32 process, or int 0x80):
+ * its number then comes from another table, and vg_nr_class does not describe it.
+ */
+static __always_inline bool compat_syscall(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+#if defined(__TARGET_ARCH_x86)
+	return BPF_CORE_READ(task, thread_info.status) & 0x0002; /* TS_COMPAT */
+#else
+	return BPF_CORE_READ(task, thread_info.flags) & (1ul << 22); /* TIF_32BIT */
+#endif
+}
 
 static __always_inline struct vg_scratch *scratch(void)
 {
@@ -148,7 +165,7 @@ static __always_inline void count_drop(__u32 cause, __u32 action)
 	__u32 key = cause * VG_A_COUNT + action;
 	__u64 *n;
 
-	if (key >= VG_DROP_COUNT * VG_A_COUNT)
+	if (key >= VG_DROP_SLOTS)
 		return;
 	n = bpf_map_lookup_elem(&vg_drops, &key);
 	if (n)
@@ -231,11 +248,11 @@ static __always_inline struct file *fd_file(struct task_struct *task, long fd)
 static __always_inline bool pseudo_fs_magic(__u64 magic)
 {
 	switch (magic) {
-	case 0x9fa0:     /* proc */
+	case 0x9fa0:	 /* proc */
 	case 0x62656572: /* sysfs */
-	case 0x27e0eb:   /* cgroup */
+	case 0x27e0eb:	 /* cgroup */
 	case 0x63677270: /* cgroup2 */
-	case 0x1cd1:     /* devpts */
+	case 0x1cd1:	 /* devpts */
 	case 0x64626720: /* debugfs */
 	case 0x74726163: /* tracefs */
 	case 0x73636673: /* securityfs */
@@ -307,8 +324,8 @@ static __always_inline bool prepend_component(struct vg_scratch *s, const void *
  * Ends a path built backwards to end at @end: "/" when it is empty; then appends it to the
  * record.
  */
-static __always_inline int finish_built_path(struct vg_scratch *s, bool complete,
-					     __u32 trunc_flag, __u32 end)
+static __always_inline int finish_built_path(struct vg_scratch *s, bool complete, __u32 trunc_flag,
+					     __u32 end)
 {
 	__u32 pos = s->pos;
 
@@ -640,9 +657,11 @@ int vg_exec(struct bpf_raw_tracepoint_args *ctx)
 	mm = BPF_CORE_READ(task, mm);
 	arg_start = BPF_CORE_READ(mm, arg_start);
 	arg_end = BPF_CORE_READ(mm, arg_end);
-	len = arg_end > arg_start ? (__u32)(arg_end - arg_start) : 0;
-	if (arg_end - arg_start > VG_ARGV_MAX)
-		len = VG_ARGV_MAX + 1; /* vg_append_user cuts it and marks it */
+	len = 0;
+	if (arg_end > arg_start)
+		/* past the cap, vg_append_user cuts it and marks it */
+		len = arg_end - arg_start > VG_ARGV_MAX ? VG_ARGV_MAX + 1
+							: (__u32)(arg_end - arg_start);
 	off = s->cur;
 	n = vg_append_user(arg_start, len, VG_F_ARGS_TRUNC);
 	if (n < 0 && len > 0) {
@@ -670,8 +689,8 @@ int vg_exec(struct bpf_raw_tracepoint_args *ctx)
 	tty = BPF_CORE_READ(task, signal, tty);
 	if (tty) {
 		off = s->cur;
-		n = vg_append_str((__u64)__builtin_preserve_access_index(&tty->name[0]),
-				  VG_TTY_MAX, 0, 0);
+		n = vg_append_str((__u64)__builtin_preserve_access_index(&tty->name[0]), VG_TTY_MAX,
+				  0, 0);
 		set_str(&e->tty, off, n);
 	}
 
@@ -727,7 +746,8 @@ int vg_exit(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	x = record_begin(s, sizeof(*x), VG_T_EXIT, VG_A_EXIT, BPF_CORE_READ(task, tgid),
 			 BPF_CORE_READ(task, pid));
-	x->start_ns = task_start_ns(task);
+	/* the last thread out need not be the leader: the process started with the leader */
+	x->start_ns = task_start_ns(BPF_CORE_READ(task, group_leader));
 	x->exit_code = BPF_CORE_READ(task, exit_code);
 	vg_submit(VG_A_EXIT);
 	return 0;
@@ -746,8 +766,8 @@ int vg_module_load(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	m = record_begin_current(s, sizeof(*m), VG_T_MODULE, VG_A_MODULE_LOAD);
 	off = s->cur;
-	n = vg_append_str((__u64)__builtin_preserve_access_index(&mod->name[0]),
-			  VG_MODULE_NAME_MAX, 0, VG_F_NAME_TRUNC);
+	n = vg_append_str((__u64)__builtin_preserve_access_index(&mod->name[0]), VG_MODULE_NAME_MAX,
+			  0, VG_F_NAME_TRUNC);
 	set_str(&m->name, off, n);
 	vg_submit(VG_A_MODULE_LOAD);
 	return 0;
@@ -810,13 +830,7 @@ static __always_inline bool stash_sockaddr(struct vg_stash *st, __u64 uaddr, __u
 	if (bpf_probe_read_user(st->addr, len & 31, (const void *)uaddr))
 		return false;
 	family = *(__u16 *)st->addr;
-	if (family == VG_AF_INET && len >= 8)
-		st->addrlen = len;
-	else if (family == VG_AF_INET6 && len >= 24)
-		st->addrlen = len;
-	else
-		return false;
-	return true;
+	return (family == VG_AF_INET && len >= 8) || (family == VG_AF_INET6 && len >= 24);
 }
 
 /* The current task's user (@uid) or group ids: real, effective, saved, fs. */
@@ -856,12 +870,12 @@ __noinline int vg_stash_args(__u64 regs_p, __u32 sc)
 	switch (sc) {
 	case VG_SC_CONNECT:
 	case VG_SC_BIND:
-		if (!stash_sockaddr(&st, st.args[1], st.args[2]))
+		if (!stash_sockaddr(&st, st.args[1], (__u32)st.args[2]))
 			return -1;
 		break;
 	case VG_SC_SENDTO:
 		/* only sends that name their destination; connected sockets had a connect */
-		if (!stash_sockaddr(&st, st.args[4], st.args[5]))
+		if (!stash_sockaddr(&st, st.args[4], (__u32)st.args[5]))
 			return -1;
 		break;
 	case VG_SC_SENDMSG:
@@ -901,7 +915,7 @@ int vg_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	sc = vg_nr_class[nr];
 	if (sc < VG_SC_FIRST_STASHED)
 		return 0;
-	if ((__u32)(bpf_get_current_pid_tgid() >> 32) == vg_self_tgid)
+	if ((__u32)(bpf_get_current_pid_tgid() >> 32) == vg_self_tgid || compat_syscall())
 		return 0;
 	vg_stash_args(ctx->args[0], sc);
 	return 0;
@@ -930,7 +944,8 @@ __noinline int vg_on_open(__s64 fd, __u32 sc)
 		return 0;
 	inode = BPF_CORE_READ(file, f_inode);
 	imode = BPF_CORE_READ(inode, i_mode);
-	if ((imode & VG_S_IFMT) != VG_S_IFREG || pseudo_fs_magic(BPF_CORE_READ(inode, i_sb, s_magic)))
+	if ((imode & VG_S_IFMT) != VG_S_IFREG ||
+	    pseudo_fs_magic(BPF_CORE_READ(inode, i_sb, s_magic)))
 		return 0;
 	s = scratch();
 	if (!s)
@@ -1270,7 +1285,8 @@ int vg_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	if ((__u32)(id >> 32) == vg_self_tgid)
 		return 0;
 	if (sc < VG_SC_FIRST_STASHED) {
-		if (ret < 0)
+		/* stashed classes need no such check: sys_enter kept nothing for compat calls */
+		if (ret < 0 || compat_syscall())
 			return 0;
 		if (sc == VG_SC_ACCEPT || sc == VG_SC_ACCEPT4)
 			vg_on_accept(ret, sc);

@@ -16,13 +16,13 @@
 #define VG_PATH_MAX 4096u
 #define VG_NAME_MAX 255u
 /* Path components (and mount crossings) walked before a path is marked truncated. */
-#define VG_PATH_DEPTH 48u
+#define VG_PATH_DEPTH 96u
 /* Longest cgroup path, and components of it walked, before it is marked truncated. */
-#define VG_CGROUP_MAX 2048u
+#define VG_CGROUP_MAX	2048u
 #define VG_CGROUP_DEPTH 24u
 /* Bytes of argv (NUL-separated, as the kernel keeps it) copied at exec. */
-#define VG_ARGV_MAX 16384u
-#define VG_TTY_MAX 64u
+#define VG_ARGV_MAX	   16384u
+#define VG_TTY_MAX	   64u
 #define VG_MODULE_NAME_MAX 64u
 /* memfd_create names are at most 249 bytes. */
 #define VG_MEMFD_NAME_MAX 256u
@@ -121,13 +121,13 @@ enum vg_syscall {
 };
 
 /* vg_hdr.flags: which strings were cut at their cap or depth limit. */
-#define VG_F_EXE_TRUNC (1u << 0)
-#define VG_F_ARGS_TRUNC (1u << 1)
-#define VG_F_CWD_TRUNC (1u << 2)
+#define VG_F_EXE_TRUNC	  (1u << 0)
+#define VG_F_ARGS_TRUNC	  (1u << 1)
+#define VG_F_CWD_TRUNC	  (1u << 2)
 #define VG_F_CGROUP_TRUNC (1u << 3)
-#define VG_F_PATH_TRUNC (1u << 4)
+#define VG_F_PATH_TRUNC	  (1u << 4)
 #define VG_F_TARGET_TRUNC (1u << 5)
-#define VG_F_NAME_TRUNC (1u << 6)
+#define VG_F_NAME_TRUNC	  (1u << 6)
 /* argv could not be read from the new process image */
 #define VG_F_ARGS_UNREADABLE (1u << 7)
 #define VG_F_CGROUP_V1_TRUNC (1u << 8)
@@ -164,7 +164,7 @@ struct vg_exec {
 
 struct vg_fork {
 	struct vg_hdr hdr; /* hdr.pid is the child */
-	__u64 start_ns;    /* the child's start */
+	__u64 start_ns;	   /* the child's start */
 	__u32 ppid;
 	__u32 reserved;
 };
@@ -180,7 +180,7 @@ struct vg_exit {
 
 struct vg_file {
 	struct vg_hdr hdr;
-	__u32 mode; /* permission bits (07777), or VG_MODE_UNKNOWN */
+	__u32 mode;    /* permission bits (07777), or VG_MODE_UNKNOWN */
 	__u32 syscall; /* enum vg_syscall */
 	struct vg_str path;
 	struct vg_str target; /* rename destination; len 0 otherwise */
@@ -188,9 +188,9 @@ struct vg_file {
 
 struct vg_net {
 	struct vg_hdr hdr;
-	__u16 family;   /* AF_INET or AF_INET6 as the socket has it */
+	__u16 family;	/* AF_INET or AF_INET6 as the socket has it */
 	__u16 protocol; /* IPPROTO_TCP or IPPROTO_UDP */
-	__u16 sport;    /* host byte order; 0 when unknown */
+	__u16 sport;	/* host byte order; 0 when unknown */
 	__u16 dport;
 	__u8 saddr[16]; /* 4 bytes used for AF_INET; all zero when unknown */
 	__u8 daddr[16];
@@ -202,7 +202,7 @@ struct vg_net {
 
 struct vg_cred {
 	struct vg_hdr hdr;
-	__u32 syscall;      /* enum vg_syscall */
+	__u32 syscall;	    /* enum vg_syscall */
 	__u32 requested[3]; /* real, effective, saved (or fs) id as passed; VG_ID_UNCHANGED = -1 */
 	__u32 uid, euid, gid, egid; /* credentials after the call */
 };
@@ -243,8 +243,8 @@ _Static_assert(sizeof(struct vg_ptrace) == 48, "vg_ptrace layout");
 _Static_assert(sizeof(struct vg_memfd) == 48, "vg_memfd layout");
 /* the fixed part of an exec record plus all its strings at their caps fits one record */
 _Static_assert(sizeof(struct vg_exec) + VG_ARGV_MAX + 2 * VG_PATH_MAX + 2 * VG_CGROUP_MAX +
-			       VG_TTY_MAX <=
-		       VG_RECORD_MAX,
+		       VG_TTY_MAX <=
+		   VG_RECORD_MAX,
 	       "exec record cap");
 _Static_assert(sizeof(struct vg_file) + 2 * (VG_PATH_MAX + 1 + VG_PATH_MAX) <= VG_RECORD_MAX,
 	       "file record cap");

@@ -18,6 +18,8 @@ static void content_usage(FILE *out)
 	fprintf(out,
 		"usage: vigil content lint PATH\n"
 		"       vigil content test --rules PATH --events FILE [--stats] [--alerts-only]\n"
+		"       vigil content build RULES --version N --key S.key [...] -o FILE\n"
+		"       vigil content verify FILE --root ROOT [--compile]\n"
 		"\n"
 		"lint   compiles the rules in PATH (a directory of *.yml files, or one file)\n"
 		"       against this build's field registry and runs every rule's tests.\n"
@@ -254,6 +256,11 @@ int cmd_content(int argc, char **argv)
 		return content_lint(argc - 1, argv + 1);
 	if (strcmp(argv[1], "test") == 0)
 		return content_test(argc - 1, argv + 1);
-	fprintf(stderr, "vigil content: unknown subcommand '%s' (lint, test)\n", argv[1]);
+	if (strcmp(argv[1], "build") == 0)
+		return cmd_content_build(argc - 1, argv + 1);
+	if (strcmp(argv[1], "verify") == 0)
+		return cmd_content_verify(argc - 1, argv + 1);
+	fprintf(stderr, "vigil content: unknown subcommand '%s' (lint, test, build, verify)\n",
+		argv[1]);
 	return 2;
 }

@@ -31,6 +31,8 @@ struct converted {
 struct run {
 	const char *src; /* the tree's root; converted files name their source relative to it */
 	const char *dst;
+	dev_t dst_dev; /* DST itself is not searched when it lies inside SRC */
+	ino_t dst_ino;
 	unsigned total;
 	unsigned converted;
 	struct converted *done; /* ids written so far, for duplicate detection */
@@ -42,19 +44,20 @@ struct run {
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: vigil sigma convert SRC -o DST [--report FILE]\n"
-		"\n"
-		"Converts the Sigma rules in SRC (a .yml/.yaml file or a directory searched\n"
-		"recursively) into vigil rules, one file DST/ID.yml per rule, ID being the Sigma id.\n"
-		"Supported: product linux, categories process_creation, file_event and\n"
-		"network_connection. A rule that cannot be expressed is listed with its reason in\n"
-		"the report (default DST/unconverted.txt). The last line printed is\n"
-		"'converted N of M'.\n"
-		"\n"
-		"  -o, --output DST   directory for the converted rules (created if missing)\n"
-		"  --report FILE      where to write the report\n"
-		"  --help             this text\n");
+	fprintf(
+	    out,
+	    "usage: vigil sigma convert SRC -o DST [--report FILE]\n"
+	    "\n"
+	    "Converts the Sigma rules in SRC (a .yml/.yaml file or a directory searched\n"
+	    "recursively) into vigil rules, one file DST/ID.yml per rule, ID being the Sigma id.\n"
+	    "Supported: product linux, categories process_creation, file_event and\n"
+	    "network_connection. A rule that cannot be expressed is listed with its reason in\n"
+	    "the report (default DST/unconverted.txt). The last line printed is\n"
+	    "'converted N of M'.\n"
+	    "\n"
+	    "  -o, --output DST   directory for the converted rules (created if missing)\n"
+	    "  --report FILE      where to write the report\n"
+	    "  --help             this text\n");
 }
 
 static bool has_rule_suffix(const char *name)
@@ -260,8 +263,9 @@ static int walk(struct run *r, const char *dir, int depth)
 	int err = 0;
 
 	if (depth > SIGMA_DIR_DEPTH_MAX) {
-		fprintf(stderr, "vigil sigma convert: %s: deeper than %d directory levels, skipped\n",
-			dir, SIGMA_DIR_DEPTH_MAX);
+		fprintf(stderr,
+			"vigil sigma convert: %s: deeper than %d directory levels, skipped\n", dir,
+			SIGMA_DIR_DEPTH_MAX);
 		return 0;
 	}
 	d = opendir(dir);
@@ -301,9 +305,12 @@ static int walk(struct run *r, const char *dir, int depth)
 		if (lstat(path, &st) < 0)
 			continue;
 		if (S_ISDIR(st.st_mode)) {
+			if (st.st_dev == r->dst_dev && st.st_ino == r->dst_ino)
+				continue;
 			err = walk(r, path, depth + 1);
 			if (err) {
-				fprintf(stderr, "vigil sigma convert: %s: %s\n", path, strerror(-err));
+				fprintf(stderr, "vigil sigma convert: %s: %s\n", path,
+					strerror(-err));
 				r->io_failed = true;
 				err = 0;
 			}
@@ -351,7 +358,8 @@ static int sigma_convert_cmd(int argc, char **argv)
 			return 0;
 		} else if (strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) {
 			if (++i >= argc) {
-				fprintf(stderr, "vigil sigma convert: %s needs a directory\n", argv[i - 1]);
+				fprintf(stderr, "vigil sigma convert: %s needs a directory\n",
+					argv[i - 1]);
 				return 2;
 			}
 			dst = argv[i];
@@ -396,6 +404,14 @@ static int sigma_convert_cmd(int argc, char **argv)
 
 	r.src = src;
 	r.dst = dst;
+	if (stat(dst, &st) == 0) {
+		r.dst_dev = st.st_dev;
+		r.dst_ino = st.st_ino;
+	}
+	if (stat(src, &st) < 0) {
+		fprintf(stderr, "vigil sigma convert: %s: %s\n", src, strerror(errno));
+		return 1;
+	}
 	buf_init(&r.report, SIGMA_REPORT_MAX);
 	buf_init(&r.notes, SIGMA_REPORT_MAX);
 	if (S_ISDIR(st.st_mode)) {

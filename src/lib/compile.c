@@ -727,6 +727,29 @@ static bool can_hold_without_hits(const struct ruleset *rs, const struct ct *t)
 	}
 }
 
+/* As can_hold_without_hits, with regex predicates counted as unknown. */
+static bool can_hold_without_literals(const struct ruleset *rs, const struct ct *t)
+{
+	switch (t->kind) {
+	case RC_PRED:
+		return rs->preds[t->pred].kind != PK_SCAN || rs->preds[t->pred].op == ROP_REGEX;
+	case RC_ALL:
+		for (uint32_t i = 0; i < t->n; i++) {
+			if (!can_hold_without_literals(rs, t->kids[i]))
+				return false;
+		}
+		return true;
+	case RC_ANY:
+		for (uint32_t i = 0; i < t->n; i++) {
+			if (can_hold_without_literals(rs, t->kids[i]))
+				return true;
+		}
+		return false;
+	default:
+		return true;
+	}
+}
+
 /* Narrows the program's action set by a top-level event.action equality. */
 static int constrain_actions(struct cc *c, const struct cpred *cp)
 {
@@ -914,6 +937,16 @@ static int compile_prog(struct cc *c, uint32_t rule, uint32_t step, const struct
 	if ((ret = emit(&e, root)) < 0)
 		return ret;
 	pr->n_code = rs->n_code - pr->code_off;
+	/*
+	 * A program that needs a literal hit anyway runs its regexes only when it is evaluated
+	 * (and its short circuit reaches them); the others' regexes join the field's database.
+	 */
+	if (!can_hold_without_literals(rs, root)) {
+		for (uint32_t k = pr->pred_base; k < rs->n_preds; k++) {
+			if (rs->preds[k].kind == PK_SCAN && rs->preds[k].op == ROP_REGEX)
+				rs->preds[k].kind = PK_REGEX;
+		}
+	}
 	pr->needs_hit = !can_hold_without_hits(rs, root);
 	if ((ret = find_actions(c, root)) < 0)
 		return ret;
@@ -926,8 +959,10 @@ static int compile_prog(struct cc *c, uint32_t rule, uint32_t step, const struct
 		return ret;
 	pr->act_off = rs->n_act_ids;
 	pr->n_act = c->n_act;
-	memcpy(rs->act_ids + rs->n_act_ids, c->act, c->n_act * sizeof(*c->act));
-	rs->n_act_ids += c->n_act;
+	if (c->n_act) {
+		memcpy(rs->act_ids + rs->n_act_ids, c->act, c->n_act * sizeof(*c->act));
+		rs->n_act_ids += c->n_act;
+	}
 	return resolve_by(c, by, by_line, &pr->by_field);
 }
 

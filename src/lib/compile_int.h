@@ -155,6 +155,7 @@ enum pred_kind {
 	PK_INT_IN,  /* integer is one of ints[off..off+n) (sorted) */
 	PK_IP_IN,   /* address inside one of nets[off..off+n) */
 	PK_BOOL_EQ, /* boolean equals num */
+	PK_REGEX,   /* regex run on demand with its own database, lazy[num] */
 	PK_COUNT
 };
 
@@ -211,7 +212,7 @@ struct prog_view {
 
 /* Sizes of the value pools predicates index into. */
 struct pool_sizes {
-	uint32_t n_strs, n_ints, n_nets;
+	uint32_t n_strs, n_ints, n_nets, n_lazy;
 };
 
 /* A unit of evaluation: a rule's condition, or one step of a sequence. */
@@ -290,6 +291,8 @@ struct ruleset {
 	uint32_t n_buckets;
 	struct cdb *dbs;
 	uint32_t n_dbs;
+	void **lazy; /* hs_database_t of each PK_REGEX predicate */
+	uint32_t n_lazy;
 	size_t n_patterns;
 	size_t n_tests;
 	struct arena keep; /* rule texts and test events */

@@ -112,6 +112,10 @@ int engine_new(const struct ruleset *rs, const struct engine_options *opt, struc
 		if (hs_alloc_scratch(rs->dbs[i].db, &e->scratch) != HS_SUCCESS)
 			goto out_free;
 	}
+	for (uint32_t i = 0; i < rs->n_lazy; i++) {
+		if (hs_alloc_scratch(rs->lazy[i], &e->scratch) != HS_SUCCESS)
+			goto out_free;
+	}
 	e->st.max = max;
 	e->st.free_list = e->st.mru = e->st.lru = NIL;
 	if (has_state(rs)) {
@@ -475,7 +479,32 @@ static bool net_match(const struct cnet *n, const struct ev_ip *ip)
 	return (n->addr[full] & mask) == (ip->addr[full] & mask);
 }
 
-static bool eval_pred(const struct engine *e, uint32_t gi, const struct event *ev)
+static int on_first_match(unsigned id, unsigned long long from, unsigned long long to,
+			  unsigned flags, void *ctx)
+{
+	(void)id;
+	(void)from;
+	(void)to;
+	(void)flags;
+	*(bool *)ctx = true;
+	return 1; /* one match is the answer: stop */
+}
+
+/* Runs regex predicate @cp's own database over @s. */
+static bool regex_match(struct engine *e, const struct cpred *cp, const char *s, size_t len)
+{
+	bool hit = false;
+	if (NEVER(cp->num < 0 || cp->num >= (int64_t)e->rs->n_lazy))
+		return false;
+	e->stats.scans++;
+	hs_error_t r = hs_scan(e->rs->lazy[cp->num], s ? s : "", (unsigned)len, 0, e->scratch,
+			       on_first_match, &hit);
+	if (r != HS_SUCCESS && r != HS_SCAN_TERMINATED)
+		e->stats.errors++;
+	return hit;
+}
+
+static bool eval_pred(struct engine *e, uint32_t gi, const struct event *ev)
 {
 	const struct ruleset *rs = e->rs;
 	const struct cpred *cp = &rs->preds[gi];
@@ -489,6 +518,18 @@ static bool eval_pred(const struct engine *e, uint32_t gi, const struct event *e
 		return e->pred_gen[gi] == e->gen;
 	case PK_EXISTS:
 		return event_has(ev, f);
+	case PK_REGEX: {
+		const char *s = event_str(ev, f, &len);
+		if (s)
+			return regex_match(e, cp, s, len);
+		uint32_t n = event_list_count(ev, f);
+		for (uint32_t i = 0; i < n; i++) {
+			const char *it = event_list_item(ev, f, i, &len);
+			if (it && regex_match(e, cp, it, len))
+				return true;
+		}
+		return false;
+	}
 	case PK_STR_EQ: {
 		const char *s = event_str(ev, f, &len);
 		if (s)
@@ -557,7 +598,7 @@ static bool eval_pred(const struct engine *e, uint32_t gi, const struct event *e
 }
 
 /* Runs a verified program; every access is still bounds-checked. */
-static bool run_prog(const struct engine *e, const struct cprog *pr, const struct event *ev)
+static bool run_prog(struct engine *e, const struct cprog *pr, const struct event *ev)
 {
 	const struct insn *code = e->rs->code + pr->code_off;
 	bool st[RULES_MAX_STACK];

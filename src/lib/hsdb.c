@@ -326,6 +326,46 @@ static int build_bucket(struct hb *h, uint32_t b, struct field_pred *fp, uint32_
 	return 0;
 }
 
+/* One database per regex that runs on demand (PK_REGEX). */
+static int build_lazy(struct hb *h)
+{
+	struct ruleset *rs = h->rs;
+	uint32_t n = 0;
+	int ret;
+
+	for (uint32_t p = 0; p < rs->n_preds; p++)
+		n += rs->preds[p].kind == PK_REGEX;
+	if (!n)
+		return 0;
+	rs->lazy = calloc(n, sizeof(*rs->lazy));
+	if (!rs->lazy)
+		return -ENOMEM;
+	for (uint32_t p = 0; p < rs->n_preds; p++) {
+		struct cpred *cp = &rs->preds[p];
+		hs_compile_error_t *cerr = NULL;
+		hs_database_t *db = NULL;
+		if (cp->kind != PK_REGEX)
+			continue;
+		h->pat_len = 0;
+		h->n_ent = 0;
+		if ((ret = add_entries(h, p)) < 0)
+			return ret;
+		if (hs_compile(h->pat, pattern_flags(cp), HS_MODE_BLOCK, NULL, &db, &cerr) !=
+		    HS_SUCCESS) {
+			ret = reject(h, &h->ent[0], cerr && cerr->message ? cerr->message : "compile failed");
+			hs_free_compile_error(cerr);
+			return ret;
+		}
+		size_t size = 0;
+		hs_database_size(db, &size);
+		rs->bytes += size;
+		cp->num = rs->n_lazy;
+		rs->lazy[rs->n_lazy++] = db;
+		rs->n_patterns++;
+	}
+	return 0;
+}
+
 int hsdb_build(struct ruleset *rs, char *err, size_t errlen)
 {
 	struct hb h = {.rs = rs, .err = err, .errlen = errlen};
@@ -342,6 +382,8 @@ int hsdb_build(struct ruleset *rs, char *err, size_t errlen)
 	}
 	for (uint32_t b = 0; b < rs->n_buckets && ret == 0; b++)
 		ret = build_bucket(&h, b, fp, scratch);
+	if (ret == 0)
+		ret = build_lazy(&h);
 out_free:
 	free(fp);
 	free(scratch);
@@ -361,6 +403,11 @@ void hsdb_free(struct ruleset *rs)
 	free(rs->dbs);
 	rs->dbs = NULL;
 	rs->n_dbs = 0;
+	for (uint32_t i = 0; i < rs->n_lazy; i++)
+		hs_free_database(rs->lazy[i]);
+	free(rs->lazy);
+	rs->lazy = NULL;
+	rs->n_lazy = 0;
 	for (uint32_t b = 0; rs->buckets && b < rs->n_buckets; b++) {
 		free(rs->buckets[b].always);
 		free(rs->buckets[b].dbs);

@@ -91,12 +91,12 @@ enum variant { VAR_PLAIN, VAR_RENAME };
 
 struct ctx {
 	struct arena arena;
-	int err;	    /* first error (negative errno), 0 while none */
-	int status;	    /* enum sigma_status of the first error */
-	char *reason;	    /* res->reason */
+	int err;      /* first error (negative errno), 0 while none */
+	int status;   /* enum sigma_status of the first error */
+	char *reason; /* res->reason */
 	size_t reasonlen;
-	unsigned nodes;	    /* YAML nodes built */
-	unsigned regexes;   /* patterns handed to Hyperscan for checking */
+	unsigned nodes;	  /* YAML nodes built */
+	unsigned regexes; /* patterns handed to Hyperscan for checking */
 	enum category cat;
 	enum variant var;
 	struct ynode *detection;
@@ -140,7 +140,8 @@ static int fail_nomem(struct ctx *c)
 {
 	if (c->arena.total + ARENA_CHUNK > c->arena.max)
 		return fail(c, -E2BIG, SIGMA_INVALID, 0,
-			    "rule too large: its conversion needs more than %u bytes", SIGMA_WORK_MAX);
+			    "rule too large: its conversion needs more than %u bytes",
+			    SIGMA_WORK_MAX);
 	return fail(c, -ENOMEM, SIGMA_INVALID, 0, "out of memory");
 }
 
@@ -236,8 +237,9 @@ static int yaml_load(struct ctx *c, const char *src, size_t len, struct ynode **
 		unsigned line;
 
 		if (!yaml_parser_parse(&parser, &ev)) {
-			err = fail(c, -EINVAL, SIGMA_INVALID, (unsigned)parser.problem_mark.line + 1,
-				   "invalid YAML: %s", parser.problem ? parser.problem : "parse error");
+			err = fail(c, -EINVAL, SIGMA_INVALID,
+				   (unsigned)parser.problem_mark.line + 1, "invalid YAML: %s",
+				   parser.problem ? parser.problem : "parse error");
 			break;
 		}
 		line = (unsigned)ev.start_mark.line + 1;
@@ -247,19 +249,22 @@ static int yaml_load(struct ctx *c, const char *src, size_t len, struct ynode **
 			break;
 		case YAML_DOCUMENT_START_EVENT:
 			if (docs++ > 0)
-				err = fail(c, -EINVAL, SIGMA_UNCONVERTIBLE, line,
-					   "several YAML documents in one file (rule collections) are "
-					   "not supported");
+				err = fail(
+				    c, -EINVAL, SIGMA_UNCONVERTIBLE, line,
+				    "several YAML documents in one file (rule collections) are "
+				    "not supported");
 			break;
 		case YAML_ALIAS_EVENT:
-			err = fail(c, -EINVAL, SIGMA_INVALID, line, "YAML aliases are not supported");
+			err =
+			    fail(c, -EINVAL, SIGMA_INVALID, line, "YAML aliases are not supported");
 			break;
 		case YAML_SCALAR_EVENT:
 		case YAML_SEQUENCE_START_EVENT:
 		case YAML_MAPPING_START_EVENT:
 			if (++c->nodes > SIGMA_YAML_NODES_MAX) {
-				err = fail(c, -E2BIG, SIGMA_INVALID, line,
-					   "rule has more than %u YAML nodes", SIGMA_YAML_NODES_MAX);
+				err =
+				    fail(c, -E2BIG, SIGMA_INVALID, line,
+					 "rule has more than %u YAML nodes", SIGMA_YAML_NODES_MAX);
 				break;
 			}
 			node = ctx_alloc(c, sizeof(*node));
@@ -273,7 +278,8 @@ static int yaml_load(struct ctx *c, const char *src, size_t len, struct ynode **
 				node->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
 					      ev.data.scalar.plain_implicit;
 				node->len = ev.data.scalar.length;
-				node->s = ctx_strndup(c, (const char *)ev.data.scalar.value, node->len);
+				node->s =
+				    ctx_strndup(c, (const char *)ev.data.scalar.value, node->len);
 				if (!node->s) {
 					err = c->err ? c->err : fail_nomem(c);
 					break;
@@ -288,8 +294,9 @@ static int yaml_load(struct ctx *c, const char *src, size_t len, struct ynode **
 			if (err || node->kind == Y_SCALAR)
 				break;
 			if (depth >= SIGMA_YAML_DEPTH_MAX) {
-				err = fail(c, -E2BIG, SIGMA_INVALID, line,
-					   "YAML nested deeper than %d levels", SIGMA_YAML_DEPTH_MAX);
+				err =
+				    fail(c, -E2BIG, SIGMA_INVALID, line,
+					 "YAML nested deeper than %d levels", SIGMA_YAML_DEPTH_MAX);
 				break;
 			}
 			stack[depth++] = node;
@@ -362,12 +369,6 @@ static enum svtype scalar_type(const struct ynode *n, bool *b, long long *i)
 	return SV_STR;
 }
 
-/* Returns a scalar's text as a NUL-terminated string (it may also hold NULs inside). */
-static const char *scalar_text(const struct ynode *n)
-{
-	return n->s;
-}
-
 /* ------------------------------------------------------------------------------------ */
 /* The boolean tree over vigil fields.                                                   */
 
@@ -388,10 +389,17 @@ enum ir_op {
 };
 
 static const char *const op_names[] = {
-	[OP_EQUALS] = "equals",	    [OP_CONTAINS] = "contains", [OP_STARTSWITH] = "startswith",
-	[OP_ENDSWITH] = "endswith", [OP_REGEX] = "regex",	[OP_CIDR] = "cidr",
-	[OP_LT] = "lt",		    [OP_LTE] = "lte",		[OP_GT] = "gt",
-	[OP_GTE] = "gte",	    [OP_EXISTS] = "exists",
+    [OP_EQUALS] = "equals",
+    [OP_CONTAINS] = "contains",
+    [OP_STARTSWITH] = "startswith",
+    [OP_ENDSWITH] = "endswith",
+    [OP_REGEX] = "regex",
+    [OP_CIDR] = "cidr",
+    [OP_LT] = "lt",
+    [OP_LTE] = "lte",
+    [OP_GT] = "gt",
+    [OP_GTE] = "gte",
+    [OP_EXISTS] = "exists",
 };
 
 /* One operand: a string (s != NULL, may hold NULs up to len) or an integer / boolean. */
@@ -472,24 +480,24 @@ static const struct {
 	unsigned cats;
 	enum special sp;
 } field_map[] = {
-	{"Image", "process.executable", C_ALL, SP_NONE},
-	{"CommandLine", "process.command_line", C_ALL, SP_NONE},
-	{"ParentImage", "process.parent.executable", C_ALL, SP_NONE},
-	{"ParentCommandLine", "process.parent.command_line", C_ALL, SP_NONE},
-	{"User", "user.name", C_ALL, SP_NONE},
-	{"CurrentDirectory", "process.working_directory", C_ALL, SP_NONE},
-	{"ProcessId", "process.pid", C_ALL, SP_NONE},
-	{"ParentProcessId", "process.parent.pid", C_ALL, SP_NONE},
-	{"LogonId", "user.audit.id", C_ALL, SP_NONE},
-	{"TargetFilename", "file.path", C_FILE, SP_NONE},
-	{"DestinationIp", "destination.ip", C_NET, SP_NONE},
-	{"DestinationPort", "destination.port", C_NET, SP_NONE},
-	{"SourceIp", "source.ip", C_NET, SP_NONE},
-	{"SourcePort", "source.port", C_NET, SP_NONE},
-	{"Protocol", "network.transport", C_NET, SP_NONE},
-	{"Initiated", "network.direction", C_NET, SP_DIRECTION},
-	{"DestinationIsIpv6", "network.type", C_NET, SP_NETTYPE},
-	{"SourceIsIpv6", "network.type", C_NET, SP_NETTYPE},
+    {"Image", "process.executable", C_ALL, SP_NONE},
+    {"CommandLine", "process.command_line", C_ALL, SP_NONE},
+    {"ParentImage", "process.parent.executable", C_ALL, SP_NONE},
+    {"ParentCommandLine", "process.parent.command_line", C_ALL, SP_NONE},
+    {"User", "user.name", C_ALL, SP_NONE},
+    {"CurrentDirectory", "process.working_directory", C_ALL, SP_NONE},
+    {"ProcessId", "process.pid", C_ALL, SP_NONE},
+    {"ParentProcessId", "process.parent.pid", C_ALL, SP_NONE},
+    {"LogonId", "user.audit.id", C_ALL, SP_NONE},
+    {"TargetFilename", "file.path", C_FILE, SP_NONE},
+    {"DestinationIp", "destination.ip", C_NET, SP_NONE},
+    {"DestinationPort", "destination.port", C_NET, SP_NONE},
+    {"SourceIp", "source.ip", C_NET, SP_NONE},
+    {"SourcePort", "source.port", C_NET, SP_NONE},
+    {"Protocol", "network.transport", C_NET, SP_NONE},
+    {"Initiated", "network.direction", C_NET, SP_DIRECTION},
+    {"DestinationIsIpv6", "network.type", C_NET, SP_NETTYPE},
+    {"SourceIsIpv6", "network.type", C_NET, SP_NETTYPE},
 };
 
 /* Resolves a Sigma field name for the current category; false when vigil does not observe it. */
@@ -621,10 +629,11 @@ static int parse_mods(struct ctx *c, const char *key, size_t len, size_t fieldle
 #define IS(lit) (n == sizeof(lit) - 1 && memcmp(name, lit, n) == 0)
 		if (IS("contains") || IS("startswith") || IS("endswith")) {
 			if (m->pos)
-				return fail(c, -EINVAL, SIGMA_INVALID, line,
-					    "'%.*s': more than one of contains, startswith, endswith",
-					    shown_len(key, len), key);
-			m->pos = IS("contains") ? OP_CONTAINS
+				return fail(
+				    c, -EINVAL, SIGMA_INVALID, line,
+				    "'%.*s': more than one of contains, startswith, endswith",
+				    shown_len(key, len), key);
+			m->pos = IS("contains")	    ? OP_CONTAINS
 				 : IS("startswith") ? OP_STARTSWITH
 						    : OP_ENDSWITH;
 		} else if (IS("all")) {
@@ -660,11 +669,11 @@ static int parse_mods(struct ctx *c, const char *key, size_t len, size_t fieldle
 			if (m->nxf >= XFORMS_MAX)
 				return fail(c, -EINVAL, SIGMA_INVALID, line,
 					    "'%.*s': too many modifiers", shown_len(key, len), key);
-			m->xf[m->nxf++] = IS("utf16be")	  ? X_WIDE_BE
-					  : IS("base64")	  ? X_BASE64
+			m->xf[m->nxf++] = IS("utf16be")	       ? X_WIDE_BE
+					  : IS("base64")       ? X_BASE64
 					  : IS("base64offset") ? X_BASE64OFFSET
-					  : IS("windash")	  ? X_WINDASH
-							  : X_WIDE_LE;
+					  : IS("windash")      ? X_WINDASH
+							       : X_WIDE_LE;
 		} else if (IS("fieldref")) {
 			return fail(c, -EINVAL, SIGMA_UNCONVERTIBLE, line,
 				    "modifier fieldref (comparing two fields) is not supported");
@@ -679,9 +688,10 @@ static int parse_mods(struct ctx *c, const char *key, size_t len, size_t fieldle
 	}
 	if ((m->re || m->cidr || m->exists || m->cmp >= 0) &&
 	    (m->pos || m->nxf || (m->re + m->cidr + m->exists + (m->cmp >= 0)) > 1))
-		return fail(c, -EINVAL, SIGMA_INVALID, line,
-			    "'%.*s': re, cidr, exists and lt/lte/gt/gte take no other value modifier",
-			    shown_len(key, len), key);
+		return fail(
+		    c, -EINVAL, SIGMA_INVALID, line,
+		    "'%.*s': re, cidr, exists and lt/lte/gt/gte take no other value modifier",
+		    shown_len(key, len), key);
 	for (size_t k = 0; k < m->nxf; k++) {
 		if (m->xf[k] == X_BASE64 || m->xf[k] == X_BASE64OFFSET || m->xf[k] == X_WIDE_LE ||
 		    m->xf[k] == X_WIDE_BE)
@@ -718,8 +728,9 @@ static int atoms_add(struct ctx *c, struct atoms *l, enum ir_op op, bool ci, con
 	if (!a)
 		return c->err;
 	if (++l->n > SIGMA_EXPANSION_MAX * 64u)
-		return fail(c, -E2BIG, SIGMA_UNCONVERTIBLE, 0, "a field item expands into more "
-							       "than %u values",
+		return fail(c, -E2BIG, SIGMA_UNCONVERTIBLE, 0,
+			    "a field item expands into more "
+			    "than %u values",
 			    SIGMA_EXPANSION_MAX * 64u);
 	a->op = op;
 	a->ci = ci;
@@ -1007,7 +1018,8 @@ static int xf_windash(struct ctx *c, const struct pat *p, unsigned line, struct 
 	}
 	if (variants > room)
 		return fail(c, -E2BIG, SIGMA_UNCONVERTIBLE, line,
-			    "windash expands values into more than %u variants", SIGMA_EXPANSION_MAX);
+			    "windash expands values into more than %u variants",
+			    SIGMA_EXPANSION_MAX);
 	if (size_mul(p->n, 3, &cap))
 		return fail_nomem(c);
 	for (size_t v = 0; v < variants; v++) {
@@ -1102,9 +1114,10 @@ static bool prefix_to_cidr(const unsigned char *s, size_t len, char *out)
 		unsigned v = 0, digits = 0;
 		while (i < len && s[i] != (v6 ? ':' : '.')) {
 			unsigned char ch = s[i];
-			unsigned d = ch >= '0' && ch <= '9'		 ? ch - '0'
-				     : v6 && (ch | 0x20) >= 'a' && (ch | 0x20) <= 'f' ? (ch | 0x20) - 'a' + 10
-										       : 99;
+			unsigned d = ch >= '0' && ch <= '9' ? ch - '0'
+				     : v6 && (ch | 0x20) >= 'a' && (ch | 0x20) <= 'f'
+					 ? (ch | 0x20) - 'a' + 10
+					 : 99;
 			if (d == 99 || (!v6 && d > 9) || ++digits > (v6 ? 4u : 3u))
 				return false;
 			v = v * (v6 ? 16 : 10) + d;
@@ -1147,7 +1160,7 @@ static int value_atoms(struct ctx *c, const struct target *t, const struct mods 
 		return fail(c, -EINVAL, SIGMA_INVALID, v->line,
 			    "%s: a value must be a string, number, boolean or null", fname);
 	ty = scalar_type(v, &b, &iv);
-	s = scalar_text(v);
+	s = v->s;
 	len = v->len;
 
 	if (ty == SV_NULL) {
@@ -1193,7 +1206,8 @@ static int value_atoms(struct ctx *c, const struct target *t, const struct mods 
 		struct buf b2;
 		if (t->type != FT_STRING)
 			return fail(c, -EINVAL, SIGMA_UNCONVERTIBLE, v->line,
-				    "%s: regex on %s, which is not a string field", fname, t->field);
+				    "%s: regex on %s, which is not a string field", fname,
+				    t->field);
 		if (memchr(s, 0, len) || len > SIGMA_VALUE_MAX - 8)
 			return fail(c, -EINVAL, SIGMA_UNCONVERTIBLE, v->line,
 				    "%s: regex too long or holding a NUL byte", fname);
@@ -1245,8 +1259,8 @@ static int value_atoms(struct ctx *c, const struct target *t, const struct mods 
 				break;
 			case X_BASE64:
 			case X_BASE64OFFSET:
-				err = xf_base64(c, &cur[j], m->xf[k] == X_BASE64OFFSET, &next[nnext],
-						&got);
+				err = xf_base64(c, &cur[j], m->xf[k] == X_BASE64OFFSET,
+						&next[nnext], &got);
 				break;
 			case X_WINDASH:
 				err = xf_windash(c, &cur[j], v->line, &next[nnext],
@@ -1267,39 +1281,35 @@ static int value_atoms(struct ctx *c, const struct target *t, const struct mods 
 
 		if (t->type == FT_INT) {
 			if (m->pos || !pat_literal(p) || !parse_int(pv, p->n, &iv))
-				return fail(c, -EINVAL, SIGMA_UNCONVERTIBLE, v->line,
-					    "%s: %s is an integer field: '%.*s' cannot be matched as "
-					    "text",
-					    fname, t->field, shown_len(s, len), s);
+				return fail(
+				    c, -EINVAL, SIGMA_UNCONVERTIBLE, v->line,
+				    "%s: %s is an integer field: '%.*s' cannot be matched as "
+				    "text",
+				    fname, t->field, shown_len(s, len), s);
 			err = atoms_add(c, out, OP_EQUALS, false, NULL, 0, iv);
 		} else if (t->type == FT_IP) {
+			/* an address; or a prefix (startswith, or a trailing *) as a CIDR */
+			struct pat pre = *p;
+			bool prefix = false;
 			char cidr[64];
 			if (!m->pos && pat_literal(p) && valid_ip(pv, p->n)) {
 				err = atoms_add(c, out, OP_EQUALS, false, pv, p->n, 0);
-			} else if (pat_literal(p) && m->pos == OP_STARTSWITH &&
-				   prefix_to_cidr(p->b, p->n, cidr)) {
-				char *cs = ctx_strndup(c, cidr, strlen(cidr));
-				err = cs ? atoms_add(c, out, OP_CIDR, false, cs, strlen(cidr), 0)
-					 : c->err;
-			} else if (!m->pos && p->n >= 2 && p->w[p->n - 1] == PE_STAR &&
-				   p->w[p->n - 2] == PE_LIT) {
-				struct pat pre = *p;
-				pre.n--;
-				if (pat_literal(&pre) && prefix_to_cidr(pre.b, pre.n, cidr)) {
-					char *cs = ctx_strndup(c, cidr, strlen(cidr));
-					err = cs ? atoms_add(c, out, OP_CIDR, false, cs, strlen(cidr),
-							     0)
-						 : c->err;
-				} else {
-					goto bad_ip;
-				}
-			} else {
-			bad_ip:
-				return fail(c, -EINVAL, SIGMA_UNCONVERTIBLE, v->line,
-					    "%s: %s is an IP field: '%.*s' can only be an address, a "
-					    "CIDR or a whole-octet prefix",
-					    fname, t->field, shown_len(s, len), s);
+				goto next_value;
 			}
+			if (m->pos == OP_STARTSWITH) {
+				prefix = pat_literal(p);
+			} else if (!m->pos && p->n >= 2 && p->w[p->n - 1] == PE_STAR) {
+				pre.n--;
+				prefix = pat_literal(&pre);
+			}
+			if (!prefix || !prefix_to_cidr(pre.b, pre.n, cidr))
+				return fail(
+				    c, -EINVAL, SIGMA_UNCONVERTIBLE, v->line,
+				    "%s: %s is an IP field: '%.*s' can only be an address, a "
+				    "CIDR or a whole-octet prefix",
+				    fname, t->field, shown_len(s, len), s);
+			char *cs = ctx_strndup(c, cidr, strlen(cidr));
+			err = cs ? atoms_add(c, out, OP_CIDR, false, cs, strlen(cidr), 0) : c->err;
 		} else if (t->type == FT_STRING) {
 			q = *p;
 			if (m->pos == OP_CONTAINS || m->pos == OP_ENDSWITH ||
@@ -1323,6 +1333,7 @@ static int value_atoms(struct ctx *c, const struct target *t, const struct mods 
 				    "%s: %s cannot be matched (%s)", fname, t->field,
 				    registry_type_name(t->type));
 		}
+	next_value:
 		if (err)
 			return c->err ? c->err : err;
 	}
@@ -1330,8 +1341,7 @@ static int value_atoms(struct ctx *c, const struct target *t, const struct mods 
 }
 
 /* Groups atoms that share an operator and case rule into one predicate each; OR of them. */
-static struct ir *atoms_to_ir(struct ctx *c, const struct target *t, struct atoms *l,
-			      unsigned line)
+static struct ir *atoms_to_ir(struct ctx *c, const struct target *t, struct atoms *l, unsigned line)
 {
 	struct ir *any = ir_new(c, IR_OR, line);
 	struct atom *a, *b;
@@ -1346,7 +1356,8 @@ static struct ir *atoms_to_ir(struct ctx *c, const struct target *t, struct atom
 		n = 0;
 		/* regex takes one pattern per predicate; other operators a list */
 		for (b = a; b && n < (a->op == OP_REGEX ? 1u : RULES_MAX_LIST_ITEMS); b = b->next)
-			n += !b->taken && b->op == a->op && b->ci == a->ci && b->approx == a->approx;
+			n +=
+			    !b->taken && b->op == a->op && b->ci == a->ci && b->approx == a->approx;
 		p = ir_new(c, IR_PRED, line);
 		if (!p)
 			return NULL;
@@ -1419,9 +1430,15 @@ static struct ir *field_item(struct ctx *c, const struct ynode *key, const struc
 					    "%s: a value must be a string, number, boolean or null",
 					    fname),
 				       NULL;
-			isnull = scalar_type(v, &b, &iv) == SV_NULL;
+			enum svtype ty = scalar_type(v, &b, &iv);
+			isnull = ty == SV_NULL;
 			if (m.exists) {
-				b = ynode_is(v, "false") ? false : ynode_is(v, "true") ? true : b;
+				if (ynode_is(v, "true") || ynode_is(v, "false"))
+					b = ynode_is(v, "true");
+				else if (ty != SV_BOOL)
+					return fail(c, -EINVAL, SIGMA_INVALID, v->line,
+						    "%s|exists takes true or false", fname),
+					       NULL;
 				isnull = !b;
 			}
 			any = any || isnull;
@@ -1532,7 +1549,21 @@ static struct ir *selection(struct ctx *c, const struct ynode *sel, const char *
 /* ------------------------------------------------------------------------------------ */
 /* The condition: a recursive-descent parser with a depth bound.                          */
 
-enum tok { T_END, T_LPAREN, T_RPAREN, T_AND, T_OR, T_NOT, T_OF, T_ALL, T_ANY, T_THEM, T_WORD, T_PIPE, T_BAD };
+enum tok {
+	T_END,
+	T_LPAREN,
+	T_RPAREN,
+	T_AND,
+	T_OR,
+	T_NOT,
+	T_OF,
+	T_ALL,
+	T_ANY,
+	T_THEM,
+	T_WORD,
+	T_PIPE,
+	T_BAD
+};
 
 struct cparse {
 	struct ctx *c;
@@ -1602,7 +1633,7 @@ static void lex(struct cparse *p)
 }
 
 __attribute__((format(printf, 2, 3))) static struct ir *cfail(struct cparse *p, const char *fmt,
-								 ...)
+							      ...)
 {
 	char msg[160];
 	va_list ap;
@@ -1610,8 +1641,8 @@ __attribute__((format(printf, 2, 3))) static struct ir *cfail(struct cparse *p, 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fail(p->c, -EINVAL, SIGMA_INVALID, p->line, "condition '%.*s': %s",
-	     shown_len(p->s, p->len), p->s, msg);
+	fail(p->c, -EINVAL, SIGMA_INVALID, p->line, "condition '%.*s': %s", shown_len(p->s, p->len),
+	     p->s, msg);
 	return NULL;
 }
 
@@ -1663,7 +1694,8 @@ static struct ir *c_primary(struct cparse *p, int depth)
 		if (!n)
 			return NULL;
 		if (p->t != T_RPAREN)
-			return cfail(p, "missing ')' before '%.*s'", shown_len(p->ts, p->tlen), p->ts);
+			return cfail(p, "missing ')' before '%.*s'", shown_len(p->ts, p->tlen),
+				     p->ts);
 		lex(p);
 		return n;
 	}
@@ -1680,21 +1712,26 @@ static struct ir *c_primary(struct cparse *p, int depth)
 				goto word;
 			}
 			if (!one)
-				return cfail(p, "'%.*s of' is not supported (only 1 of, any of, all of)", shown_len(save.ts, save.tlen), save.ts);
+				return cfail(
+				    p, "'%.*s of' is not supported (only 1 of, any of, all of)",
+				    shown_len(save.ts, save.tlen), save.ts);
 		} else {
 			lex(p);
 			if (p->t != T_OF)
-				return cfail(p, "expected 'of' after '%.*s'", shown_len(save.ts, save.tlen), save.ts);
+				return cfail(p, "expected 'of' after '%.*s'",
+					     shown_len(save.ts, save.tlen), save.ts);
 		}
 		lex(p);
 		if (p->t != T_THEM && p->t != T_WORD)
-			return cfail(p, "expected a name pattern or 'them' after 'of', not '%.*s'", shown_len(p->ts, p->tlen), p->ts);
+			return cfail(p, "expected a name pattern or 'them' after 'of', not '%.*s'",
+				     shown_len(p->ts, p->tlen), p->ts);
 		n = ir_new(p->c, all ? IR_AND : IR_OR, p->line);
 		if (!n)
 			return NULL;
 		for (size_t i = 0; i < p->nnames; i++) {
-			bool hit = p->t == T_THEM ? p->names[i][0] != '_'
-						  : glob(p->ts, p->tlen, p->names[i], p->namelens[i]);
+			bool hit = p->t == T_THEM
+				       ? p->names[i][0] != '_'
+				       : glob(p->ts, p->tlen, p->names[i], p->namelens[i]);
 			if (hit) {
 				struct ir *r = ref_node(p, i);
 				if (!r)
@@ -1703,14 +1740,16 @@ static struct ir *c_primary(struct cparse *p, int depth)
 			}
 		}
 		if (!n->first)
-			return cfail(p, "'%.*s' matches no selection", shown_len(p->ts, p->tlen), p->ts);
+			return cfail(p, "'%.*s' matches no selection", shown_len(p->ts, p->tlen),
+				     p->ts);
 		lex(p);
 		return n;
 	}
 	if (p->t == T_WORD) {
 	word:
 		if (memchr(p->ts, '*', p->tlen) || memchr(p->ts, '?', p->tlen))
-			return cfail(p, "wildcard name '%.*s' outside '1 of' or 'all of'", shown_len(p->ts, p->tlen), p->ts);
+			return cfail(p, "wildcard name '%.*s' outside '1 of' or 'all of'",
+				     shown_len(p->ts, p->tlen), p->ts);
 		if (tok_is(p, "near"))
 			return cfail(p, "'near' is not supported");
 		for (size_t i = 0; i < p->nnames; i++) {
@@ -1793,8 +1832,13 @@ static struct ir *c_or(struct cparse *p, int depth)
 static struct ir *condition_parse(struct ctx *c, const char *s, size_t len, unsigned line,
 				  const char *const *names, const size_t *namelens, size_t n)
 {
-	struct cparse p = {.c = c, .s = s, .len = len, .names = names, .namelens = namelens,
-			   .nnames = n, .line = line};
+	struct cparse p = {.c = c,
+			   .s = s,
+			   .len = len,
+			   .names = names,
+			   .namelens = namelens,
+			   .nnames = n,
+			   .line = line};
 	struct ir *res;
 
 	if (len > SIGMA_COND_MAX)
@@ -1831,7 +1875,8 @@ static void note_dropped(struct ctx *c, const char *why)
 static bool same_pred(const struct ir *a, const struct ir *b)
 {
 	return a->kind == IR_PRED && b->kind == IR_PRED && strcmp(a->field, b->field) == 0 &&
-	       a->op == b->op && a->ci == b->ci && a->approx == b->approx && a->op != OP_EXISTS && a->op != OP_REGEX;
+	       a->op == b->op && a->ci == b->ci && a->approx == b->approx && a->op != OP_EXISTS &&
+	       a->op != OP_REGEX;
 }
 
 /*
@@ -1874,8 +1919,7 @@ static struct ir *fold(struct ctx *c, struct ir *n, bool neg, int depth)
 	const char *dropped = NULL;
 
 	if (depth > SIGMA_COND_DEPTH_MAX + 2 * SIGMA_YAML_DEPTH_MAX + 8)
-		return fail(c, -E2BIG, SIGMA_INVALID, n->line, "condition nested too deeply"),
-		       NULL;
+		return fail(c, -E2BIG, SIGMA_INVALID, n->line, "condition nested too deeply"), NULL;
 	switch (n->kind) {
 	case IR_REF: {
 		char name[128];
@@ -1903,10 +1947,11 @@ static struct ir *fold(struct ctx *c, struct ir *n, bool neg, int depth)
 		return n;
 	case IR_CONST:
 		if (n->why && n->value != neg)
-			return fail(c, -EINVAL, SIGMA_UNCONVERTIBLE, n->line,
-				    "a constraint on field '%s' cannot be expressed: vigil does not "
-				    "observe it, and dropping the constraint would widen the rule",
-				    n->why),
+			return fail(
+				   c, -EINVAL, SIGMA_UNCONVERTIBLE, n->line,
+				   "a constraint on field '%s' cannot be expressed: vigil does not "
+				   "observe it, and dropping the constraint would widen the rule",
+				   n->why),
 			       NULL;
 		return n;
 	case IR_NOT:
@@ -2117,9 +2162,9 @@ static int emit_rule(struct ctx *c, const struct meta *m, const char *origin,
 		     struct ir *const branch[2], struct buf *out)
 {
 	static const char *const actions[3][2] = {
-		[CAT_PROCESS] = {"{equals: \"exec\"}", NULL},
-		[CAT_FILE] = {"{in: [\"create\", \"write\"]}", "{equals: \"rename\"}"},
-		[CAT_NETWORK] = {"{in: [\"connect\", \"accept\"]}", NULL},
+	    [CAT_PROCESS] = {"{equals: \"exec\"}", NULL},
+	    [CAT_FILE] = {"{in: [\"create\", \"write\"]}", "{equals: \"rename\"}"},
+	    [CAT_NETWORK] = {"{in: [\"connect\", \"accept\"]}", NULL},
 	};
 	const char *lvl = "medium";
 	size_t tlen = m->title->len;
@@ -2193,7 +2238,8 @@ static int emit_rule(struct ctx *c, const struct meta *m, const char *origin,
 			size_t dl = m->description->len;
 			if (dl > room) {
 				dl = room;
-				while (dl > 0 && ((unsigned char)m->description->s[dl] & 0xc0) == 0x80)
+				while (dl > 0 &&
+				       ((unsigned char)m->description->s[dl] & 0xc0) == 0x80)
 					dl--;
 			}
 			err = buf_append(&d, m->description->s, dl);
@@ -2252,7 +2298,8 @@ static int emit_rule(struct ctx *c, const struct meta *m, const char *origin,
 					  "\"rename\"]}\n"
 					  "        - any:\n");
 		for (int i = 0; i < 2 && !err; i++) {
-			err = buf_printf(out, "            - all:\n                - event.action: %s\n",
+			err = buf_printf(out,
+					 "            - all:\n                - event.action: %s\n",
 					 actions[c->cat][i]);
 			/* the branch's lines were rendered for the top-level all: shift them */
 			for (size_t k = 0; k < body[i].len && !err;) {
@@ -2290,8 +2337,8 @@ static bool valid_id(const struct ynode *n)
 		return false;
 	for (size_t i = 0; i < n->len; i++) {
 		char ch = n->s[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      ch == '.' || ch == '_' || ch == '-'))
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
 			return false;
 	}
 	return true;
@@ -2389,17 +2436,16 @@ static int convert(struct ctx *c, const char *src, size_t len, const char *origi
 	if (!product || !ynode_is(product, "linux") || !category || service ||
 	    !(ynode_is(category, "process_creation") || ynode_is(category, "file_event") ||
 	      ynode_is(category, "network_connection")))
-		return fail(c, -ENOTSUP, SIGMA_UNSUPPORTED_LOGSOURCE, ls->line,
-			    "unsupported logsource: product %.*s, category %.*s%s%.*s",
-			    product ? shown_len(product->s, product->len) : 1,
-			    product ? product->s : "-",
-			    category ? shown_len(category->s, category->len) : 1,
-			    category ? category->s : "-", service ? ", service " : "",
-			    service ? shown_len(service->s, service->len) : 0,
-			    service ? service->s : "");
+		return fail(
+		    c, -ENOTSUP, SIGMA_UNSUPPORTED_LOGSOURCE, ls->line,
+		    "unsupported logsource: product %.*s, category %.*s%s%.*s",
+		    product ? shown_len(product->s, product->len) : 1, product ? product->s : "-",
+		    category ? shown_len(category->s, category->len) : 1,
+		    category ? category->s : "-", service ? ", service " : "",
+		    service ? shown_len(service->s, service->len) : 0, service ? service->s : "");
 	c->cat = ynode_is(category, "process_creation") ? CAT_PROCESS
-		 : ynode_is(category, "file_event")	 ? CAT_FILE
-							 : CAT_NETWORK;
+		 : ynode_is(category, "file_event")	? CAT_FILE
+							: CAT_NETWORK;
 
 	m.title = scalar_or_null(c, root, "title");
 	m.description = scalar_or_null(c, root, "description");
@@ -2463,9 +2509,10 @@ static int convert(struct ctx *c, const char *src, size_t len, const char *origi
 		return c->err;
 	for (size_t i = 0; i < c->nnotes; i++) {
 		size_t used = strlen(res->note);
-		snprintf(res->note + used, sizeof(res->note) - used, "%salternatives on field '%s' "
-								      "were dropped: vigil does "
-								      "not observe it",
+		snprintf(res->note + used, sizeof(res->note) - used,
+			 "%salternatives on field '%s' "
+			 "were dropped: vigil does "
+			 "not observe it",
 			 i ? "; " : "", c->notes[i]);
 	}
 	return 0;
@@ -2513,7 +2560,9 @@ static int sexpr(struct buf *b, const struct ir *n)
 	case IR_NOT:
 	case IR_AND:
 	case IR_OR:
-		err = buf_append_str(b, n->kind == IR_NOT ? "(not" : n->kind == IR_AND ? "(and" : "(or");
+		err = buf_append_str(b, n->kind == IR_NOT   ? "(not"
+					: n->kind == IR_AND ? "(and"
+							    : "(or");
 		for (const struct ir *k = n->first; k && !err; k = k->next) {
 			err = buf_append_char(b, ' ');
 			if (!err)
@@ -2525,8 +2574,8 @@ static int sexpr(struct buf *b, const struct ir *n)
 	}
 }
 
-int sigma_condition_normalize(const char *cond, const char *const *names, size_t n,
-			      struct buf *out, char *err, size_t errlen)
+int sigma_condition_normalize(const char *cond, const char *const *names, size_t n, struct buf *out,
+			      char *err, size_t errlen)
 {
 	struct ctx c = {0};
 	size_t *lens = NULL;

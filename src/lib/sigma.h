@@ -40,19 +40,20 @@
  * Hyperscan accepts it. base64/base64offset output (and `wide`/utf16 encodings before them)
  * is matched case-sensitively, since base64 is. `windash` expands the leading - or / of each
  * flag into -, /, en dash, em dash and horizontal bar. `null` is `exists: false`. Keyword
- * searches (unfielded strings) are icontains on process.command_line (and on file.path for
- * file_event); since Sigma searches the whole event this narrows the rule, so a keyword
- * search under `not` is refused rather than widened. Integer fields take integers and lt,
- * lte, gt, gte; IP fields take addresses, `cidr`, and whole-octet prefixes ('10.', as
- * startswith) as CIDRs.
+ * searches (unfielded strings) are icontains on process.command_line (for file_event also on
+ * file.path, or file.target_path for a rename); since Sigma searches the whole event this
+ * narrows the rule, so a keyword search under `not` is refused rather than widened. Integer fields
+ * take integers and lt, lte, gt, gte; IP fields take addresses, `cidr`, and whole-octet prefixes
+ * ('10.', as startswith) as CIDRs.
  *
  * Conditions: and, or, not, parentheses, `1 of`/`any of`/`all of` a name pattern or `them`
  * (which skips names starting with '_'); a list of conditions is their OR. Aggregations
  * (`| count() ...`), `near`, correlation rules and multi-document rule collections are refused.
  *
- * Metadata: the Sigma id is the rule id (so the file is named ID.yml), the title is the name
- * (cut at 256 bytes), the level is kept (medium when absent), only attack.* tags are kept,
- * and the description carries the author and the Detection Rule License attribution.
+ * Metadata (rules are converted whatever their status): the Sigma id is the rule id (so the file is
+ * named ID.yml), the title is the name (cut at 256 bytes), the level is kept (medium when absent),
+ * only attack.* tags are kept, and the description carries the author and the Detection Rule
+ * License attribution.
  */
 
 /* Largest Sigma rule file accepted. */
@@ -62,10 +63,10 @@
 /* YAML nodes one rule may have. */
 #define SIGMA_YAML_NODES_MAX 100000u
 /* Longest condition string, and the deepest nesting of not and parentheses in it. */
-#define SIGMA_COND_MAX 16384u
+#define SIGMA_COND_MAX	     16384u
 #define SIGMA_COND_DEPTH_MAX 64
 /* Bytes of memory one conversion may use for its tree, and bytes of output it may write. */
-#define SIGMA_WORK_MAX (64u * 1024u * 1024u)
+#define SIGMA_WORK_MAX	 (64u * 1024u * 1024u)
 #define SIGMA_OUTPUT_MAX (8u * 1024u * 1024u)
 /* Alternatives one value may expand into (windash and base64offset multiply). */
 #define SIGMA_EXPANSION_MAX 256u
@@ -105,7 +106,7 @@ void sigma_result_free(struct sigma_result *res);
  * "(or sel_1 sel_2)". For tests and diagnostics. Returns 0, or -EINVAL with a one-line
  * reason in @err (@out then holds nothing useful).
  */
-int sigma_condition_normalize(const char *cond, const char *const *names, size_t n,
-			      struct buf *out, char *err, size_t errlen);
+int sigma_condition_normalize(const char *cond, const char *const *names, size_t n, struct buf *out,
+			      char *err, size_t errlen);
 
 #endif

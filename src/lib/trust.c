@@ -5,6 +5,7 @@
 #include "trust.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <sodium.h>
@@ -12,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define KEY_ALG "Ed"
 #define COMMENT_PREFIX "untrusted comment: "
@@ -398,6 +401,154 @@ int trust_duration_parse(const char *s, trust_time_t *out)
 	return 0;
 }
 
+/* --- files --- */
+
+int trust_file_read(const char *path, size_t max, struct buf *out)
+{
+	struct stat st;
+	size_t size;
+	char extra;
+	int fd, err = 0;
+
+	buf_reset(out);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		err = -errno;
+		goto out_close;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		err = -EINVAL;
+		goto out_close;
+	}
+	if ((unsigned long long)st.st_size > max) {
+		err = -E2BIG;
+		goto out_close;
+	}
+	size = (size_t)st.st_size;
+	err = buf_reserve(out, size);
+	if (err)
+		goto out_close;
+	while (out->len < size) {
+		ssize_t n = read(fd, out->data + out->len, size - out->len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err = -errno;
+			goto out_close;
+		}
+		if (n == 0) {
+			err = -EBUSY; /* shrank while read */
+			goto out_close;
+		}
+		out->len += (size_t)n;
+	}
+	out->data[out->len] = '\0';
+	for (;;) {
+		ssize_t n = read(fd, &extra, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != 0)
+			err = n < 0 ? -errno : -EBUSY;
+		break;
+	}
+out_close:
+	close(fd);
+	return err;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int trust_file_write(const char *path, const void *data, size_t len, unsigned mode,
+		     bool exclusive)
+{
+	char tmp[4096];
+	const char *target = path;
+	int fd, err, n;
+
+	if (!exclusive) {
+		n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+		if (n < 0 || (size_t)n >= sizeof(tmp))
+			return -ENAMETOOLONG;
+		target = tmp;
+	}
+	fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, (mode_t)mode);
+	if (fd < 0)
+		return -errno;
+	err = write_all(fd, data, len);
+	if (!err && fchmod(fd, (mode_t)mode) < 0)
+		err = -errno;
+	if (!err && fsync(fd) < 0)
+		err = -errno;
+	if (close(fd) < 0 && !err)
+		err = -errno;
+	if (!err && !exclusive && rename(tmp, path) < 0)
+		err = -errno;
+	if (err)
+		unlink(target);
+	return err;
+}
+
+static const char *read_error(int err, const char *what)
+{
+	if (err == -E2BIG)
+		return what;
+	if (err == -ELOOP)
+		return "a symbolic link (not followed)";
+	if (err == -EINVAL)
+		return "not a regular file";
+	return strerror(-err);
+}
+
+int trust_secret_load(const char *path, struct trust_secret *out, char *err, size_t errlen)
+{
+	struct buf b;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	buf_init(&b, TRUST_KEYFILE_MAX_BYTES);
+	ret = trust_file_read(path, TRUST_KEYFILE_MAX_BYTES, &b);
+	if (ret)
+		set_err(err, errlen, "%s", read_error(ret, "larger than a key file can be"));
+	else
+		ret = trust_secret_decode(b.data, b.len, out, err, errlen);
+	if (b.data)
+		sodium_memzero(b.data, b.cap);
+	buf_release(&b);
+	return ret;
+}
+
+int trust_public_load(const char *path, struct trust_key *out, char *err, size_t errlen)
+{
+	struct buf b;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	buf_init(&b, TRUST_KEYFILE_MAX_BYTES);
+	ret = trust_file_read(path, TRUST_KEYFILE_MAX_BYTES, &b);
+	if (ret)
+		set_err(err, errlen, "%s", read_error(ret, "larger than a key file can be"));
+	else
+		ret = trust_public_decode(b.data, b.len, out, err, errlen);
+	buf_release(&b);
+	return ret;
+}
+
 /* --- root documents --- */
 
 /* Lowercase hex of exactly @n bytes. */
@@ -775,6 +926,21 @@ out_free:
 	free(r);
 out_doc:
 	root_doc_release(&d);
+	return ret;
+}
+
+int trust_root_load(const char *path, struct trust_root **out, char *err, size_t errlen)
+{
+	struct buf b;
+	int ret;
+
+	buf_init(&b, TRUST_ROOT_MAX_BYTES);
+	ret = trust_file_read(path, TRUST_ROOT_MAX_BYTES, &b);
+	if (ret)
+		set_err(err, errlen, "%s", read_error(ret, "root larger than 65536 bytes"));
+	else
+		ret = trust_root_parse(b.data, b.len, out, err, errlen);
+	buf_release(&b);
 	return ret;
 }
 

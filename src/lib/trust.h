@@ -107,6 +107,31 @@ int trust_time_parse(const char *s, size_t len, trust_time_t *out);
 /* Parses a duration "N" followed by s, m, h, d or w (N > 0, at most 100 years). 0 or -EINVAL. */
 int trust_duration_parse(const char *s, trust_time_t *out);
 
+/* --- files (the one place here that does I/O; the agent uses it for bundles and roots) --- */
+
+/*
+ * Reads the regular file @path (opened with O_NOFOLLOW: a symbolic link is refused), refusing
+ * one larger than @max before reading, into @out (reset first; one allocation, so a caller
+ * holding a secret can wipe out->data whole). Returns 0, -E2BIG past @max, -EINVAL when not a
+ * regular file, -EBUSY when it grew while read, or another -errno.
+ */
+int trust_file_read(const char *path, size_t max, struct buf *out);
+
+/*
+ * Writes @len bytes to @path with mode @mode and fsync. @exclusive: create it (O_EXCL,
+ * O_NOFOLLOW), never replacing anything. Otherwise write a temporary file beside it and rename
+ * it into place. Returns 0 or -errno; on error nothing is left at @path that was not there.
+ */
+int trust_file_write(const char *path, const void *data, size_t len, unsigned mode,
+		     bool exclusive);
+
+/*
+ * Read and decode a key file or a pinned root document (trust_file_read, then the decoder).
+ * Return 0 or -errno with a one-line reason in @err; a secret's file bytes are wiped.
+ */
+int trust_secret_load(const char *path, struct trust_secret *out, char *err, size_t errlen);
+int trust_public_load(const char *path, struct trust_key *out, char *err, size_t errlen);
+
 /* --- the root of trust --- */
 
 struct trust_root;
@@ -153,6 +178,9 @@ int trust_root_parse(const void *data, size_t len, struct trust_root **out, char
  */
 int trust_root_update(const struct trust_root *current, const void *candidate, size_t len,
 		      trust_time_t now, struct trust_root **out, char *err, size_t errlen);
+
+/* trust_root_parse() of the file @path. */
+int trust_root_load(const char *path, struct trust_root **out, char *err, size_t errlen);
 
 void trust_root_free(struct trust_root *root);
 

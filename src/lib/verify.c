@@ -18,6 +18,7 @@ bool pred_kind_fits(enum pred_kind kind, enum field_type type)
 	switch (kind) {
 	case PK_SCAN:
 	case PK_STR_EQ:
+	case PK_REGEX:
 		return type == FT_STRING || type == FT_STRLIST;
 	case PK_EXISTS:
 		return true;
@@ -55,6 +56,11 @@ static int pred_verify(const struct cpred *cp, uint32_t i, const struct pool_siz
 	case PK_STR_EQ:
 		if (cp->op >= ROP_COUNT || !range_ok(cp->off, cp->n, pools->n_strs))
 			return VFAIL(err, errlen, "predicate %u: string values out of range", i);
+		break;
+	case PK_REGEX:
+		if (cp->op != ROP_REGEX || !range_ok(cp->off, cp->n, pools->n_strs) || cp->n != 1 ||
+		    cp->num < 0 || cp->num >= (int64_t)pools->n_lazy)
+			return VFAIL(err, errlen, "predicate %u: regex database out of range", i);
 		break;
 	case PK_INT_IN:
 		if (!range_ok(cp->off, cp->n, pools->n_ints))
@@ -198,7 +204,7 @@ static int fail_rule(const struct ruleset *rs, uint32_t rule, char *err, size_t 
 
 int ruleset_verify(const struct ruleset *rs, char *err, size_t errlen)
 {
-	struct pool_sizes pools = {rs->n_strs, rs->n_ints, rs->n_nets};
+	struct pool_sizes pools = {rs->n_strs, rs->n_ints, rs->n_nets, rs->n_lazy};
 	char why[200];
 	int ret;
 

@@ -23,8 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	rc = sigma_convert((const char *)data, size, "fuzz.yml", &res);
 	if (rc == 0) {
-		struct rules_source src = {.name = "fuzz.yml", .data = res.text.data,
-					   .len = res.text.len};
+		struct rules_source src = {
+		    .name = "fuzz.yml", .data = res.text.data, .len = res.text.len};
 		struct ruleset *rs = NULL;
 		if (res.status != SIGMA_CONVERTED || res.id[0] == '\0')
 			abort();

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import AGENT, get, kind, need_agent, need_root, numeric_leaves, start_agent
+from conftest import AGENT, get, need_agent, need_root, numeric_leaves, start_agent
 
 
 def run(*args, timeout=30):

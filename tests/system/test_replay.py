@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from conftest import (AGENT, action, brief, get, kind, need_agent, need_root, new_marker, real,
+from conftest import (AGENT, action, get, kind, need_agent, need_root, new_marker, real,
                       start_agent)
 
 RESTAMPED = frozenset()

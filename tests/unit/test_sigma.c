@@ -19,7 +19,7 @@
 
 /* ---- the condition parser ---- */
 
-static const char *const names[] = {"sel",	   "sel_img", "sel_cli", "filter_main_a",
+static const char *const names[] = {"sel",	     "sel_img",	 "sel_cli", "filter_main_a",
 				    "filter_main_b", "keywords", "_hidden", "filter"};
 #define NNAMES (sizeof(names) / sizeof(names[0]))
 
@@ -190,8 +190,8 @@ static void conv_rule(struct conv *cv, const char *category, const char *detecti
 /* The converted text must compile with the rule compiler, as vigil content lint would. */
 static void assert_compiles(const struct conv *cv)
 {
-	struct rules_source src = {.name = "unit.yml", .data = cv->res.text.data,
-				   .len = cv->res.text.len};
+	struct rules_source src = {
+	    .name = "unit.yml", .data = cv->res.text.data, .len = cv->res.text.len};
 	struct ruleset *rs = NULL;
 	char err[512];
 
@@ -274,7 +274,9 @@ static void plain_values_and_wildcards(void **state)
 	assert_has(&cv, "{istartswith: \"/usr/bin/py\"}");
 	assert_has(&cv, "{icontains: \"busybox\"}");
 	/* inner wildcards: an anchored, case-insensitive regex, ? one UTF-8 character */
-	assert_has(&cv, "{regex: \"(?is)\\\\A/opt/.*/run[^\\\\x80-\\\\xbf][\\\\x80-\\\\xbf]*\\\\.sh\\\\z\"}");
+	assert_has(
+	    &cv,
+	    "{regex: \"(?is)\\\\A/opt/.*/run[^\\\\x80-\\\\xbf][\\\\x80-\\\\xbf]*\\\\.sh\\\\z\"}");
 	/* a leading @ would name a list: matched as a regex instead */
 	assert_has(&cv, "{regex: \"(?is)\\\\A@home\\\\z\"}");
 	sigma_result_free(&cv.res);
@@ -359,9 +361,10 @@ static void base64_modifiers(void **state)
 		       "  selection:\n    CommandLine|base64: 'a*b'\n  condition: selection\n",
 		       SIGMA_UNCONVERTIBLE, "wildcards cannot be encoded");
 	/* UTF-16 without base64 would put NUL bytes in a value */
-	expect_refused("process_creation",
-		       "  selection:\n    CommandLine|wide|contains: 'ab'\n  condition: selection\n",
-		       SIGMA_UNCONVERTIBLE, "NUL");
+	expect_refused(
+	    "process_creation",
+	    "  selection:\n    CommandLine|wide|contains: 'ab'\n  condition: selection\n",
+	    SIGMA_UNCONVERTIBLE, "NUL");
 }
 
 static void windash_modifier(void **state)
@@ -378,9 +381,10 @@ static void windash_modifier(void **state)
 	sigma_result_free(&cv.res);
 
 	/* five spellings per flag: four flags are 625 variants, past the cap */
-	expect_refused("process_creation",
-		       "  selection:\n    CommandLine|windash: '-a -b -c -d'\n  condition: selection\n",
-		       SIGMA_UNCONVERTIBLE, "variants");
+	expect_refused(
+	    "process_creation",
+	    "  selection:\n    CommandLine|windash: '-a -b -c -d'\n  condition: selection\n",
+	    SIGMA_UNCONVERTIBLE, "variants");
 }
 
 static void numeric_and_ip_fields(void **state)
@@ -424,9 +428,10 @@ static void numeric_and_ip_fields(void **state)
 	expect_refused("network_connection",
 		       "  selection:\n    DestinationIp|endswith: '.1'\n  condition: selection\n",
 		       SIGMA_UNCONVERTIBLE, "IP field");
-	expect_refused("network_connection",
-		       "  selection:\n    DestinationIp|cidr: '10.0.0.0/33'\n  condition: selection\n",
-		       SIGMA_INVALID, "not a CIDR");
+	expect_refused(
+	    "network_connection",
+	    "  selection:\n    DestinationIp|cidr: '10.0.0.0/33'\n  condition: selection\n",
+	    SIGMA_INVALID, "not a CIDR");
 	expect_refused("process_creation",
 		       "  selection:\n    CommandLine|gt: 5\n  condition: selection\n",
 		       SIGMA_UNCONVERTIBLE, "not an integer field");
@@ -561,18 +566,18 @@ static void unsupported_constructs(void **state)
 	expect_refused("process_creation",
 		       "  selection:\n    Image|nosuch: x\n  condition: selection\n",
 		       SIGMA_UNCONVERTIBLE, "modifier 'nosuch' is not supported");
-	expect_refused("process_creation",
-		       "  selection:\n    Image: x\n  condition: selection | count() by Image > 5\n",
-		       SIGMA_UNCONVERTIBLE, "aggregation");
+	expect_refused(
+	    "process_creation",
+	    "  selection:\n    Image: x\n  condition: selection | count() by Image > 5\n",
+	    SIGMA_UNCONVERTIBLE, "aggregation");
 	expect_refused("process_creation",
 		       "  selection:\n    Image|contains|endswith: x\n  condition: selection\n",
 		       SIGMA_INVALID, "more than one of contains");
 	expect_refused("process_creation",
 		       "  selection:\n    Image|re|contains: x\n  condition: selection\n",
 		       SIGMA_INVALID, "take no other value modifier");
-	expect_refused("process_creation",
-		       "  selection:\n    Image|i: x\n  condition: selection\n", SIGMA_INVALID,
-		       "applies only after re");
+	expect_refused("process_creation", "  selection:\n    Image|i: x\n  condition: selection\n",
+		       SIGMA_INVALID, "applies only after re");
 	expect_refused("process_creation", "  selection:\n    Image: []\n  condition: selection\n",
 		       SIGMA_INVALID, "empty list");
 	expect_refused("process_creation", "  selection:\n    Image: x\n  condition: nosuch\n",
@@ -609,9 +614,8 @@ static void expect_invalid_src(const char *src, size_t len, const char *reason_p
 
 static void malformed_rules(void **state)
 {
-	static const char good_tail[] =
-		"logsource: {product: linux, category: process_creation}\n"
-		"detection: {sel: {Image: x}, condition: sel}\n";
+	static const char good_tail[] = "logsource: {product: linux, category: process_creation}\n"
+					"detection: {sel: {Image: x}, condition: sel}\n";
 	char src[1024];
 
 	expect_invalid_src("", 0, "not a Sigma rule");
@@ -645,18 +649,19 @@ static void malformed_rules(void **state)
 static void unsupported_logsources(void **state)
 {
 	static const char *const sources[] = {
-		"{product: windows, category: process_creation}",
-		"{product: linux, service: auditd}",
-		"{product: linux, category: process_creation, service: sysmon}",
-		"{product: linux, category: dns_query}",
-		"{category: process_creation}",
+	    "{product: windows, category: process_creation}",
+	    "{product: linux, service: auditd}",
+	    "{product: linux, category: process_creation, service: sysmon}",
+	    "{product: linux, category: dns_query}",
+	    "{category: process_creation}",
 	};
 	for (size_t i = 0; i < sizeof(sources) / sizeof(sources[0]); i++) {
 		char src[512];
 		struct sigma_result res;
-		snprintf(src, sizeof(src),
-			 "title: t\nid: x\nlogsource: %s\ndetection: {s: {Image: x}, condition: s}\n",
-			 sources[i]);
+		snprintf(
+		    src, sizeof(src),
+		    "title: t\nid: x\nlogsource: %s\ndetection: {s: {Image: x}, condition: s}\n",
+		    sources[i]);
 		assert_int_equal(sigma_convert(src, strlen(src), NULL, &res), -ENOTSUP);
 		assert_int_equal(res.status, SIGMA_UNSUPPORTED_LOGSOURCE);
 		assert_non_null(strstr(res.reason, "unsupported logsource"));
@@ -709,26 +714,26 @@ static void limits(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(condition_precedence),
-		cmocka_unit_test(condition_quantifiers),
-		cmocka_unit_test(condition_errors),
-		cmocka_unit_test(condition_depth_bound),
-		cmocka_unit_test(metadata_kept),
-		cmocka_unit_test(plain_values_and_wildcards),
-		cmocka_unit_test(position_modifiers_and_all),
-		cmocka_unit_test(cased_re_exists_null),
-		cmocka_unit_test(base64_modifiers),
-		cmocka_unit_test(windash_modifier),
-		cmocka_unit_test(numeric_and_ip_fields),
-		cmocka_unit_test(keywords),
-		cmocka_unit_test(list_of_maps_is_or),
-		cmocka_unit_test(file_event_rename_branch),
-		cmocka_unit_test(unobserved_fields),
-		cmocka_unit_test(unsupported_constructs),
-		cmocka_unit_test(condition_list_is_or),
-		cmocka_unit_test(malformed_rules),
-		cmocka_unit_test(unsupported_logsources),
-		cmocka_unit_test(limits),
+	    cmocka_unit_test(condition_precedence),
+	    cmocka_unit_test(condition_quantifiers),
+	    cmocka_unit_test(condition_errors),
+	    cmocka_unit_test(condition_depth_bound),
+	    cmocka_unit_test(metadata_kept),
+	    cmocka_unit_test(plain_values_and_wildcards),
+	    cmocka_unit_test(position_modifiers_and_all),
+	    cmocka_unit_test(cased_re_exists_null),
+	    cmocka_unit_test(base64_modifiers),
+	    cmocka_unit_test(windash_modifier),
+	    cmocka_unit_test(numeric_and_ip_fields),
+	    cmocka_unit_test(keywords),
+	    cmocka_unit_test(list_of_maps_is_or),
+	    cmocka_unit_test(file_event_rename_branch),
+	    cmocka_unit_test(unobserved_fields),
+	    cmocka_unit_test(unsupported_constructs),
+	    cmocka_unit_test(condition_list_is_or),
+	    cmocka_unit_test(malformed_rules),
+	    cmocka_unit_test(unsupported_logsources),
+	    cmocka_unit_test(limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
