@@ -122,6 +122,13 @@ test: setup
 system: all
 	$(PYTHON) -m pytest -q tests/system
 
+# Rule-engine benchmark: the engine against a naive evaluator (bench/engine_bench.c, naive.c).
+$(BUILD)/bench/engine_bench: bench/engine_bench.c bench/naive.c bench/naive.h $(BUILD)/libvigil.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ bench/engine_bench.c bench/naive.c $(BUILD)/libvigil.a $(LDFLAGS) \
+		$(LDLIBS) -lpcre2-8
+
+bench: $(BUILD)/bench/engine_bench
 bench: setup all
 	./bench/run.sh
 

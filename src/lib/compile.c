@@ -35,6 +35,9 @@ struct cc {
 	size_t n_values, value_bytes;
 	struct rlist **lists; /* sorted by name */
 	struct rmacro **macros;
+	uint8_t req[RULES_MAX_PREDICATES_PER_RULE]; /* required predicates of the program */
+	uint8_t *pred_req;
+	uint32_t cap_req;
 	/* action set of the program being compiled (indices into rs->actions) */
 	uint32_t act[RULES_MAX_ACTIONS];
 	uint32_t n_act;
@@ -750,6 +753,28 @@ static bool can_hold_without_literals(const struct ruleset *rs, const struct ct 
 	}
 }
 
+/*
+ * The PK_SCAN predicates among the top-level conjuncts must all match for the program to
+ * hold: the engine evaluates it only once they have.
+ */
+static void mark_required(struct cc *c, struct cprog *pr, const struct ct *root)
+{
+	struct ruleset *rs = c->rs;
+	const struct ct *const *kids = &root;
+	uint32_t n = 1;
+	if (root->kind == RC_ALL) {
+		kids = (const struct ct *const *)root->kids;
+		n = root->n;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		if (kids[i]->kind == RC_PRED && rs->preds[kids[i]->pred].kind == PK_SCAN &&
+		    !c->req[kids[i]->pred - pr->pred_base]) {
+			c->req[kids[i]->pred - pr->pred_base] = 1;
+			pr->n_req++;
+		}
+	}
+}
+
 /* Narrows the program's action set by a top-level event.action equality. */
 static int constrain_actions(struct cc *c, const struct cpred *cp)
 {
@@ -933,6 +958,7 @@ static int compile_prog(struct cc *c, uint32_t rule, uint32_t step, const struct
 		t->n = total;
 	}
 	pr->n_preds = rs->n_preds - pr->pred_base;
+	memset(c->req, 0, pr->n_preds);
 	struct emit e = {.c = c, .base = rs->n_code, .pred_base = pr->pred_base, .line = line};
 	if ((ret = emit(&e, root)) < 0)
 		return ret;
@@ -948,12 +974,17 @@ static int compile_prog(struct cc *c, uint32_t rule, uint32_t step, const struct
 		}
 	}
 	pr->needs_hit = !can_hold_without_hits(rs, root);
+	mark_required(c, pr, root);
 	if ((ret = find_actions(c, root)) < 0)
 		return ret;
 	if (c->act_empty)
 		return CFAIL(c, -EINVAL, line, "event.action",
 			     "the condition requires event.action to have two different values "
 			     "at once");
+	if ((ret = grow_arr((void **)&c->pred_req, &c->cap_req, rs->n_preds, 1,
+			    RULES_MAX_PREDICATES)) < 0)
+		return ret;
+	memcpy(c->pred_req + pr->pred_base, c->req, pr->n_preds);
 	if ((ret = grow_arr((void **)&rs->act_ids, &c->cap_act, (size_t)rs->n_act_ids + c->n_act,
 			    sizeof(*rs->act_ids), UINT32_MAX / 8)) < 0)
 		return ret;
@@ -1090,6 +1121,7 @@ void ruleset_free(struct ruleset *rs)
 	free(rs->progs);
 	free(rs->preds);
 	free(rs->pred_prog);
+	free(rs->pred_req);
 	free(rs->code);
 	free(rs->strs);
 	free(rs->ints);
@@ -1135,6 +1167,12 @@ int rules_compile(struct rules_ast *ast, struct ruleset **out, char *err, size_t
 		for (uint32_t k = 0; k < rs->progs[p].n_preds; k++)
 			rs->pred_prog[rs->progs[p].pred_base + k] = p;
 	}
+	rs->pred_req = c.pred_req;
+	c.pred_req = NULL;
+	if (!rs->pred_req && !(rs->pred_req = calloc(1, 1))) {
+		ret = -ENOMEM;
+		goto out_fail;
+	}
 	if ((ret = hsdb_build(rs, err, errlen)) < 0)
 		goto out_fail;
 	/* nothing runs that the verifier has not passed */
@@ -1158,6 +1196,7 @@ out_tmp:
 	arena_release(&c.tmp);
 	free(c.lists);
 	free(c.macros);
+	free(c.pred_req);
 	return ret;
 }
 

@@ -225,6 +225,7 @@ struct cprog {
 	uint32_t n_code;
 	int32_t by_field;    /* state key field, -1 for one key */
 	bool needs_hit;      /* cannot hold unless one of its PK_SCAN predicates matched */
+	uint32_t n_req;      /* PK_SCAN predicates that must all match (top-level conjuncts) */
 	uint32_t act_off, n_act; /* event.action values required (into act_ids), 0: any */
 };
 
@@ -246,6 +247,9 @@ struct cdb {
 	uint32_t *fan_start; /* n_ids + 1 offsets into fan_preds */
 	uint32_t *fan_preds; /* global predicate indices a pattern id sets */
 	uint32_t n_fan;
+	uint8_t *mode;       /* literal databases: LIT_AT_* per pattern id; NULL for regexes */
+	uint32_t *lit_len;   /* literal databases: bytes of each literal */
+	bool all_buckets;    /* holds predicates of every bucket (regexes) */
 	uint32_t *key;       /* sorted predicate indices the database was built from */
 	uint32_t n_key;
 	size_t bytes;
@@ -272,6 +276,7 @@ struct ruleset {
 	struct cpred *preds;
 	uint32_t n_preds;
 	uint32_t *pred_prog; /* program of each predicate */
+	uint8_t *pred_req;   /* predicate is one of its program's n_req required ones */
 	struct insn *code;
 	uint32_t n_code;
 	struct cstr *strs;
@@ -305,8 +310,10 @@ int rules_compile(struct rules_ast *ast, struct ruleset **out, char *err, size_t
 /* hsdb.c: builds buckets and pattern databases for a compiled ruleset. */
 int hsdb_build(struct ruleset *rs, char *err, size_t errlen);
 void hsdb_free(struct ruleset *rs);
-/* Hyperscan pattern text for @val under @op into @out (cap 4 * len + 8). Returns the length. */
-size_t hsdb_pattern(enum rop op, const char *val, size_t len, char *out);
+/* A literal match counts only where its operator wants it: at the start, the end, or both. */
+#define LIT_AT_START 0x01
+#define LIT_AT_END 0x02
+uint8_t hsdb_literal_mode(enum rop op);
 
 /* verify.c */
 int program_verify(const struct prog_view *p, const struct pool_sizes *pools, char *err,

@@ -52,9 +52,13 @@ struct engine {
 	uint32_t gen;
 	uint32_t *pred_gen; /* predicate matched this event iff pred_gen == gen */
 	uint32_t *prog_gen; /* program already a candidate this event */
+	uint32_t *req_gen;  /* req_cnt counts this event's required hits iff req_gen == gen */
+	uint32_t *req_cnt;
 	uint32_t *cand;
 	uint32_t n_cand;
 	const struct cdb *cur_db;
+	uint32_t cur_action; /* action of the event's bucket, UINT32_MAX for the catch-all */
+	size_t cur_len; /* bytes of the value being scanned */
 	uint32_t *action_order; /* action indices sorted by text */
 	uint64_t seed;
 	struct state st;
@@ -102,8 +106,11 @@ int engine_new(const struct ruleset *rs, const struct engine_options *opt, struc
 	e->pred_gen = calloc(rs->n_preds ? rs->n_preds : 1, sizeof(*e->pred_gen));
 	e->prog_gen = calloc(rs->n_progs ? rs->n_progs : 1, sizeof(*e->prog_gen));
 	e->cand = calloc(rs->n_progs ? rs->n_progs : 1, sizeof(*e->cand));
+	e->req_gen = calloc(rs->n_progs ? rs->n_progs : 1, sizeof(*e->req_gen));
+	e->req_cnt = calloc(rs->n_progs ? rs->n_progs : 1, sizeof(*e->req_cnt));
 	e->action_order = calloc(rs->n_actions ? rs->n_actions : 1, sizeof(*e->action_order));
-	if (!e->pred_gen || !e->prog_gen || !e->cand || !e->action_order)
+	if (!e->pred_gen || !e->prog_gen || !e->cand || !e->action_order || !e->req_gen ||
+	    !e->req_cnt)
 		goto out_free;
 	for (uint32_t i = 0; i < rs->n_actions; i++)
 		e->action_order[i] = i;
@@ -149,6 +156,8 @@ void engine_free(struct engine *e)
 	free(e->pred_gen);
 	free(e->prog_gen);
 	free(e->cand);
+	free(e->req_gen);
+	free(e->req_cnt);
 	free(e->action_order);
 	free(e->st.ent);
 	free(e->st.heads);
@@ -645,6 +654,17 @@ static bool run_prog(struct engine *e, const struct cprog *pr, const struct even
 	return sp == 1 && st[0];
 }
 
+static bool prog_in_bucket(const struct ruleset *rs, const struct cprog *pr, uint32_t action)
+{
+	if (pr->n_act == 0)
+		return true;
+	for (uint32_t k = 0; k < pr->n_act; k++) {
+		if (rs->act_ids[pr->act_off + k] == action)
+			return true;
+	}
+	return false;
+}
+
 static int on_match(unsigned id, unsigned long long from, unsigned long long to, unsigned flags,
 		    void *ctx)
 {
@@ -655,10 +675,38 @@ static int on_match(unsigned id, unsigned long long from, unsigned long long to,
 	(void)flags;
 	if (NEVER(id >= d->n_ids))
 		return 0;
-	for (uint32_t k = d->fan_start[id]; k < d->fan_start[id + 1]; k++) {
+	if (d->mode && d->mode[id]) {
+		/* a literal for equals, startswith or endswith: only where it must sit counts */
+		if ((d->mode[id] & LIT_AT_START) && to != d->lit_len[id])
+			return 0;
+		if ((d->mode[id] & LIT_AT_END) && to != e->cur_len)
+			return 0;
+	}
+	uint32_t first = d->fan_start[id];
+	/* a literal found again in the same event has nothing new to say */
+	if (first < d->fan_start[id + 1] && e->pred_gen[d->fan_preds[first]] == e->gen)
+		return 0;
+	for (uint32_t k = first; k < d->fan_start[id + 1]; k++) {
 		uint32_t p = d->fan_preds[k];
+		if (e->pred_gen[p] == e->gen)
+			continue;
 		e->pred_gen[p] = e->gen;
 		uint32_t prog = e->rs->pred_prog[p];
+		const struct cprog *pr = &e->rs->progs[prog];
+		if (d->all_buckets && !prog_in_bucket(e->rs, pr, e->cur_action))
+			continue;
+		uint32_t need = pr->n_req;
+		if (need) {
+			/* evaluate only once every required pattern has matched */
+			if (!e->rs->pred_req[p])
+				continue;
+			if (e->req_gen[prog] != e->gen) {
+				e->req_gen[prog] = e->gen;
+				e->req_cnt[prog] = 0;
+			}
+			if (++e->req_cnt[prog] != need)
+				continue;
+		}
 		if (e->prog_gen[prog] != e->gen) {
 			e->prog_gen[prog] = e->gen;
 			e->cand[e->n_cand++] = prog;
@@ -670,6 +718,7 @@ static int on_match(unsigned id, unsigned long long from, unsigned long long to,
 static void scan(struct engine *e, const struct cdb *d, const char *s, size_t len)
 {
 	e->cur_db = d;
+	e->cur_len = len;
 	e->stats.scans++;
 	/* Hyperscan wants a valid pointer even for an empty string */
 	if (hs_scan(d->db, s ? s : "", (unsigned)len, 0, e->scratch, on_match, e) != HS_SUCCESS)
@@ -733,9 +782,11 @@ int engine_eval(struct engine *e, const struct event *ev, uint64_t now_ns, engin
 	if (++e->gen == 0) {
 		memset(e->pred_gen, 0, (rs->n_preds ? rs->n_preds : 1) * sizeof(*e->pred_gen));
 		memset(e->prog_gen, 0, (rs->n_progs ? rs->n_progs : 1) * sizeof(*e->prog_gen));
+		memset(e->req_gen, 0, (rs->n_progs ? rs->n_progs : 1) * sizeof(*e->req_gen));
 		e->gen = 1;
 	}
 	const struct cbucket *b = select_bucket(e, ev);
+	e->cur_action = b->action;
 	e->n_cand = 0;
 	for (uint32_t i = 0; i < b->n_always; i++) {
 		uint32_t p = b->always[i];

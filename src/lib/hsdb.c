@@ -1,7 +1,8 @@
 /*
- * Pattern databases: every string predicate of the rules one event.action bucket considers,
- * per field, compiled into one Hyperscan multi-pattern database, so that an event costs one
- * scan per field. Literal values are escaped; a pattern Hyperscan rejects is a load error.
+ * Pattern databases: the string predicates of the rules one event.action bucket considers,
+ * per field, compiled into one Hyperscan literal database (equals, contains, startswith,
+ * endswith and their i-variants) and, when there are any, one regex database, so that an
+ * event costs one or two scans per field. A pattern Hyperscan rejects is a load error.
  */
 #include <errno.h>
 #include <hs/hs.h>
@@ -11,51 +12,33 @@
 
 #include "compile_int.h"
 
-size_t hsdb_pattern(enum rop op, const char *val, size_t len, char *out)
+/* Where a literal must sit in the value: checked in the match callback (see engine.c). */
+uint8_t hsdb_literal_mode(enum rop op)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t n = 0;
-
-	if (op == ROP_REGEX) {
-		memcpy(out, val, len);
-		out[len] = '\0';
-		return len;
+	switch (op) {
+	case ROP_EQUALS:
+		return LIT_AT_START | LIT_AT_END;
+	case ROP_STARTSWITH:
+		return LIT_AT_START;
+	case ROP_ENDSWITH:
+		return LIT_AT_END;
+	default:
+		return 0;
 	}
-	if (op == ROP_EQUALS || op == ROP_STARTSWITH) {
-		out[n++] = '\\';
-		out[n++] = 'A';
-	}
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)val[i];
-		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')) {
-			out[n++] = (char)ch;
-		} else {
-			out[n++] = '\\';
-			out[n++] = 'x';
-			out[n++] = hex[ch >> 4];
-			out[n++] = hex[ch & 15];
-		}
-	}
-	if (op == ROP_EQUALS || op == ROP_ENDSWITH) {
-		out[n++] = '\\';
-		out[n++] = 'z';
-	}
-	out[n] = '\0';
-	return n;
 }
 
 static unsigned pattern_flags(const struct cpred *cp)
 {
 	if (cp->op == ROP_REGEX)
 		return HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY;
-	return HS_FLAG_SINGLEMATCH | HS_FLAG_DOTALL |
-	       ((cp->flags & PF_CASELESS) ? HS_FLAG_CASELESS : 0);
+	return (cp->flags & PF_CASELESS) ? HS_FLAG_CASELESS : 0;
 }
 
 struct entry {
-	size_t off; /* pattern text in the build buffer */
+	size_t off; /* pattern text in the build buffer, NUL-terminated */
 	uint32_t len;
 	unsigned flags;
+	uint8_t mode;
 	uint32_t pred;
 };
 
@@ -76,6 +59,8 @@ static int cmp_entry(const void *x, const void *y, void *ctx)
 	const char *pat = ctx;
 	if (a->flags != b->flags)
 		return a->flags < b->flags ? -1 : 1;
+	if (a->mode != b->mode)
+		return a->mode < b->mode ? -1 : 1;
 	if (a->len != b->len)
 		return a->len < b->len ? -1 : 1;
 	int c = memcmp(pat + a->off, pat + b->off, a->len);
@@ -84,13 +69,20 @@ static int cmp_entry(const void *x, const void *y, void *ctx)
 	return a->pred < b->pred ? -1 : a->pred > b->pred;
 }
 
+static bool same_pattern(const struct hb *h, const struct entry *a, const struct entry *b)
+{
+	return a->flags == b->flags && a->mode == b->mode && a->len == b->len &&
+	       memcmp(h->pat + a->off, h->pat + b->off, a->len) == 0;
+}
+
+/* Adds predicate @pred's values: raw bytes for literals, the pattern for a regex. */
 static int add_entries(struct hb *h, uint32_t pred)
 {
 	const struct ruleset *rs = h->rs;
 	const struct cpred *cp = &rs->preds[pred];
 	for (uint32_t i = 0; i < cp->n; i++) {
 		const struct cstr *s = &rs->strs[cp->off + i];
-		size_t need = h->pat_len + 4 * (size_t)s->len + 8;
+		size_t need = h->pat_len + (size_t)s->len + 1;
 		if (need > h->pat_cap) {
 			size_t cap = h->pat_cap ? h->pat_cap * 2 : 65536;
 			while (cap < need)
@@ -111,11 +103,13 @@ static int add_entries(struct hb *h, uint32_t pred)
 		}
 		struct entry *e = &h->ent[h->n_ent++];
 		e->off = h->pat_len;
-		e->len = (uint32_t)hsdb_pattern((enum rop)cp->op, rs->blob + s->off, s->len,
-						h->pat + h->pat_len);
+		e->len = s->len;
+		memcpy(h->pat + h->pat_len, rs->blob + s->off, s->len);
+		h->pat[h->pat_len + s->len] = '\0';
 		e->flags = pattern_flags(cp);
+		e->mode = hsdb_literal_mode((enum rop)cp->op);
 		e->pred = pred;
-		h->pat_len += e->len + 1;
+		h->pat_len += (size_t)s->len + 1;
 	}
 	return 0;
 }
@@ -145,21 +139,28 @@ static int reject(struct hb *h, const struct entry *e, const char *why)
 			  r->info.id);
 }
 
-/* Database for @field over sorted predicates @preds; reuses an identical one. */
-static int build_db(struct hb *h, uint16_t field, const uint32_t *preds, uint32_t n,
-		    uint32_t *index)
+/*
+ * Database for @field over sorted predicates @preds, all literal or all regex; reuses an
+ * identical one. Literals go through Hyperscan's literal compiler (no anchors: where the
+ * literal must sit is checked in the match callback from its end offset and length).
+ */
+static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *preds,
+		    uint32_t n, uint32_t *index)
 {
 	struct ruleset *rs = h->rs;
 	const char **exprs = NULL;
 	unsigned *flags = NULL, *ids = NULL;
-	uint32_t *fan_start = NULL, *fan_preds = NULL, *key = NULL;
+	size_t *lens = NULL;
+	uint32_t *fan_start = NULL, *fan_preds = NULL, *key = NULL, *lit_len = NULL;
+	uint8_t *mode = NULL;
 	hs_compile_error_t *cerr = NULL;
 	hs_database_t *db = NULL;
 	int ret = 0;
 
 	for (uint32_t i = 0; i < rs->n_dbs; i++) {
 		const struct cdb *d = &rs->dbs[i];
-		if (d->field == field && d->n_key == n && memcmp(d->key, preds, n * sizeof(*preds)) == 0) {
+		if (d->field == field && (d->mode != NULL) == literal && d->n_key == n &&
+		    memcmp(d->key, preds, n * sizeof(*preds)) == 0) {
 			*index = i;
 			return 0;
 		}
@@ -171,27 +172,36 @@ static int build_db(struct hb *h, uint16_t field, const uint32_t *preds, uint32_
 			return ret;
 	}
 	qsort_r(h->ent, h->n_ent, sizeof(*h->ent), cmp_entry, h->pat);
-	size_t n_ids = 0;
-	exprs = malloc(h->n_ent * sizeof(*exprs));
-	flags = malloc(h->n_ent * sizeof(*flags));
-	ids = malloc(h->n_ent * sizeof(*ids));
-	fan_start = malloc((h->n_ent + 1) * sizeof(*fan_start));
-	fan_preds = malloc(h->n_ent * sizeof(*fan_preds));
+	size_t n_ids = 0, n_fan = 0, cnt = h->n_ent;
+	exprs = malloc(cnt * sizeof(*exprs));
+	flags = malloc(cnt * sizeof(*flags));
+	ids = malloc(cnt * sizeof(*ids));
+	lens = malloc(cnt * sizeof(*lens));
+	fan_start = malloc((cnt + 1) * sizeof(*fan_start));
+	fan_preds = malloc(cnt * sizeof(*fan_preds));
 	key = malloc(n * sizeof(*key));
-	if (!exprs || !flags || !ids || !fan_start || !fan_preds || !key) {
+	if (literal) {
+		mode = malloc(cnt);
+		lit_len = malloc(cnt * sizeof(*lit_len));
+	}
+	if (!exprs || !flags || !ids || !lens || !fan_start || !fan_preds || !key ||
+	    (literal && (!mode || !lit_len))) {
 		ret = -ENOMEM;
 		goto out_free;
 	}
 	memcpy(key, preds, n * sizeof(*key));
-	size_t n_fan = 0;
-	for (size_t i = 0; i < h->n_ent; i++) {
-		const struct entry *e = &h->ent[i], *prev = i ? &h->ent[i - 1] : NULL;
-		bool same = prev && prev->flags == e->flags && prev->len == e->len &&
-			    memcmp(h->pat + prev->off, h->pat + e->off, e->len) == 0;
+	for (size_t i = 0; i < cnt; i++) {
+		const struct entry *e = &h->ent[i];
+		bool same = i && same_pattern(h, &h->ent[i - 1], e);
 		if (!same) {
 			exprs[n_ids] = h->pat + e->off;
 			flags[n_ids] = e->flags;
 			ids[n_ids] = (unsigned)n_ids;
+			lens[n_ids] = e->len;
+			if (literal) {
+				mode[n_ids] = e->mode;
+				lit_len[n_ids] = e->len;
+			}
 			fan_start[n_ids] = (uint32_t)n_fan;
 			n_ids++;
 		}
@@ -199,20 +209,21 @@ static int build_db(struct hb *h, uint16_t field, const uint32_t *preds, uint32_
 			fan_preds[n_fan++] = e->pred;
 	}
 	fan_start[n_ids] = (uint32_t)n_fan;
-	if (hs_compile_multi(exprs, flags, ids, (unsigned)n_ids, HS_MODE_BLOCK, NULL, &db, &cerr) !=
-	    HS_SUCCESS) {
+	hs_error_t rc = literal ? hs_compile_lit_multi(exprs, flags, ids, lens, (unsigned)n_ids,
+						       HS_MODE_BLOCK, NULL, &db, &cerr)
+				: hs_compile_multi(exprs, flags, ids, (unsigned)n_ids, HS_MODE_BLOCK,
+						   NULL, &db, &cerr);
+	if (rc != HS_SUCCESS) {
 		int at = cerr ? cerr->expression : -1;
 		const char *why = cerr && cerr->message ? cerr->message : "compile failed";
 		if (at >= 0 && (size_t)at < n_ids) {
 			/* the first entry with that pattern names the rule */
 			size_t k = 0;
-			while (k < h->n_ent && h->pat + h->ent[k].off != exprs[at])
+			while (k < cnt && h->pat + h->ent[k].off != exprs[at])
 				k++;
-			ret = reject(h, &h->ent[k < h->n_ent ? k : 0], why);
+			ret = reject(h, &h->ent[k < cnt ? k : 0], why);
 		} else {
-			ret = rules_fail(h->err, h->errlen, -EINVAL, "rules", 0,
-					 registry_field(field)->name,
-					 "pattern database rejected by the linear-time engine: %s", why);
+			ret = reject(h, &h->ent[0], why);
 		}
 		hs_free_compile_error(cerr);
 		goto out_free;
@@ -229,26 +240,35 @@ static int build_db(struct hb *h, uint16_t field, const uint32_t *preds, uint32_
 	d->n_fan = (uint32_t)n_fan;
 	d->key = key;
 	d->n_key = n;
+	d->mode = mode;
+	d->lit_len = lit_len;
+	d->all_buckets = !literal;
 	size_t size = 0;
 	hs_database_size(db, &size);
-	d->bytes = size + (n_ids + 1 + n_fan + n) * sizeof(uint32_t);
+	d->bytes = size + (n_ids + 1 + n_fan + n) * sizeof(uint32_t) +
+		   (literal ? n_ids * (1 + sizeof(uint32_t)) : 0);
 	rs->n_patterns += n_ids;
 	*index = rs->n_dbs++;
 	db = NULL;
-	fan_start = fan_preds = key = NULL;
+	fan_start = fan_preds = key = lit_len = NULL;
+	mode = NULL;
 out_free:
 	hs_free_database(db);
 	free(exprs);
 	free(flags);
 	free(ids);
+	free(lens);
 	free(fan_start);
 	free(fan_preds);
 	free(key);
+	free(mode);
+	free(lit_len);
 	return ret;
 }
 
 struct field_pred {
 	uint16_t field;
+	bool regex;
 	uint32_t pred;
 };
 
@@ -257,6 +277,8 @@ static int cmp_field_pred(const void *x, const void *y)
 	const struct field_pred *a = x, *b = y;
 	if (a->field != b->field)
 		return a->field < b->field ? -1 : 1;
+	if (a->regex != b->regex)
+		return a->regex ? 1 : -1;
 	return a->pred < b->pred ? -1 : a->pred > b->pred;
 }
 
@@ -292,6 +314,7 @@ static int build_bucket(struct hb *h, uint32_t b, struct field_pred *fp, uint32_
 			const struct cpred *cp = &rs->preds[pr->pred_base + k];
 			if (cp->kind == PK_SCAN) {
 				fp[n_fp].field = cp->field;
+				fp[n_fp].regex = cp->op == ROP_REGEX;
 				fp[n_fp].pred = pr->pred_base + k;
 				n_fp++;
 			}
@@ -305,18 +328,32 @@ static int build_bucket(struct hb *h, uint32_t b, struct field_pred *fp, uint32_
 	qsort(fp, n_fp, sizeof(*fp), cmp_field_pred);
 	uint32_t n_fields = 0;
 	for (size_t i = 0; i < n_fp; i++)
-		n_fields += i == 0 || fp[i].field != fp[i - 1].field;
+		n_fields += i == 0 || fp[i].field != fp[i - 1].field || fp[i].regex != fp[i - 1].regex;
 	bk->dbs = calloc(n_fields ? n_fields : 1, sizeof(*bk->dbs));
 	if (!bk->dbs)
 		return -ENOMEM;
 	for (size_t i = 0; i < n_fp;) {
 		size_t j = i;
-		while (j < n_fp && fp[j].field == fp[i].field) {
-			scratch[j - i] = fp[j].pred;
+		uint32_t n_key = 0;
+		while (j < n_fp && fp[j].field == fp[i].field && fp[j].regex == fp[i].regex) {
+			scratch[n_key++] = fp[j].pred;
 			j++;
 		}
+		if (fp[i].regex) {
+			/*
+			 * Regex databases compile slowly and superlinearly: one per field holds the
+			 * regexes of every bucket, built once; the engine ignores what it reports
+			 * for rules outside the event's bucket.
+			 */
+			n_key = 0;
+			for (uint32_t p = 0; p < rs->n_preds; p++) {
+				const struct cpred *cp = &rs->preds[p];
+				if (cp->kind == PK_SCAN && cp->op == ROP_REGEX && cp->field == fp[i].field)
+					scratch[n_key++] = p;
+			}
+		}
 		uint32_t db = 0;
-		if ((ret = build_db(h, fp[i].field, scratch, (uint32_t)(j - i), &db)) < 0)
+		if ((ret = build_db(h, fp[i].field, !fp[i].regex, scratch, n_key, &db)) < 0)
 			return ret;
 		bk->dbs[bk->n_dbs].field = fp[i].field;
 		bk->dbs[bk->n_dbs].db = db;
@@ -399,6 +436,8 @@ void hsdb_free(struct ruleset *rs)
 		free(rs->dbs[i].fan_start);
 		free(rs->dbs[i].fan_preds);
 		free(rs->dbs[i].key);
+		free(rs->dbs[i].mode);
+		free(rs->dbs[i].lit_len);
 	}
 	free(rs->dbs);
 	rs->dbs = NULL;

@@ -1211,6 +1211,8 @@ static int value_atoms(struct ctx *c, const struct target *t, const struct mods 
 		if (memchr(s, 0, len) || len > SIGMA_VALUE_MAX - 8)
 			return fail(c, -EINVAL, SIGMA_UNCONVERTIBLE, v->line,
 				    "%s: regex too long or holding a NUL byte", fname);
+		if (len == 0) /* matches any value */
+			return atoms_add(c, out, OP_EXISTS, false, NULL, 0, 1);
 		buf_init(&b2, SIGMA_VALUE_MAX);
 		err = 0;
 		if (m->re_i || m->re_m || m->re_s)
@@ -1274,6 +1276,10 @@ static int value_atoms(struct ctx *c, const struct target *t, const struct mods 
 		memcpy(cur, next, nnext * sizeof(cur[0]));
 		ncur = nnext;
 	}
+	if (ncur == 0)
+		return fail(c, -EINVAL, SIGMA_UNCONVERTIBLE, v->line,
+			    "%s: '%.*s' is too short to leave any encoded character", fname,
+			    shown_len(s, len), s);
 	ci = !m->cased && !m->encoded;
 	for (size_t j = 0; j < ncur; j++) {
 		struct pat *p = &cur[j], q;

@@ -228,10 +228,19 @@ int ruleset_verify(const struct ruleset *rs, char *err, size_t errlen)
 				      p->n_preds};
 		if ((ret = program_verify(&v, &pools, why, sizeof(why))) < 0)
 			return ret == -EINVAL ? fail_rule(rs, p->rule, err, errlen, why) : ret;
+		uint32_t req = 0;
 		for (uint32_t k = 0; k < p->n_preds; k++) {
 			if (rs->pred_prog[p->pred_base + k] != i)
 				return fail_rule(rs, p->rule, err, errlen, "predicate owner mismatch");
+			if (rs->pred_req[p->pred_base + k]) {
+				if (rs->preds[p->pred_base + k].kind != PK_SCAN)
+					return fail_rule(rs, p->rule, err, errlen,
+							 "required predicate is not a pattern");
+				req++;
+			}
 		}
+		if (req != p->n_req || (req && !p->needs_hit))
+			return fail_rule(rs, p->rule, err, errlen, "required predicate count mismatch");
 	}
 	for (uint32_t i = 0; i < rs->n_rules; i++) {
 		const struct crule *r = &rs->rules[i];
@@ -250,6 +259,10 @@ int ruleset_verify(const struct ruleset *rs, char *err, size_t errlen)
 		}
 		if (d->fan_start[d->n_ids] != d->n_fan)
 			return fail_rule(rs, UINT32_MAX, err, errlen, "bad fan-out table");
+		for (uint32_t k = 0; d->mode && k < d->n_ids; k++) {
+			if (d->mode[k] & ~(LIT_AT_START | LIT_AT_END))
+				return fail_rule(rs, UINT32_MAX, err, errlen, "bad literal position");
+		}
 		for (uint32_t k = 0; k < d->n_fan; k++) {
 			uint32_t p = d->fan_preds[k];
 			if (p >= rs->n_preds || rs->preds[p].kind != PK_SCAN ||

@@ -268,19 +268,22 @@ static void shared_databases(void **state)
 	ruleset_free(rs);
 }
 
-static void pattern_text(void **state)
+static void literal_positions(void **state)
 {
-	char out[64];
-	assert_int_equal(hsdb_pattern(ROP_EQUALS, "a.b", 3, out), 10);
-	assert_string_equal(out, "\\Aa\\x2eb\\z");
-	hsdb_pattern(ROP_STARTSWITH, "/x", 2, out);
-	assert_string_equal(out, "\\A\\x2fx");
-	hsdb_pattern(ROP_ENDSWITH, "(\n", 2, out);
-	assert_string_equal(out, "\\x28\\x0a\\z");
-	hsdb_pattern(ROP_CONTAINS, "\xc3\xa9Z9", 4, out);
-	assert_string_equal(out, "\\xc3\\xa9Z9");
-	hsdb_pattern(ROP_REGEX, "^a+$", 4, out);
-	assert_string_equal(out, "^a+$");
+	assert_int_equal(hsdb_literal_mode(ROP_EQUALS), LIT_AT_START | LIT_AT_END);
+	assert_int_equal(hsdb_literal_mode(ROP_STARTSWITH), LIT_AT_START);
+	assert_int_equal(hsdb_literal_mode(ROP_ENDSWITH), LIT_AT_END);
+	assert_int_equal(hsdb_literal_mode(ROP_CONTAINS), 0);
+	/* one literal under four operators is four patterns; contains and icontains two more */
+	struct ruleset *rs = load("rules:\n  - {id: a, name: n, condition: {any: ["
+				  "process.name: ab, process.name: {startswith: ab}, "
+				  "process.name: {endswith: ab}, process.name: {contains: ab}, "
+				  "process.name: {icontains: ab}, process.name: {regex: 'a+b'}]}}\n");
+	struct ruleset_stats st;
+	ruleset_get_stats(rs, &st);
+	assert_int_equal(st.patterns, 6);
+	assert_int_equal(st.databases, 2); /* literals, and the regex */
+	ruleset_free(rs);
 }
 
 int main(void)
@@ -296,7 +299,7 @@ int main(void)
 		cmocka_unit_test(bad_shapes),
 		cmocka_unit_test(compiled_shape),
 		cmocka_unit_test(shared_databases),
-		cmocka_unit_test(pattern_text),
+		cmocka_unit_test(literal_positions),
 	};
 	return cmocka_run_group_tests_name("compile", tests, NULL, NULL);
 }

@@ -326,6 +326,18 @@ static void cased_re_exists_null(void **state)
 	assert_has(&cv, "process.parent.executable: {exists: false}");
 	sigma_result_free(&cv.res);
 
+	/* empty patterns match any value: vigil refuses an empty contains or regex */
+	expect_converted(&cv, "process_creation",
+			 "  selection:\n"
+			 "    CommandLine|re: ''\n"
+			 "    ParentImage|contains: ''\n"
+			 "    CurrentDirectory|startswith: ''\n"
+			 "  condition: selection\n");
+	assert_has(&cv, "process.command_line: {exists: true}");
+	assert_has(&cv, "process.parent.executable: {exists: true}");
+	assert_has(&cv, "process.working_directory: {exists: true}");
+	sigma_result_free(&cv.res);
+
 	/* a regex the linear-time engine rejects is refused with Hyperscan's reason */
 	expect_refused("process_creation",
 		       "  selection:\n    CommandLine|re: '(a)\\1'\n  condition: selection\n",
@@ -360,6 +372,12 @@ static void base64_modifiers(void **state)
 	expect_refused("process_creation",
 		       "  selection:\n    CommandLine|base64: 'a*b'\n  condition: selection\n",
 		       SIGMA_UNCONVERTIBLE, "wildcards cannot be encoded");
+	/* base64offset of one byte leaves no character that depends on it alone at offset 2,
+	 * and of nothing leaves nothing at all */
+	expect_refused("process_creation",
+		       "  selection:\n    CommandLine|base64offset|contains: ''\n"
+		       "  condition: selection\n",
+		       SIGMA_UNCONVERTIBLE, "too short");
 	/* UTF-16 without base64 would put NUL bytes in a value */
 	expect_refused(
 	    "process_creation",
