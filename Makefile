@@ -102,9 +102,12 @@ unit: $(UNIT_BINS)
 
 # --- fuzz targets (libFuzzer + ASan + UBSan) ---
 FUZZ_CFLAGS := $(filter-out -O2 -D_FORTIFY_SOURCE=2,$(CFLAGS)) -O1 -fsanitize=fuzzer,address,undefined
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+# targets for agent-side parsers link the agent file they exercise as well
+FUZZ_EXTRA_fuzz_bpf_decode := src/agent/bpf_decode.c
+.SECONDEXPANSION:
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $$(FUZZ_EXTRA_$$*) $(SKELS)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(LDLIBS)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_EXTRA_$*) $(LDLIBS)
 
 fuzz-build: $(FUZZ_BINS)
 

@@ -390,7 +390,9 @@ static int manifest_parse(const char *text, size_t len, struct bundle_manifest *
 	memset(m, 0, sizeof(*m));
 	j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!j) {
-		set_err(err, errlen, "manifest: not JSON (line %d: %s)", jerr.line, jerr.text);
+		char why[sizeof(jerr.text)];
+		printable(jerr.text, strnlen(jerr.text, sizeof(jerr.text)), why, sizeof(why));
+		set_err(err, errlen, "manifest: not JSON (line %d: %s)", jerr.line, why);
 		return -EINVAL;
 	}
 	if (!json_is_object(j)) {

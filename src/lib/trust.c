@@ -625,6 +625,11 @@ static int root_doc_load(const void *data, size_t len, struct root_doc *d, char 
 	}
 	d->json = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!d->json) {
+		/* the parser quotes input; keep the reason on one printable line */
+		for (char *c = jerr.text; *c; c++) {
+			if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+				*c = '?';
+		}
 		set_err(err, errlen, "root: not JSON (line %d: %s)", jerr.line, jerr.text);
 		return -EINVAL;
 	}

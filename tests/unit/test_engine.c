@@ -199,6 +199,37 @@ static void bucket_selection(void **state)
 	ruleset_free(rs);
 }
 
+static void regex_buckets(void **state)
+{
+	/* regexes that trigger rules share one database per field across buckets */
+	struct ruleset *rs = load("rules:\n"
+				  "  - {id: r1, name: n, condition: {all: [event.action: exec, "
+				  "process.command_line: {regex: 'a+b'}]}}\n"
+				  "  - {id: r2, name: n, condition: {all: [event.action: fork, "
+				  "process.command_line: {regex: 'c+d'}]}}\n"
+				  "  - {id: r3, name: n, condition: {all: [event.action: fork, "
+				  "process.name: x, process.command_line: {regex: 'e+f'}]}}\n");
+	struct ruleset_stats rst;
+	ruleset_get_stats(rs, &rst);
+	assert_int_equal(rst.databases, 2); /* the shared regex one, fork's process.name */
+	struct engine *e = NULL;
+	struct engine_stats st;
+	assert_int_equal(engine_new(rs, NULL, &e), 0);
+	/* r1's regex matches, but a fork event never evaluates an exec rule */
+	assert_string_equal(eval_at(e, "{'event':{'kind':'event','action':'fork'},'process':{'command_line':'aab'}}", T0), "");
+	engine_get_stats(e, &st);
+	assert_int_equal(st.evaluations, 0);
+	assert_string_equal(eval_at(e, "{'event':{'kind':'event','action':'exec'},'process':{'command_line':'aab'}}", T0), "r1");
+	assert_string_equal(eval_at(e, "{'event':{'kind':'event','action':'fork'},'process':{'command_line':'xccd'}}", T0), "r2");
+	/* r3's regex runs on demand, after process.name matched */
+	assert_string_equal(eval_at(e, "{'event':{'kind':'event','action':'fork'},'process':{'name':'x','command_line':'ef'}}", T0), "r3");
+	assert_string_equal(eval_at(e, "{'event':{'kind':'event','action':'fork'},'process':{'name':'y','command_line':'ef'}}", T0), "");
+	engine_get_stats(e, &st);
+	assert_int_equal(st.evaluations, 3);
+	engine_free(e);
+	ruleset_free(rs);
+}
+
 /* --- stateful clauses --- */
 
 #define RENAME(key) "{'event':{'kind':'event','action':'rename'},'process':{'entity_id':'" key "'}}"
@@ -437,6 +468,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(rule_cases),
 		cmocka_unit_test(bucket_selection),
+		cmocka_unit_test(regex_buckets),
 		cmocka_unit_test(threshold_window),
 		cmocka_unit_test(sequence_window),
 		cmocka_unit_test(state_eviction),
