@@ -6,8 +6,8 @@
 #
 #   sudo ./bench/capture_corpus.sh [OUTPUT]       (default bench/corpus/live.ndjson.zst)
 #
-# Environment: BUILD (build) where vigil-agent is, CAPTURE_ROUNDS (4) rounds of the workloads
-# (about 30,000 events each), CAPTURE_MAX_SECONDS (3600) the agent's --duration, which ends the
+# Environment: BUILD (build) where vigil-agent is, CAPTURE_ROUNDS (5) rounds of the workloads
+# (about 30,000 events each), CAPTURE_MAX_SECONDS (5400) the agent's --duration, which ends the
 # capture early on a slow machine, CAPTURE_MIN_EVENTS (100000) fewer events than this is a
 # failure, PYTHON.
 set -euo pipefail
@@ -15,8 +15,8 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 BUILD=${BUILD:-build}
 PYTHON=${PYTHON:-/usr/bin/python3}
-ROUNDS=${CAPTURE_ROUNDS:-4}
-MAX_SECONDS=${CAPTURE_MAX_SECONDS:-3600}
+ROUNDS=${CAPTURE_ROUNDS:-5}
+MAX_SECONDS=${CAPTURE_MAX_SECONDS:-5400}
 MIN_EVENTS=${CAPTURE_MIN_EVENTS:-100000}
 OUT=${1:-bench/corpus/live.ndjson.zst}
 

@@ -232,4 +232,8 @@ bench_cleanup() {
 		AGENT_PID=
 	fi
 	audit_stop
+	if [ -n "${STORM_DIR:-}" ]; then
+		rm -rf "$STORM_DIR"
+		STORM_DIR=
+	fi
 }

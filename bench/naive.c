@@ -60,7 +60,7 @@ int naive_new(const struct ruleset *rs, struct naive **out, char *err, size_t er
 	}
 	for (uint32_t p = 0; p < rs->n_preds; p++) {
 		const struct cpred *cp = &rs->preds[p];
-		if (cp->kind != PK_SCAN || cp->op != ROP_REGEX)
+		if ((cp->kind != PK_SCAN && cp->kind != PK_REGEX) || cp->op != ROP_REGEX)
 			continue;
 		for (uint32_t k = 0; k < cp->n; k++) {
 			const struct cstr *s = &rs->strs[cp->off + k];
@@ -244,6 +244,7 @@ static bool pred(struct naive *nv, const struct cpred *cp, const struct event *e
 	switch (cp->kind) {
 	case PK_SCAN:
 	case PK_STR_EQ:
+	case PK_REGEX: /* a regex the engine runs on demand rather than in the field's database */
 		return str_pred(nv, cp, ev, cstrings);
 	case PK_EXISTS:
 		return event_has(ev, f);

@@ -203,6 +203,8 @@ section_sensor() {
 		done
 	done
 	rmdir "$STORM_DIR"
+	STORM_DIR=
+	rm -f "$BENCH_OUT/agent.ndjson" "$BENCH_OUT/agent.ndjson.stderr"
 	echo "sensor: load average after the runs $(cut -d' ' -f1-3 /proc/loadavg)"
 
 	REPORT_VIGIL=n/a REPORT_AUDITD=n/a

@@ -86,19 +86,18 @@ static void put_le64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-/* A printable, bounded rendering of untrusted bytes for messages. */
+/* A printable, bounded rendering of untrusted bytes for messages ("..." when cut). */
 static void printable(const char *s, size_t len, char *out, size_t outlen)
 {
-	size_t j = 0;
+	size_t i, j = 0;
 
-	for (size_t i = 0; i < len && j + 4 < outlen; i++) {
+	for (i = 0; i < len && j + 4 < outlen; i++) {
 		unsigned char c = (unsigned char)s[i];
 		out[j++] = c >= 0x20 && c < 0x7f && c != '\'' ? (char)c : '?';
 	}
-	if (len && j + 4 >= outlen && j >= 3) {
-		out[j - 3] = '.';
-		out[j - 2] = '.';
-		out[j - 1] = '.';
+	if (i < len) {
+		memcpy(out + j, "...", 3);
+		j += 3;
 	}
 	out[j] = '\0';
 }
@@ -390,9 +389,9 @@ static int manifest_parse(const char *text, size_t len, struct bundle_manifest *
 	memset(m, 0, sizeof(*m));
 	j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!j) {
-		char why[sizeof(jerr.text)];
-		printable(jerr.text, strnlen(jerr.text, sizeof(jerr.text)), why, sizeof(why));
-		set_err(err, errlen, "manifest: not JSON (line %d: %s)", jerr.line, why);
+		char jwhy[sizeof(jerr.text)];
+		printable(jerr.text, strnlen(jerr.text, sizeof(jerr.text)), jwhy, sizeof(jwhy));
+		set_err(err, errlen, "manifest: not JSON (line %d: %s)", jerr.line, jwhy);
 		return -EINVAL;
 	}
 	if (!json_is_object(j)) {

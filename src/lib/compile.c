@@ -1178,7 +1178,8 @@ int rules_compile(struct rules_ast *ast, struct ruleset **out, char *err, size_t
 	/* nothing runs that the verifier has not passed */
 	if ((ret = ruleset_verify(rs, err, errlen)) < 0)
 		goto out_fail;
-	rs->bytes = sizeof(*rs) + rs->n_rules * sizeof(*rs->rules) +
+	/* hsdb_build counted the regex databases it compiled on their own */
+	rs->bytes += sizeof(*rs) + rs->n_rules * sizeof(*rs->rules) +
 		    rs->n_progs * sizeof(*rs->progs) +
 		    rs->n_preds * (sizeof(*rs->preds) + sizeof(*rs->pred_prog)) +
 		    rs->n_code * sizeof(*rs->code) + rs->n_strs * sizeof(*rs->strs) +

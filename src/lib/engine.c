@@ -52,6 +52,10 @@ struct engine {
 	uint32_t gen;
 	uint32_t *pred_gen; /* predicate matched this event iff pred_gen == gen */
 	uint32_t *prog_gen; /* program already a candidate this event */
+	uint32_t *id_gen;   /* pattern id (all databases, from id_base) already reported */
+	uint32_t *id_base;  /* per database: its first slot in id_gen */
+	uint32_t cur_base;
+	size_t n_ids;
 	uint32_t *req_gen;  /* req_cnt counts this event's required hits iff req_gen == gen */
 	uint32_t *req_cnt;
 	uint32_t *cand;
@@ -107,10 +111,18 @@ int engine_new(const struct ruleset *rs, const struct engine_options *opt, struc
 	e->prog_gen = calloc(rs->n_progs ? rs->n_progs : 1, sizeof(*e->prog_gen));
 	e->cand = calloc(rs->n_progs ? rs->n_progs : 1, sizeof(*e->cand));
 	e->req_gen = calloc(rs->n_progs ? rs->n_progs : 1, sizeof(*e->req_gen));
+	e->id_base = calloc(rs->n_dbs ? rs->n_dbs : 1, sizeof(*e->id_base));
+	size_t n_ids = 0;
+	for (uint32_t i = 0; i < rs->n_dbs; i++) {
+		e->id_base[i] = (uint32_t)n_ids;
+		n_ids += rs->dbs[i].n_ids;
+	}
+	e->n_ids = n_ids;
+	e->id_gen = calloc(n_ids ? n_ids : 1, sizeof(*e->id_gen));
 	e->req_cnt = calloc(rs->n_progs ? rs->n_progs : 1, sizeof(*e->req_cnt));
 	e->action_order = calloc(rs->n_actions ? rs->n_actions : 1, sizeof(*e->action_order));
 	if (!e->pred_gen || !e->prog_gen || !e->cand || !e->action_order || !e->req_gen ||
-	    !e->req_cnt)
+	    !e->req_cnt || !e->id_base || !e->id_gen)
 		goto out_free;
 	for (uint32_t i = 0; i < rs->n_actions; i++)
 		e->action_order[i] = i;
@@ -138,8 +150,9 @@ int engine_new(const struct ruleset *rs, const struct engine_options *opt, struc
 	size_t scratch = 0;
 	if (e->scratch)
 		hs_scratch_size(e->scratch, &scratch);
-	e->bytes = sizeof(*e) + scratch + (size_t)rs->n_preds * 4 + (size_t)rs->n_progs * 8 +
-		   (size_t)rs->n_actions * 4 + (e->st.heads ? ((size_t)e->st.mask + 1) * 4 : 0);
+	e->bytes = sizeof(*e) + scratch + (size_t)rs->n_preds * 4 + (size_t)rs->n_progs * 16 +
+		   (size_t)rs->n_actions * 4 + e->n_ids * 4 + (size_t)rs->n_dbs * 4 +
+		   (e->st.heads ? ((size_t)e->st.mask + 1) * 4 : 0);
 	*out = e;
 	return 0;
 out_free:
@@ -157,6 +170,8 @@ void engine_free(struct engine *e)
 	free(e->prog_gen);
 	free(e->cand);
 	free(e->req_gen);
+	free(e->id_gen);
+	free(e->id_base);
 	free(e->req_cnt);
 	free(e->action_order);
 	free(e->st.ent);
@@ -682,11 +697,11 @@ static int on_match(unsigned id, unsigned long long from, unsigned long long to,
 		if ((d->mode[id] & LIT_AT_END) && to != e->cur_len)
 			return 0;
 	}
-	uint32_t first = d->fan_start[id];
-	/* a literal found again in the same event has nothing new to say */
-	if (first < d->fan_start[id + 1] && e->pred_gen[d->fan_preds[first]] == e->gen)
+	/* a pattern found again in the same event has nothing new to say */
+	if (NEVER(e->cur_base + id >= e->n_ids) || e->id_gen[e->cur_base + id] == e->gen)
 		return 0;
-	for (uint32_t k = first; k < d->fan_start[id + 1]; k++) {
+	e->id_gen[e->cur_base + id] = e->gen;
+	for (uint32_t k = d->fan_start[id]; k < d->fan_start[id + 1]; k++) {
 		uint32_t p = d->fan_preds[k];
 		if (e->pred_gen[p] == e->gen)
 			continue;
@@ -715,9 +730,11 @@ static int on_match(unsigned id, unsigned long long from, unsigned long long to,
 	return 0;
 }
 
-static void scan(struct engine *e, const struct cdb *d, const char *s, size_t len)
+static void scan(struct engine *e, uint32_t db, const char *s, size_t len)
 {
+	const struct cdb *d = &e->rs->dbs[db];
 	e->cur_db = d;
+	e->cur_base = e->id_base[db];
 	e->cur_len = len;
 	e->stats.scans++;
 	/* Hyperscan wants a valid pointer even for an empty string */
@@ -783,6 +800,7 @@ int engine_eval(struct engine *e, const struct event *ev, uint64_t now_ns, engin
 		memset(e->pred_gen, 0, (rs->n_preds ? rs->n_preds : 1) * sizeof(*e->pred_gen));
 		memset(e->prog_gen, 0, (rs->n_progs ? rs->n_progs : 1) * sizeof(*e->prog_gen));
 		memset(e->req_gen, 0, (rs->n_progs ? rs->n_progs : 1) * sizeof(*e->req_gen));
+		memset(e->id_gen, 0, (e->n_ids ? e->n_ids : 1) * sizeof(*e->id_gen));
 		e->gen = 1;
 	}
 	const struct cbucket *b = select_bucket(e, ev);
@@ -797,8 +815,10 @@ int engine_eval(struct engine *e, const struct event *ev, uint64_t now_ns, engin
 	}
 	for (uint32_t i = 0; i < b->n_dbs; i++) {
 		enum field_id f = (enum field_id)b->dbs[i].field;
-		const struct cdb *d = &rs->dbs[b->dbs[i].db];
+		uint32_t d = b->dbs[i].db;
 		size_t len;
+		if (NEVER(d >= rs->n_dbs))
+			continue;
 		if (!event_has(ev, f))
 			continue;
 		const char *s = event_str(ev, f, &len);

@@ -68,6 +68,17 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* A printable, bounded copy of untrusted text for a one-line message. */
+static const char *printable(const char *in, char *out, size_t outlen)
+{
+	size_t j = 0;
+
+	for (; *in && j + 1 < outlen; in++)
+		out[j++] = (unsigned char)*in < 0x20 || (unsigned char)*in >= 0x7f ? '?' : *in;
+	out[j] = '\0';
+	return out;
+}
+
 static int sodium_ready(void)
 {
 	return sodium_init() < 0 ? -EIO : 0;
@@ -626,11 +637,9 @@ static int root_doc_load(const void *data, size_t len, struct root_doc *d, char 
 	d->json = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!d->json) {
 		/* the parser quotes input; keep the reason on one printable line */
-		for (char *c = jerr.text; *c; c++) {
-			if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
-				*c = '?';
-		}
-		set_err(err, errlen, "root: not JSON (line %d: %s)", jerr.line, jerr.text);
+		char why[sizeof(jerr.text)];
+		set_err(err, errlen, "root: not JSON (line %d: %s)", jerr.line,
+			printable(jerr.text, why, sizeof(why)));
 		return -EINVAL;
 	}
 	if (!json_is_object(d->json)) {
@@ -638,7 +647,8 @@ static int root_doc_load(const void *data, size_t len, struct root_doc *d, char 
 		goto out_inval;
 	}
 	if ((bad = unknown_key(d->json, top_keys))) {
-		set_err(err, errlen, "root: unknown key '%.64s'", bad);
+		char p[65];
+		set_err(err, errlen, "root: unknown key '%s'", printable(bad, p, sizeof(p)));
 		goto out_inval;
 	}
 	d->signed_part = json_object_get(d->json, "signed");
@@ -793,7 +803,8 @@ static int root_parse_signed(json_t *s, struct trust_root *r, char *err, size_t 
 	int ret;
 
 	if ((bad = unknown_key(s, keys))) {
-		set_err(err, errlen, "root: unknown field '%.64s'", bad);
+		char p[65];
+		set_err(err, errlen, "root: unknown field '%s'", printable(bad, p, sizeof(p)));
 		return -EINVAL;
 	}
 	if (!json_is_string(type) || strcmp(json_string_value(type), ROOT_TYPE) != 0) {

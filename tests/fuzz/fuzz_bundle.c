@@ -8,6 +8,7 @@
  *   else the whole input is a bundle file, verified as is.
  * What verifies must be self-consistent and rebuild to the same manifest bytes.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +196,12 @@ static void check(const struct bundle *b)
 		if (i && strcmp(bundle_file(b, i - 1)->name, f->name) >= 0)
 			abort();
 	}
+	if (bundle_check_version(m, false, 0, err, sizeof(err)) ||
+	    bundle_check_version(m, true, m->version - 1, err, sizeof(err)) ||
+	    bundle_check_version(m, true, m->version, err, sizeof(err)) != -EALREADY ||
+	    (bundle_check_version(m, true, m->version + 1, err, sizeof(err)) == 0) !=
+		    m->has_allow_downgrade)
+		abort();
 	if (bundle_rules_sources(b, &src))
 		abort();
 	free(src);
