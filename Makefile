@@ -54,7 +54,7 @@ ifneq ($(SERVER_SRCS),)
 PROGRAMS    += $(BUILD)/vigil-server
 endif
 
-.PHONY: all test unit system fuzz fuzz-build bench run setup clean format
+.PHONY: all test unit system fuzz fuzz-build bench run setup clean format testhooks
 all: $(PROGRAMS)
 
 setup:
@@ -86,6 +86,18 @@ $(BUILD)/libvigil.a: $(LIB_OBJS)
 $(BUILD)/vigil-agent: $(AGENT_OBJS) $(BUILD)/libvigil.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The agent with the test-only fault hooks (VIGIL_TEST_HOOKS: crash on a marked bundle, pause
+# at an activation step), for the activation system tests. Never installed or shipped.
+HOOK_OBJS   := $(AGENT_SRCS:%.c=$(BUILD)/testhooks/obj/%.o)
+$(BUILD)/testhooks/obj/%.o: %.c $(SKELS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DVIGIL_TEST_HOOKS -MMD -MP -c $< -o $@
+
+$(BUILD)/testhooks/vigil-agent: $(HOOK_OBJS) $(BUILD)/libvigil.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+testhooks: $(BUILD)/testhooks/vigil-agent
+
 $(BUILD)/vigil: $(CLI_OBJS) $(BUILD)/libvigil.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -101,13 +113,20 @@ unit: $(UNIT_BINS)
 	@./tests/run-unit.sh $(UNIT_BINS)
 
 # --- fuzz targets (libFuzzer + ASan + UBSan) ---
-FUZZ_CFLAGS := $(filter-out -O2 -D_FORTIFY_SOURCE=2,$(CFLAGS)) -O1 -fsanitize=fuzzer,address,undefined
+# libvigil is instrumented once; each target links it with its own harness.
+FUZZ_CFLAGS := $(filter-out -O2 -D_FORTIFY_SOURCE=2,$(CFLAGS)) -O1 -fsanitize=address,undefined
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/fuzzobj/%.o)
 # targets for agent-side parsers link the agent file they exercise as well
-FUZZ_EXTRA_fuzz_bpf_decode := src/agent/bpf_decode.c
-.SECONDEXPANSION:
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $$(FUZZ_EXTRA_$$*) $(SKELS)
+FUZZ_EXTRA_fuzz_bpf_decode := $(BUILD)/fuzzobj/src/agent/bpf_decode.o
+
+$(BUILD)/fuzzobj/%.o: %.c $(SKELS)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_EXTRA_$*) $(LDLIBS)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+.SECONDEXPANSION:
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS) $$(FUZZ_EXTRA_$$*)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_EXTRA_$*) $(FUZZ_LIB_OBJS) $(LDLIBS)
 
 fuzz-build: $(FUZZ_BINS)
 
@@ -117,14 +136,16 @@ fuzz: $(FUZZ_BINS)
 	@./tests/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_OVERRIDES) $(FUZZ_BINS)
 
 # --- the README's two commands ---
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test: setup
-	$(MAKE) all
-	$(MAKE) unit
-	$(MAKE) BUILD=$(BUILD)/asan SAN=1 unit
+	$(MAKE) -j$(JOBS) all
+	$(MAKE) -j$(JOBS) unit
+	$(MAKE) -j$(JOBS) BUILD=$(BUILD)/asan SAN=1 unit
+	$(MAKE) -j$(JOBS) fuzz-build
 	$(MAKE) fuzz FUZZ_SECONDS=30 FUZZ_OVERRIDES="fuzz_rules=60 fuzz_event_json=60"
 	$(MAKE) system
 
-system: all
+system: all testhooks
 	$(PYTHON) -m pytest -q tests/system
 
 # Rule-engine benchmark: the engine against a naive evaluator (bench/engine_bench.c, naive.c).
@@ -146,4 +167,4 @@ format:
 clean:
 	rm -rf $(BUILD)
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/testhooks/obj -name '*.d' 2>/dev/null)

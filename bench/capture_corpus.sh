@@ -53,12 +53,15 @@ work_shell() {
 			sed -n '1,5p' "$f" | awk '{ n += NF } END { print n + 0 }'
 			wc -l <"$f"
 		done | sort -n | uniq -c | sort -rn | head -n 5 >/dev/null
+	find /usr/share -maxdepth 2 -type d 2>/dev/null | sed 's|/usr/share/||' | sort |
+		cut -d/ -f1 | uniq -c | sort -rn >/dev/null
+}
+
+work_man() {
 	find /usr/share/man/man1 -name '*.gz' 2>/dev/null | head -n 300 |
 		while read -r f; do
 			zcat "$f" | head -n 20 | grep -m 1 '^\.TH' | cut -d' ' -f2
 		done | tr 'A-Z' 'a-z' | sort | uniq >/dev/null
-	find /usr/share -maxdepth 2 -type d 2>/dev/null | sed 's|/usr/share/||' | sort |
-		cut -d/ -f1 | uniq -c | sort -rn >/dev/null
 	for d in /usr/share/man/man8 /usr/share/zoneinfo/Europe /usr/share/i18n/locales; do
 		ls -la "$d" | wc -l >/dev/null
 		find "$d" -type f 2>/dev/null | head -n 50 | xargs -r stat -c '%s %n' | sort -n |
@@ -70,7 +73,7 @@ work_packages() {
 	dpkg -l >/dev/null
 	dpkg-query -W -f='${Package} ${Installed-Size}\n' | sort -k2 -n | tail -n 20 >/dev/null
 	local p
-	for p in $(dpkg-query -W -f='${Package}\n' | awk 'NR % 9 == 0' | head -n 60); do
+	for p in $(dpkg-query -W -f='${Package}\n' | awk 'NR % 9 == 0' | head -n 30); do
 		apt-cache policy "$p" >/dev/null 2>&1 || true
 		apt-cache show "$p" 2>/dev/null | grep -E '^(Depends|Description)' >/dev/null || true
 	done
@@ -151,17 +154,28 @@ done
 grep -q 'source bpf ready' "$WORK/agent.err" || die "vigil-agent did not start the bpf source"
 echo "capture_corpus: recording $ROUNDS rounds of workloads (at most $MAX_SECONDS s)"
 
-# The rounds; when the agent's --duration runs out first, the round under way is stopped.
-export -f work_build work_shell work_packages work_git work_python work_files
+# The rounds, each with its workloads in three concurrent lanes (as a busy machine runs several
+# things at once); when the agent's --duration runs out first, the work under way is stopped.
+export -f work_build work_shell work_man work_packages work_git work_python work_files
 export WORK REPO PYTHON
 deadline=$((SECONDS + MAX_SECONDS))
-for round in $(seq "$ROUNDS"); do
-	for w in work_build work_shell work_packages work_git work_python work_files; do
+lane() {
+	local w left
+	for w in "$@"; do
 		left=$((deadline - SECONDS))
-		[ "$left" -gt 0 ] || break 2
+		[ "$left" -gt 0 ] || return 0
 		# a failed or stopped workload is still activity
 		timeout -k 5 "$left" bash -c "cd \"\$WORK\" && $w" || true
 	done
+}
+for round in $(seq "$ROUNDS"); do
+	[ $((deadline - SECONDS)) -gt 0 ] || break
+	lane work_build work_git work_packages &
+	lanes=$!
+	lane work_shell &
+	lanes="$lanes $!"
+	lane work_man work_python work_files &
+	wait $lanes $!
 	echo "capture_corpus: round $round done after $SECONDS s"
 done
 sleep 2 # let the agent drain its ring buffer

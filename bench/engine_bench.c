@@ -43,6 +43,7 @@ struct options {
 	const char *content;
 	const char *vigil;
 	const char *summary;
+	const char *profile; /* "sigma" or "content": time only that engine (for perf record) */
 	double min_seconds;
 	int runs;
 	int compile_runs;
@@ -55,7 +56,10 @@ struct corpus {
 	size_t text_len;
 	size_t *line_off, *line_len;
 	size_t n_lines;
-	struct event **ev;
+	struct event **ev; /* into block once packed */
+	struct event *block;
+	char *arenas;
+	struct ev_span *items;
 	uint64_t *now;
 	bool *cstrings; /* every string of the event is followed by NUL and holds none */
 	size_t n;
@@ -80,8 +84,10 @@ struct row {
 	unsigned converted, total; /* Sigma conversion */
 	struct ruleset *rs;
 	struct ruleset_stats st;
-	double compile_ms;
+	double compile_ms;   /* CPU time, median */
+	double compile_wall; /* wall-clock time, median */
 	double compile_runs_ms[16];
+	double compile_wall_ms[16];
 	size_t engine_bytes;
 	uint64_t engine_alerts, naive_alerts;
 	uint64_t state_evictions;
@@ -144,6 +150,8 @@ static void usage(FILE *out)
 		"  --compile-runs N     compiles of each ruleset timed (default 5)\n"
 		"  --cpu N              CPU to pin to (default: the one the benchmark starts on)\n"
 		"  --summary FILE       write a one-line summary, then one line per missed target\n"
+		"  --profile RULESET    only run the engine over RULESET (sigma or content) for\n"
+		"                       --seconds, one compile, no check: for perf record\n"
 		"\n"
 		"Exit status: 0 done, 1 error, 2 bad usage, 3 engine and naive evaluator disagree.\n");
 }
@@ -201,6 +209,12 @@ static int parse_args(int argc, char **argv, struct options *o)
 			o->vigil = v;
 		} else if (strcmp(a, "--summary") == 0) {
 			o->summary = v;
+		} else if (strcmp(a, "--profile") == 0) {
+			if (strcmp(v, "sigma") != 0 && strcmp(v, "content") != 0) {
+				fprintf(stderr, "engine_bench: --profile: sigma or content, not '%s'\n", v);
+				return -EINVAL;
+			}
+			o->profile = v;
 		} else if (strcmp(a, "--seconds") == 0) {
 			char *end;
 			errno = 0;
@@ -390,11 +404,50 @@ static struct event *event_compact(const struct event *src, bool *cstrings, size
 	return ev;
 }
 
+/*
+ * Moves the events into three contiguous blocks (events, string arenas, list items) in corpus
+ * order, as a replay buffer would hold them: passes over the corpus then walk memory
+ * forwards instead of hopping between separately allocated events.
+ */
+static int corpus_pack(struct corpus *c)
+{
+	size_t arena_bytes = 0, n_items = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		arena_bytes += c->ev[i]->cap;
+		n_items += c->ev[i]->cap_items;
+	}
+	c->block = malloc(c->n * sizeof(*c->block));
+	c->arenas = malloc(arena_bytes);
+	c->items = malloc(n_items * sizeof(*c->items));
+	if (!c->block || !c->arenas || !c->items) {
+		free(c->block);
+		c->block = NULL;
+		return -ENOMEM;
+	}
+	size_t a = 0, k = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		struct event *src = c->ev[i], *dst = &c->block[i];
+		*dst = *src;
+		dst->arena = c->arenas + a;
+		memcpy(dst->arena, src->arena, src->cap);
+		dst->items = c->items + k;
+		memcpy(dst->items, src->items, src->cap_items * sizeof(*src->items));
+		a += src->cap;
+		k += src->cap_items;
+		event_free(src);
+		c->ev[i] = dst;
+	}
+	return 0;
+}
+
 static void corpus_free(struct corpus *c)
 {
-	for (size_t i = 0; c->ev && i < c->n; i++)
+	for (size_t i = 0; c->ev && !c->block && i < c->n; i++)
 		event_free(c->ev[i]);
 	free(c->ev);
+	free(c->block);
+	free(c->arenas);
+	free(c->items);
 	free(c->now);
 	free(c->cstrings);
 	free(c->line_off);
@@ -468,11 +521,14 @@ static int corpus_load(const char *path, struct corpus *c)
 		c->n++;
 	}
 	event_free(scratch);
+	scratch = NULL;
 	if (c->n == 0) {
 		fprintf(stderr, "engine_bench: %s: no events\n", path);
 		corpus_free(c);
 		return -EINVAL;
 	}
+	if ((ret = corpus_pack(c)) < 0)
+		goto out_fail;
 	return 0;
 out_fail:
 	fprintf(stderr, "engine_bench: %s: %s\n", path, strerror(-ret));
@@ -714,9 +770,10 @@ static int compile_timed(struct row *r, const char *path, int runs)
 	char err[1024] = "";
 	for (int k = 0; k < runs; k++) {
 		struct ruleset *rs = NULL;
-		double t0 = wall_s();
+		double t0 = wall_s(), c0 = cpu_s();
 		int ret = ruleset_load_path(path, &rs, err, sizeof(err));
-		double ms = (wall_s() - t0) * 1000;
+		double ms = (cpu_s() - c0) * 1000;
+		r->compile_wall_ms[k] = (wall_s() - t0) * 1000;
 		if (ret < 0) {
 			fprintf(stderr, "engine_bench: %s: %s\n", path, err[0] ? err : strerror(-ret));
 			return ret;
@@ -726,6 +783,7 @@ static int compile_timed(struct row *r, const char *path, int runs)
 		r->rs = rs;
 	}
 	r->compile_ms = median(r->compile_runs_ms, runs);
+	r->compile_wall = median(r->compile_wall_ms, runs);
 	ruleset_get_stats(r->rs, &r->st);
 	struct engine *e = NULL;
 	int ret = engine_new(r->rs, NULL, &e);
@@ -792,7 +850,8 @@ static void json_row(const struct row *r)
 	if (r->total)
 		printf(",\"converted\":%u,\"of\":%u", r->converted, r->total);
 	printf(",\"rules\":%zu,\"programs\":%zu,\"predicates\":%zu,\"patterns\":%zu,"
-	       "\"databases\":%zu,\"buckets\":%zu,\"compile_ms\":%.2f,\"ruleset_bytes\":%zu,"
+	       "\"databases\":%zu,\"buckets\":%zu,\"compile_ms\":%.2f,\"compile_wall_ms\":%.2f,"
+	       "\"ruleset_bytes\":%zu,"
 	       "\"engine_bytes\":%zu,\"memory_mb\":%.3f,"
 	       "\"engine_events_per_second\":%.0f,\"engine_wall_events_per_second\":%.0f,"
 	       "\"naive_events_per_second\":%.0f,\"naive_wall_events_per_second\":%.0f,"
@@ -800,7 +859,7 @@ static void json_row(const struct row *r)
 	       "\"alerts_agree\":%s,\"rules_differing\":%zu,\"state_evictions\":%llu,"
 	       "\"naive_regex_errors\":%llu}",
 	       r->st.rules, r->st.programs, r->st.predicates, r->st.patterns, r->st.databases,
-	       r->st.buckets, r->compile_ms, r->st.memory_bytes, r->engine_bytes,
+	       r->st.buckets, r->compile_ms, r->compile_wall, r->st.memory_bytes, r->engine_bytes,
 	       mb(r->st.memory_bytes + r->engine_bytes), r->engine.eps, r->engine.wall_eps,
 	       r->naive.eps, r->naive.wall_eps, r->naive.eps > 0 ? r->engine.eps / r->naive.eps : 0,
 	       (unsigned long long)r->engine_alerts, (unsigned long long)r->naive_alerts,
@@ -877,6 +936,25 @@ int main(int argc, char **argv)
 		goto out_corpus;
 	if (compile_timed(ct, o.content, o.compile_runs) < 0)
 		goto out_corpus;
+
+	if (o.profile) {
+		struct row *r = strcmp(o.profile, "sigma") == 0 ? sg : ct;
+		struct engine *e = NULL;
+		double wall, eps;
+		uint64_t alerts;
+		bool stable;
+		if (!r->present || engine_new(r->rs, NULL, &e) < 0) {
+			fprintf(stderr, "engine_bench: --profile %s: no such ruleset here\n", o.profile);
+			goto out_corpus;
+		}
+		eps = measure_engine(e, &c, o.min_seconds, &wall, &alerts, &stable);
+		printf("profile %s: engine %.0f events/s (CPU time), %.0f wall clock, %llu alerts "
+		       "per pass\n",
+		       r->name, eps, wall, (unsigned long long)alerts);
+		engine_free(e);
+		status = 0;
+		goto out_corpus;
+	}
 
 	/* --- agreement: the same alerts from both, one pass each --- */
 	bool agree = true;
@@ -966,7 +1044,8 @@ int main(int argc, char **argv)
 		snprintf(what, sizeof(what), "%s naive", r->name);
 		print_runs(what, r->naive.runs_eps, o.runs, 1, "events/s");
 		snprintf(what, sizeof(what), "%s compile", r->name);
-		print_runs(what, r->compile_runs_ms, o.compile_runs, 1, "ms");
+		print_runs(what, r->compile_runs_ms, o.compile_runs, 1, "ms CPU time; wall clock");
+		print_runs("", r->compile_wall_ms, o.compile_runs, 1, "ms");
 		printf("    %-22s %zu bytes ruleset + %zu bytes engine; %zu programs, %zu pattern "
 		       "databases, %zu buckets\n",
 		       "", r->st.memory_bytes, r->engine_bytes, r->st.programs, r->st.databases,

@@ -87,6 +87,39 @@ agent_cpu() {
 		"/proc/$AGENT_PID/stat"
 }
 
+# agent_wakeups : voluntary context switches of the agent so far (one per sleep it woke from)
+agent_wakeups() {
+	awk '/^voluntary_ctxt_switches:/ { print $2 }' "/proc/$AGENT_PID/status"
+}
+
+# agent_bpf_stats : "prog_id run_cnt run_time_ns" for each BPF program the agent holds
+# (run_time_ns counts only while kernel.bpf_stats_enabled is 1)
+agent_bpf_stats() {
+	local f
+	for f in "/proc/$AGENT_PID"/fdinfo/*; do
+		awk '/^prog_id:/ { id = $2 } /^run_cnt:/ { c = $2 } /^run_time_ns:/ { t = $2 }
+			END { if (id) print id, c, t }' "$f" 2>/dev/null || true
+	done
+}
+
+# bpf_stats_delta BEFORE AFTER COUNT : one line with each program's runs and mean cost between
+# two agent_bpf_stats snapshots, and their total per COUNT storm operations
+bpf_stats_delta() {
+	local names="" id
+	for id in $(awk '{ print $1 }' <<<"$2"); do
+		names="$names $id=$(bpftool prog show id "$id" 2>/dev/null |
+			sed -n 's/.* name \([^ ]*\) .*/\1/p' | head -n 1)"
+	done
+	awk -v names="$names" -v count="$3" '
+		BEGIN { n = split(names, kv, " "); for (i = 1; i <= n; i++) {
+			split(kv[i], p, "="); name[p[1]] = p[2] } }
+		NR == FNR { c0[$1] = $2; t0[$1] = $3; next }
+		{ c = $2 - c0[$1]; t = $3 - t0[$1]; if (c <= 0) next; total += t
+		  out = out sprintf("%s %.0f ns x %d, ", name[$1], t / c, c) }
+		END { printf "%stotal %.3f s = %.2f us per storm op\n", out, total / 1e9,
+			total / 1e3 / count }' <(printf '%s\n' "$1") <(printf '%s\n' "$2")
+}
+
 # agent_stop : SIGTERM, wait, then sets AGENT_HWM_KB (peak RSS), AGENT_BPFMAP_KB (resident
 # BPF map memory mapped into the agent, the ring buffer: part of the RSS) and AGENT_FINAL
 # (the last line of its output)
@@ -232,6 +265,10 @@ bench_cleanup() {
 		AGENT_PID=
 	fi
 	audit_stop
+	if [ -n "${BPF_STATS_SAVED:-}" ]; then
+		echo "$BPF_STATS_SAVED" >/proc/sys/kernel/bpf_stats_enabled
+		BPF_STATS_SAVED=
+	fi
 	if [ -n "${STORM_DIR:-}" ]; then
 		rm -rf "$STORM_DIR"
 		STORM_DIR=

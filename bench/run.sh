@@ -9,6 +9,8 @@
 #
 # Environment: BENCH_REPS (3) runs per measurement, BENCH_EXEC_N (5000), BENCH_FILE_N
 # (50000), BENCH_JOBS (1) storm workers, BENCH_SENSOR_MODES ("none vigil auditd"),
+# BENCH_BPF_STATS=1 to turn on kernel.bpf_stats_enabled during the runs and print what each
+# of the agent's BPF programs cost in the kernel (this adds a little overhead of its own),
 # BENCH_STRICT=1 to exit 1 when a target is missed, BUILD (build). Raw runs go to
 # $BUILD/bench/*.tsv.
 set -euo pipefail
@@ -16,12 +18,15 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 
 SECTIONS=(sensor)
+. bench/engine.sh # section "engine": the rule engine against a naive evaluator
 REPS=${BENCH_REPS:-3}
 EXEC_N=${BENCH_EXEC_N:-5000}
 FILE_N=${BENCH_FILE_N:-50000}
 JOBS=${BENCH_JOBS:-1}
+BPF_STATS=${BENCH_BPF_STATS:-0}
 SUMMARY=()
 MISSED=()
+NOISE=()
 
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
@@ -60,13 +65,15 @@ storm_run() {
 
 # sensor_measure STORM MODE REP : one timed storm under MODE (none, vigil, auditd)
 sensor_measure() {
-	local storm=$1 mode=$2 rep=$3 line cpu0 cpu1 extra="" vals
+	local storm=$1 mode=$2 rep=$3 line cpu0 cpu1 wake0 wake1 extra="" vals stats0=""
 	local seen=- drops=- rss=- cpu=- lost=- records=-
 	case $mode in
 	vigil)
 		agent_start "$BENCH_OUT/agent.ndjson" --source bpf
 		sleep 1 # past start-up work
 		cpu0=$(agent_cpu)
+		wake0=$(agent_wakeups)
+		[ "$BPF_STATS" != 1 ] || stats0=$(agent_bpf_stats)
 		;;
 	auditd)
 		audit_start "$storm" "$STORM_DIR"
@@ -78,6 +85,12 @@ sensor_measure() {
 	case $mode in
 	vigil)
 		cpu1=$(agent_cpu)
+		wake1=$(agent_wakeups)
+		if [ "$BPF_STATS" = 1 ]; then
+			local n=$EXEC_N
+			[ "$storm" = exec ] || n=$FILE_N
+			echo "    in-kernel: $(bpf_stats_delta "$stats0" "$(agent_bpf_stats)" "$n")"
+		fi
 		sleep 1 # let the agent drain what the storm left in the ring buffer
 		agent_stop
 		mapfile -t vals < <(metric_get ok source drops events.exec events.create \
@@ -94,7 +107,7 @@ sensor_measure() {
 		rss=$AGENT_HWM_KB
 		cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')
 		extra="drops $drops, seen $seen, VmHWM $rss kB ($AGENT_BPFMAP_KB kB BPF maps),"
-		extra="$extra agent CPU $cpu s"
+		extra="$extra agent CPU $cpu s, $((wake1 - wake0)) wakeups"
 		BPFMAP[$storm]+="$AGENT_BPFMAP_KB "
 		rm -f "$BENCH_OUT/agent.ndjson" "$BENCH_OUT/agent.ndjson.stderr"
 		SEEN[$storm]+="$seen "
@@ -181,6 +194,17 @@ section_sensor() {
 	if [[ " ${MODES[*]} " == *" vigil "* ]]; then
 		[ -x "$BUILD/vigil-agent" ] || bench_die "sensor: $BUILD/vigil-agent is missing: run make"
 	fi
+	local others
+	others=$(pgrep -d, -x vigil-agent || true)
+	if [ -n "$others" ]; then
+		echo "sensor: WARNING: other vigil-agent processes run ($others): every mode, the" \
+			"baseline too, pays for their BPF programs"
+		NOISE+=("other vigil-agent running")
+	fi
+	if [ "$BPF_STATS" = 1 ]; then
+		BPF_STATS_SAVED=$(cat /proc/sys/kernel/bpf_stats_enabled)
+		echo 1 >/proc/sys/kernel/bpf_stats_enabled
+	fi
 	STORM_DIR=$(mktemp -d "$(realpath "$BENCH_OUT")/storm.XXXXXX")
 	SENSOR_TSV=$BENCH_OUT/sensor.tsv
 	printf 'storm\tmode\trep\tper_second\tstorm_cpu_s\tdrops\tseen\tvmhwm_kb\tagent_cpu_s' \
@@ -204,6 +228,10 @@ section_sensor() {
 	done
 	rmdir "$STORM_DIR"
 	STORM_DIR=
+	if [ -n "${BPF_STATS_SAVED:-}" ]; then
+		echo "$BPF_STATS_SAVED" >/proc/sys/kernel/bpf_stats_enabled
+		BPF_STATS_SAVED=
+	fi
 	rm -f "$BENCH_OUT/agent.ndjson" "$BENCH_OUT/agent.ndjson.stderr"
 	echo "sensor: load average after the runs $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -252,8 +280,11 @@ main() {
 	else
 		verdict="${#MISSED[@]} target(s) missed: $(IFS=';'; echo "${MISSED[*]}")"
 	fi
+	[ ${#NOISE[@]} -eq 0 ] || verdict="$verdict (noisy: $(IFS=';'; echo "${NOISE[*]}"))"
 	echo
-	echo "bench summary: $(IFS='|'; echo "${SUMMARY[*]}") => $verdict"
+	local joined
+	joined=$(printf ' | %s' "${SUMMARY[@]}")
+	echo "bench summary: ${joined:3} => $verdict"
 	[ ${#MISSED[@]} -eq 0 ] || [ "${BENCH_STRICT:-0}" != 1 ] || exit 1
 }
 

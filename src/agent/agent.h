@@ -15,6 +15,8 @@
 #include "../lib/proc_cache.h"
 #include "source.h"
 
+struct updater;
+
 #define AGENT_VERSION "0.1.0"
 
 /* Event actions the agent counts separately in its metric lines. */
@@ -39,6 +41,15 @@ struct agent_options {
 	const char *rules_path; /* rules directory or file to evaluate, or NULL */
 	bool alerts_only;       /* print alerts and metric lines, not events */
 	bool response_audit;    /* report kill responses instead of acting on them */
+	/* content activation (updater.h): bundles from content_dir, state in state_dir */
+	const char *root_path;
+	const char *state_dir;
+	const char *content_dir;
+	double health_window;
+	unsigned trial_starts;
+	double liveness_interval;
+	double test_load_timeout;
+	bool status; /* --status: print the state of state_dir and exit */
 };
 
 struct agent_counters {
@@ -47,6 +58,14 @@ struct agent_counters {
 	uint64_t oversize_events; /* events whose JSON passed the line cap */
 	uint64_t alerts;
 	uint64_t responses[5]; /* by enum response_result */
+};
+
+/* Counters of engines that content activations replaced, so metric lines stay cumulative. */
+struct engine_totals {
+	uint64_t events;
+	uint64_t alerts;
+	uint64_t errors;
+	uint64_t state_evictions;
 };
 
 #define USER_NAME_CACHE 64
@@ -73,6 +92,11 @@ struct agent {
 	struct ruleset *rules;
 	struct engine *engine;
 	struct event *alert_scratch;
+	struct updater *updater;    /* content activation, or NULL */
+	bool content_on_trial;      /* the active content is on trial: responses are audited */
+	struct engine_totals engine_retired;
+	uint64_t engine_probe_events; /* the agent's own liveness probes, not source events */
+	uint64_t engine_probe_alerts;
 	struct user_name_slot user_names[USER_NAME_CACHE];
 	struct buf line; /* output line being built */
 	FILE *out;

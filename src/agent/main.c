@@ -17,6 +17,7 @@
 #include "lib/event_json.h"
 #include "proc_scan.h"
 #include "response.h"
+#include "updater.h"
 
 /* Longest output line; an event past it is counted and replaced by a truncation notice. */
 #define AGENT_LINE_MAX (4u * 1024u * 1024u)
@@ -122,7 +123,9 @@ static void on_alert(void *ctx, const struct rule_info *rule, const struct event
 
 	agent->counters.alerts++;
 	if (rule->kill && agent->source_ops != &source_replay_ops) {
-		enum response_result r = response_kill(agent, rule, ev);
+		/* responses stay in audit mode while new content is on trial */
+		enum response_result r = agent->content_on_trial ? RESPONSE_AUDITED
+								 : response_kill(agent, rule, ev);
 		agent->counters.responses[r]++;
 		fprintf(stderr, "vigil-agent: rule %s: kill response %s\n", rule->id,
 			response_result_name(r));
@@ -230,6 +233,11 @@ static void emit_metrics(struct agent *agent, bool final, uint64_t started_ns)
 	if (agent->engine) {
 		struct engine_stats es;
 		engine_get_stats(agent->engine, &es);
+		/* cumulative over activations; the agent's own liveness probes are not events */
+		es.events += agent->engine_retired.events - agent->engine_probe_events;
+		es.alerts += agent->engine_retired.alerts - agent->engine_probe_alerts;
+		es.errors += agent->engine_retired.errors;
+		es.state_evictions += agent->engine_retired.state_evictions;
 		err |= buf_printf(b,
 				  ",\"engine\":{\"rules\":%zu,\"events\":%llu,\"alerts\":%llu,"
 				  "\"state_entries\":%llu,\"state_evictions\":%llu,\"errors\":%llu}",
@@ -244,6 +252,8 @@ static void emit_metrics(struct agent *agent, bool final, uint64_t started_ns)
 				  (unsigned long long)agent->counters.responses[RESPONSE_GONE],
 				  (unsigned long long)agent->counters.responses[RESPONSE_FAILED]);
 	}
+	if (agent->updater)
+		err |= updater_metrics(agent->updater, b);
 	if (agent->source && agent->source_ops->metrics)
 		err |= agent->source_ops->metrics(agent->source, b);
 	err |= buf_append_str(b, "}}");
@@ -261,6 +271,8 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: vigil-agent --print [--duration SECONDS] [--source bpf|proc|replay:FILE]\n"
+		"                   [--rules PATH | --root FILE --state-dir DIR --content-dir DIR]\n"
+		"       vigil-agent --status --state-dir DIR\n"
 		"\n"
 		"  --print                 write every event as ECS NDJSON to stdout\n"
 		"  --duration SECONDS      stop after this long (default: until SIGINT/SIGTERM)\n"
@@ -270,6 +282,18 @@ static void usage(FILE *out)
 		"  --rules PATH            evaluate the rules in PATH (a directory or a file) and\n"
 		"                          print their alerts after the triggering event\n"
 		"  --alerts-only           print alerts and metric lines only\n"
+		"  --root FILE             pinned trust root (root.json) for content bundles\n"
+		"  --state-dir DIR         persisted content state: active, last-known-good,\n"
+		"                          trial and quarantined versions, held bundle copies\n"
+		"  --content-dir DIR       inbox: a bundle renamed into it is verified, compiled,\n"
+		"                          test-loaded and activated (needs --root, --state-dir)\n"
+		"  --health-window SEC     seconds on trial before content becomes\n"
+		"                          last-known-good (default 600)\n"
+		"  --trial-starts N        starts on trial before a crash loop reverts it\n"
+		"                          (default 3)\n"
+		"  --liveness-interval SEC seconds between detection liveness probes (default 60)\n"
+		"  --test-load-timeout SEC wall-clock limit of the sandboxed test-load (default 30)\n"
+		"  --status                print the state of --state-dir as JSON and exit\n"
 		"  --response-audit        report kill responses instead of killing\n"
 		"  --metric-interval SEC   seconds between metric lines (default 60)\n"
 		"  --cache-max N           process cache entries (default %u)\n"
@@ -293,7 +317,8 @@ static int parse_seconds(const char *s, double max, double *out)
 static int parse_options(int argc, char **argv, struct agent_options *opt)
 {
 	enum { OPT_METRIC_INTERVAL = 256, OPT_CACHE_MAX, OPT_RULES, OPT_ALERTS_ONLY,
-	       OPT_RESPONSE_AUDIT };
+	       OPT_RESPONSE_AUDIT, OPT_ROOT, OPT_STATE_DIR, OPT_CONTENT_DIR, OPT_HEALTH_WINDOW,
+	       OPT_TRIAL_STARTS, OPT_LIVENESS_INTERVAL, OPT_TEST_LOAD_TIMEOUT, OPT_STATUS };
 	static const struct option longopts[] = {
 		{"print", no_argument, NULL, 'p'},
 		{"duration", required_argument, NULL, 'd'},
@@ -303,6 +328,14 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 		{"rules", required_argument, NULL, OPT_RULES},
 		{"alerts-only", no_argument, NULL, OPT_ALERTS_ONLY},
 		{"response-audit", no_argument, NULL, OPT_RESPONSE_AUDIT},
+		{"root", required_argument, NULL, OPT_ROOT},
+		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
+		{"content-dir", required_argument, NULL, OPT_CONTENT_DIR},
+		{"health-window", required_argument, NULL, OPT_HEALTH_WINDOW},
+		{"trial-starts", required_argument, NULL, OPT_TRIAL_STARTS},
+		{"liveness-interval", required_argument, NULL, OPT_LIVENESS_INTERVAL},
+		{"test-load-timeout", required_argument, NULL, OPT_TEST_LOAD_TIMEOUT},
+		{"status", no_argument, NULL, OPT_STATUS},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -364,6 +397,45 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 		case OPT_RESPONSE_AUDIT:
 			opt->response_audit = true;
 			break;
+		case OPT_ROOT:
+			opt->root_path = optarg;
+			break;
+		case OPT_STATE_DIR:
+			opt->state_dir = optarg;
+			break;
+		case OPT_CONTENT_DIR:
+			opt->content_dir = optarg;
+			break;
+		case OPT_HEALTH_WINDOW:
+		case OPT_LIVENESS_INTERVAL:
+		case OPT_TEST_LOAD_TIMEOUT: {
+			double *dst = c == OPT_HEALTH_WINDOW	   ? &opt->health_window
+				      : c == OPT_LIVENESS_INTERVAL ? &opt->liveness_interval
+								   : &opt->test_load_timeout;
+			if (parse_seconds(optarg, AGENT_DURATION_MAX, dst) < 0 || *dst < 0.1) {
+				fprintf(stderr, "vigil-agent: %s: '%s' is not a number of seconds "
+						"from 0.1 to 31622400\n",
+					argv[optind - 2], optarg);
+				return 2;
+			}
+			break;
+		}
+		case OPT_TRIAL_STARTS: {
+			char *end;
+			errno = 0;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (errno || *end || end == optarg || v < 1 || v > 100) {
+				fprintf(stderr, "vigil-agent: --trial-starts: '%s' is not a count from 1 "
+						"to 100\n",
+					optarg);
+				return 2;
+			}
+			opt->trial_starts = (unsigned)v;
+			break;
+		}
+		case OPT_STATUS:
+			opt->status = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 1;
@@ -383,8 +455,27 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 		fprintf(stderr, "vigil-agent: unexpected argument '%s' (try --help)\n", argv[optind]);
 		return 2;
 	}
-	if (opt->alerts_only && !opt->rules_path) {
-		fprintf(stderr, "vigil-agent: --alerts-only needs --rules\n");
+	if (opt->status) {
+		if (!opt->state_dir) {
+			fprintf(stderr, "vigil-agent: --status needs --state-dir\n");
+			return 2;
+		}
+		return 0;
+	}
+	if (opt->content_dir && (!opt->root_path || !opt->state_dir)) {
+		fprintf(stderr, "vigil-agent: --content-dir needs --root and --state-dir\n");
+		return 2;
+	}
+	if ((opt->root_path || opt->state_dir) && !opt->content_dir) {
+		fprintf(stderr, "vigil-agent: --root and --state-dir go with --content-dir\n");
+		return 2;
+	}
+	if (opt->content_dir && opt->rules_path) {
+		fprintf(stderr, "vigil-agent: --rules and --content-dir exclude each other\n");
+		return 2;
+	}
+	if (opt->alerts_only && !opt->rules_path && !opt->content_dir) {
+		fprintf(stderr, "vigil-agent: --alerts-only needs --rules or --content-dir\n");
 		return 2;
 	}
 	if (!opt->print) {
@@ -445,6 +536,26 @@ static int load_rules(struct agent *agent)
 	return 0;
 }
 
+/* Starts content activation from the inbox, with the state and trust root the options name. */
+static int start_updater(struct agent *agent)
+{
+	struct updater_options uo = {
+		.root_path = agent->opt.root_path,
+		.state_dir = agent->opt.state_dir,
+		.content_dir = agent->opt.content_dir,
+		.health_window = agent->opt.health_window,
+		.trial_starts = agent->opt.trial_starts,
+		.liveness_interval = agent->opt.liveness_interval,
+		.test_load_timeout = agent->opt.test_load_timeout,
+	};
+	char err[1024];
+	int ret = updater_open(agent, &uo, &agent->updater, err, sizeof(err));
+
+	if (ret < 0)
+		fprintf(stderr, "vigil-agent: content: %s\n", err);
+	return ret;
+}
+
 /* Opens the source the options ask for; without one, eBPF with the proc fallback. */
 static int open_source(struct agent *agent)
 {
@@ -498,7 +609,12 @@ seed:;
 int main(int argc, char **argv)
 {
 	struct agent agent = {
-		.opt = {.metric_interval = 60, .cache_max = PROC_CACHE_DEFAULT_MAX},
+		.opt = {.metric_interval = 60,
+			.cache_max = PROC_CACHE_DEFAULT_MAX,
+			.health_window = UPDATER_DEFAULT_HEALTH_WINDOW,
+			.trial_starts = UPDATER_DEFAULT_TRIAL_STARTS,
+			.liveness_interval = UPDATER_DEFAULT_LIVENESS_INTERVAL,
+			.test_load_timeout = UPDATER_DEFAULT_TEST_LOAD_TIMEOUT},
 	};
 	struct sigaction sa = {.sa_handler = on_signal};
 	int status = 0, ret;
@@ -506,6 +622,14 @@ int main(int argc, char **argv)
 	ret = parse_options(argc, argv, &agent.opt);
 	if (ret)
 		return ret == 1 ? 0 : ret;
+	if (agent.opt.status) {
+		char err[1024];
+		if (updater_status(agent.opt.state_dir, stdout, err, sizeof(err)) < 0) {
+			fprintf(stderr, "vigil-agent: --status: %s\n", err);
+			return 1;
+		}
+		return 0;
+	}
 
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
@@ -520,6 +644,10 @@ int main(int argc, char **argv)
 		status = 1;
 		goto out_free;
 	}
+	if (agent.opt.content_dir && start_updater(&agent) < 0) {
+		status = 1;
+		goto out_free;
+	}
 	if (open_source(&agent) < 0) {
 		status = 1;
 		goto out_free;
@@ -531,7 +659,8 @@ int main(int argc, char **argv)
 				    ? started + (uint64_t)(agent.opt.duration * 1e9)
 				    : UINT64_MAX;
 	while (!stop_requested) {
-		ret = agent.source_ops->poll(agent.source, 100);
+		/* an activation in progress is advanced between polls: poll briefly then */
+		ret = agent.source_ops->poll(agent.source, updater_busy(agent.updater) ? 2 : 100);
 		fflush(agent.out);
 		if (ret == -ENODATA)
 			break;
@@ -541,6 +670,8 @@ int main(int argc, char **argv)
 			status = 1;
 			break;
 		}
+		if (agent.updater)
+			updater_tick(agent.updater);
 		uint64_t now = clock_ns(CLOCK_MONOTONIC);
 		if (now >= deadline)
 			break;
@@ -549,12 +680,15 @@ int main(int argc, char **argv)
 			next_metric = now + (uint64_t)(agent.opt.metric_interval * 1e9);
 		}
 	}
+	if (status == 0 && (stop_requested || clock_ns(CLOCK_MONOTONIC) >= deadline))
+		updater_stopped_cleanly(agent.updater);
 	emit_metrics(&agent, true, started);
 	fflush(agent.out);
 	if (agent.source_ops == &source_replay_ops && source_replay_rejected(agent.source) > 0)
 		status = 1;
 
 out_free:
+	updater_close(agent.updater);
 	if (agent.source_ops)
 		agent.source_ops->close(agent.source);
 	proc_cache_free(agent.cache);

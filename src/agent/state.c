@@ -115,6 +115,10 @@ int state_dir_open(const char *path, bool create, int *dirfd, int *bundlefd, cha
 	fd = open_dir_at(AT_FDCWD, path, create, err, errlen, path);
 	if (fd < 0)
 		return fd;
+	if (!bundlefd) {
+		*dirfd = fd;
+		return 0;
+	}
 	if (snprintf(shown, sizeof(shown), "%s/%s", path, STATE_BUNDLE_DIR) >= (int)sizeof(shown))
 		snprintf(shown, sizeof(shown), "%s", STATE_BUNDLE_DIR);
 	bfd = open_dir_at(fd, STATE_BUNDLE_DIR, create, err, errlen, shown);
@@ -203,11 +207,13 @@ static int write_all(int fd, const void *data, size_t len)
 }
 
 /*
- * Replaces @name in @dirfd with @len bytes: a temporary file written and fsync-ed, renamed
- * over @name, then the directory fsync-ed. On error nothing but @name's old content is left.
+ * Replaces @name in @dirfd with @len bytes: a temporary file written and fsync-ed, then
+ * renamed over @name, so after a power loss @name holds the old or the new bytes, never a
+ * mix. @durable: the directory is fsync-ed too, so the new bytes survive a power loss. On
+ * error nothing but @name's old content is left.
  */
 static int replace_file_at(int dirfd, const char *name, const char *tmp, const void *data,
-			   size_t len)
+			   size_t len, bool durable)
 {
 	int fd, ret;
 
@@ -225,6 +231,8 @@ static int replace_file_at(int dirfd, const char *name, const char *tmp, const v
 		unlinkat(dirfd, tmp, 0);
 		return ret;
 	}
+	if (!durable)
+		return 0;
 	return fsync(dirfd) < 0 ? -errno : 0;
 }
 
@@ -356,8 +364,8 @@ int state_write_json(const struct agent_state *st, bool pretty, struct buf *out)
 
 	if (!o)
 		return -ENOMEM;
-	text = json_dumps(o, pretty ? JSON_INDENT(2) | JSON_PRESERVE_ORDER
-				    : JSON_COMPACT | JSON_PRESERVE_ORDER);
+	text = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10) |
+				     (pretty ? JSON_INDENT(2) : JSON_COMPACT));
 	json_decref(o);
 	if (!text)
 		return -ENOMEM;
@@ -366,7 +374,7 @@ int state_write_json(const struct agent_state *st, bool pretty, struct buf *out)
 	return ret;
 }
 
-int state_save(int dirfd, const struct agent_state *st)
+int state_save(int dirfd, const struct agent_state *st, bool durable)
 {
 	struct buf b;
 	int ret;
@@ -376,7 +384,8 @@ int state_save(int dirfd, const struct agent_state *st)
 	if (ret == 0)
 		ret = buf_append_char(&b, '\n');
 	if (ret == 0)
-		ret = replace_file_at(dirfd, STATE_FILE, "." STATE_FILE ".tmp", b.data, b.len);
+		ret = replace_file_at(dirfd, STATE_FILE, "." STATE_FILE ".tmp", b.data, b.len,
+				      durable);
 	buf_release(&b);
 	return ret;
 }
@@ -645,7 +654,7 @@ int state_bundle_store(int bundlefd, uint64_t version, const void *data, size_t 
 	char name[BUNDLE_NAME_BYTES], tmp[BUNDLE_NAME_BYTES];
 
 	bundle_name(version, name, tmp);
-	return replace_file_at(bundlefd, name, tmp, data, len);
+	return replace_file_at(bundlefd, name, tmp, data, len, true);
 }
 
 int state_bundle_read(int bundlefd, uint64_t version, size_t max, struct buf *out)

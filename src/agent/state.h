@@ -99,8 +99,9 @@ void state_init(struct agent_state *st);
 /*
  * Opens the state directory @path, creating it (mode 0700) and its bundles/ subdirectory
  * when missing. Refuses a symbolic link, a directory owned by another user, or one that is
- * group- or world-writable (-EPERM). Stores directory descriptors in *@dirfd and *@bundlefd
- * (O_CLOEXEC; the caller closes them). Returns 0, or -errno with a one-line reason in @err.
+ * group- or world-writable (-EPERM). Stores directory descriptors in *@dirfd and, unless
+ * @bundlefd is NULL, *@bundlefd (O_CLOEXEC; the caller closes them). Returns 0, or -errno
+ * with a one-line reason in @err.
  */
 int state_dir_open(const char *path, bool create, int *dirfd, int *bundlefd, char *err,
 		   size_t errlen);
@@ -119,8 +120,12 @@ int state_dir_check(int fd, const char *path, char *err, size_t errlen);
  */
 int state_load(int dirfd, bool move_aside, struct agent_state *st, char *err, size_t errlen);
 
-/* Replaces DIR/state.json with @st atomically and durably. Returns 0 or -errno. */
-int state_save(int dirfd, const struct agent_state *st);
+/*
+ * Replaces DIR/state.json with @st atomically: after a power loss it holds the old or the
+ * new state, whole. @durable also fsyncs the directory, so the new state is the one that
+ * survives (needed for the trial record; a step record may be lost). Returns 0 or -errno.
+ */
+int state_save(int dirfd, const struct agent_state *st, bool durable);
 
 /* Appends @st as one JSON object (indented when @pretty) to @out. Returns 0 or -errno. */
 int state_write_json(const struct agent_state *st, bool pretty, struct buf *out);

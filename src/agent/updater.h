@@ -62,6 +62,13 @@ bool updater_busy(const struct updater *u);
 /* Appends ,"content":{...},"liveness":{...} to a metric line being built. */
 int updater_metrics(const struct updater *u, struct buf *out);
 
+/*
+ * Called when the agent stops because it was asked to (a signal, --duration), not because it
+ * failed: the start it counted against a version on trial is given back, so restarts and
+ * reboots during a trial are not taken for a crash loop. Accepts NULL.
+ */
+void updater_stopped_cleanly(struct updater *u);
+
 /* Stops what is in progress (recording it), frees @u. Accepts NULL. */
 void updater_close(struct updater *u);
 

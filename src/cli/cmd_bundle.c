@@ -268,10 +268,11 @@ static int rule_file_cmp(const void *a, const void *b)
 
 /*
  * The publisher's gate: compiles @c's files, in archive order and from the bytes that will be
- * signed, with the rule library the agent uses, and runs every rule's tests. Returns 0, or
- * prints one line naming the first problem and returns -EINVAL (or -errno).
+ * signed, with the rule library the agent uses, and runs every rule's tests. Returns 0 with
+ * the counts of rules and passed tests, or prints one line naming the first problem and
+ * returns -EINVAL (or -errno).
  */
-static int validate_rules(const struct collection *c)
+static int validate_rules(const struct collection *c, size_t *n_rules, unsigned *n_tests)
 {
 	static const char cmd[] = "vigil content build";
 	struct rules_source *src;
@@ -306,8 +307,8 @@ static int validate_rules(const struct collection *c)
 		fprintf(stderr, "%s: refused: %u rule test%s failed; first: %.*s\n", cmd, res.failed,
 			res.failed == 1 ? "" : "s", (int)len, first);
 	} else {
-		fprintf(stderr, "%s: %zu rules compiled, %u tests passed\n", cmd, ruleset_count(rs),
-			res.passed);
+		*n_rules = ruleset_count(rs);
+		*n_tests = res.passed;
 	}
 	buf_release(&report);
 out:
@@ -339,7 +340,8 @@ int cmd_content_build(int argc, char **argv)
 	struct stat st;
 	struct buf out;
 	trust_time_t lifetime;
-	size_t n_keys = 0, bytes;
+	size_t n_keys = 0, bytes, n_rules = 0;
+	unsigned n_tests = 0;
 	bool skip_validation = false, has_version = false;
 	char err[1024];
 	int ret, status = 1;
@@ -431,18 +433,17 @@ int cmd_content_build(int argc, char **argv)
 	}
 	qsort(c.files, c.n, sizeof(*c.files), rule_file_cmp);
 
-	if (skip_validation)
-		fprintf(stderr, "%s: WARNING: --skip-validation: signing content that was neither "
-				"compiled nor tested (for tests only)\n", cmd);
-	else if (validate_rules(&c))
-		goto out;
-
 	for (size_t i = 0; i < n_keys; i++) {
 		if (trust_secret_load(key_paths[i], &keys[i], err, sizeof(err))) {
 			fprintf(stderr, "%s: %s: %s\n", cmd, key_paths[i], err);
 			goto out;
 		}
 	}
+	if (skip_validation)
+		fprintf(stderr, "%s: WARNING: --skip-validation: signing content that was neither "
+				"compiled nor tested (for tests only)\n", cmd);
+	else if (validate_rules(&c, &n_rules, &n_tests))
+		goto out;
 	if (size_mul(c.n, sizeof(*files), &bytes) || !(files = malloc(bytes))) {
 		fprintf(stderr, "%s: out of memory\n", cmd);
 		goto out;
@@ -465,9 +466,12 @@ int cmd_content_build(int argc, char **argv)
 		fprintf(stderr, "%s: %s: %s\n", cmd, output, strerror(-ret));
 		goto out;
 	}
-	printf("wrote %s: %s version %" PRIu64 ", %zu file%s, %zu bytes, %zu signature%s\n",
-	       output, p.name, p.version, c.n, c.n == 1 ? "" : "s", out.len, n_keys,
-	       n_keys == 1 ? "" : "s");
+	printf("wrote %s: %s version %" PRIu64 ", %zu file%s, %zu bytes, %zu signature%s; ", output,
+	       p.name, p.version, c.n, c.n == 1 ? "" : "s", out.len, n_keys, n_keys == 1 ? "" : "s");
+	if (skip_validation)
+		printf("NOT VALIDATED (--skip-validation)\n");
+	else
+		printf("%zu rules compiled, %u tests passed\n", n_rules, n_tests);
 	status = 0;
 out:
 	for (size_t i = 0; i < n_keys; i++)

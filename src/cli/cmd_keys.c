@@ -436,9 +436,13 @@ out:
 
 int cmd_root(int argc, char **argv)
 {
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		root_usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? 2 : 0;
+	if (argc < 2) {
+		fprintf(stderr, "vigil root: expected a subcommand: create, verify (try --help)\n");
+		return 2;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		root_usage(stdout);
+		return 0;
 	}
 	if (strcmp(argv[1], "create") == 0)
 		return root_create(argc - 1, argv + 1);
