@@ -92,6 +92,8 @@ struct row {
 	uint64_t engine_alerts, naive_alerts;
 	uint64_t state_evictions;
 	uint64_t regex_errors;
+	double scans_per_event; /* the engine's pattern database scans */
+	double evals_per_event; /* the engine's program evaluations */
 	size_t rules_differing;
 	struct measure engine, naive;
 };
@@ -709,6 +711,8 @@ static int check_agreement(struct row *r, const struct corpus *c)
 	struct engine_stats es;
 	engine_get_stats(e, &es);
 	r->state_evictions = es.state_evictions;
+	r->scans_per_event = (double)es.scans / (double)c->n;
+	r->evals_per_event = (double)es.evaluations / (double)c->n;
 	r->regex_errors = naive_regex_errors(nv);
 	ret = 0;
 out_free:
@@ -857,7 +861,8 @@ static void json_row(const struct row *r)
 	       "\"naive_events_per_second\":%.0f,\"naive_wall_events_per_second\":%.0f,"
 	       "\"engine_naive_ratio\":%.2f,\"alerts_engine\":%llu,\"alerts_naive\":%llu,"
 	       "\"alerts_agree\":%s,\"rules_differing\":%zu,\"state_evictions\":%llu,"
-	       "\"naive_regex_errors\":%llu}",
+	       "\"naive_regex_errors\":%llu,\"scans_per_event\":%.3f,"
+	       "\"evaluations_per_event\":%.3f}",
 	       r->st.rules, r->st.programs, r->st.predicates, r->st.patterns, r->st.databases,
 	       r->st.buckets, r->compile_ms, r->compile_wall, r->st.memory_bytes, r->engine_bytes,
 	       mb(r->st.memory_bytes + r->engine_bytes), r->engine.eps, r->engine.wall_eps,
@@ -865,7 +870,7 @@ static void json_row(const struct row *r)
 	       (unsigned long long)r->engine_alerts, (unsigned long long)r->naive_alerts,
 	       r->engine_alerts == r->naive_alerts && r->rules_differing == 0 ? "true" : "false",
 	       r->rules_differing, (unsigned long long)r->state_evictions,
-	       (unsigned long long)r->regex_errors);
+	       (unsigned long long)r->regex_errors, r->scans_per_event, r->evals_per_event);
 }
 
 static void print_runs(const char *what, const double *v, int n, double scale, const char *unit)
@@ -1050,6 +1055,9 @@ int main(int argc, char **argv)
 		       "databases, %zu buckets\n",
 		       "", r->st.memory_bytes, r->engine_bytes, r->st.programs, r->st.databases,
 		       r->st.buckets);
+		printf("    %-22s per event: %.2f pattern database scans, %.2f programs evaluated "
+		       "(the naive evaluator: %zu)\n",
+		       "", r->scans_per_event, r->evals_per_event, r->st.programs);
 		if (r->state_evictions)
 			printf("    %-22s the engine evicted %llu state entries at its cap (the naive "
 			       "evaluator keeps all)\n",

@@ -150,9 +150,10 @@ static int set_file_path(struct bpf_decoder *d, struct event *ev, const char *p,
 	if (slash)
 		err |= event_set_str(ev, F_FILE_DIRECTORY, d->path,
 				     slash == d->path ? 1 : (size_t)(slash - d->path));
+	/* a cut path loses leading components: the last one, file.name, stays whole */
 	if (cut) {
 		event_mark_truncated(ev, F_FILE_PATH);
-		event_mark_truncated(ev, F_FILE_NAME);
+		event_mark_truncated(ev, F_FILE_DIRECTORY);
 	}
 	return err ? -ENOMEM : 0;
 }
@@ -248,10 +249,9 @@ static int decode_exec(struct bpf_decoder *d, const struct rec *r, struct event 
 		err |= event_set_cstr(ev, F_PROCESS_EXECUTABLE, pi->executable);
 		slash = strrchr(pi->executable, '/');
 		err |= event_set_cstr(ev, F_PROCESS_NAME, slash ? slash + 1 : pi->executable);
-		if (flags & VG_F_EXE_TRUNC) {
+		/* a cut path loses leading components: process.name stays whole */
+		if (flags & VG_F_EXE_TRUNC)
 			event_mark_truncated(ev, F_PROCESS_EXECUTABLE);
-			event_mark_truncated(ev, F_PROCESS_NAME);
-		}
 	}
 	if (args) {
 		/* each argument is NUL-terminated, the last one too unless argv was cut */

@@ -23,7 +23,7 @@
 
 /* How long a bundle is valid when --expires is not given. */
 #define BUILD_DEFAULT_EXPIRES "30d"
-#define BUILD_DEFAULT_NAME "vigil-content"
+#define BUILD_DEFAULT_NAME    "vigil-content"
 /* Bytes of the rule-test failure report kept for the message. */
 #define BUILD_REPORT_MAX (1024u * 1024u)
 
@@ -42,46 +42,49 @@ struct collection {
 
 static void build_usage(FILE *out)
 {
-	fprintf(out,
-		"usage: vigil content build RULES --version N --key S.key [--key ...] -o FILE\n"
-		"                           [--expires DURATION] [--name NAME]\n"
-		"                           [--min-agent-version V] [--allow-downgrade-from N]\n"
-		"                           [--skip-validation]\n"
-		"\n"
-		"Compiles the rules in RULES (a directory searched for *.yml / *.yaml, or one file)\n"
-		"against this build's field registry, runs every rule's tests, and writes FILE: one\n"
-		"signed bundle holding those exact bytes. Content that fails is refused.\n"
-		"\n"
-		"  --version N               bundle version (agents take only higher ones)\n"
-		"  --key S.key               a content-signing secret key (repeat for a threshold)\n"
-		"  --expires DURATION        valid for N s, m, h, d or w (default " BUILD_DEFAULT_EXPIRES
-		")\n"
-		"  --name NAME               bundle name, [A-Za-z0-9._-] (default " BUILD_DEFAULT_NAME
-		")\n"
-		"  --min-agent-version V     oldest agent that may load it (default this version)\n"
-		"  --allow-downgrade-from N  signed downgrade instruction: an agent whose active\n"
-		"                            version is above this bundle's and at most N may go\n"
-		"                            back to it\n"
-		"  --skip-validation         TESTS ONLY: sign without compiling or testing, so that an\n"
-		"                            agent's own checks can be tested\n");
+	fprintf(
+	    out,
+	    "usage: vigil content build RULES --version N --key S.key [--key ...] -o FILE\n"
+	    "                           [--expires DURATION] [--name NAME]\n"
+	    "                           [--min-agent-version V] [--allow-downgrade-from N]\n"
+	    "                           [--skip-validation]\n"
+	    "\n"
+	    "Compiles the rules in RULES (a directory searched for *.yml / *.yaml, or one file)\n"
+	    "against this build's field registry, runs every rule's tests, and writes FILE: one\n"
+	    "signed bundle holding those exact bytes. Content that fails is refused.\n"
+	    "\n"
+	    "  --version N               bundle version (agents take only higher ones)\n"
+	    "  --key S.key               a content-signing secret key (repeat for a threshold)\n"
+	    "  --expires DURATION        valid for N s, m, h, d or w "
+	    "(default " BUILD_DEFAULT_EXPIRES ")\n"
+	    "  --name NAME               bundle name, [A-Za-z0-9._-] (default " BUILD_DEFAULT_NAME
+	    ")\n"
+	    "  --min-agent-version V     oldest agent that may load it (default this version)\n"
+	    "  --allow-downgrade-from N  signed downgrade instruction: an agent whose active\n"
+	    "                            version is above this bundle's and at most N may go\n"
+	    "                            back to it\n"
+	    "  --skip-validation         TESTS ONLY: sign without compiling or testing, so that "
+	    "an\n"
+	    "                            agent's own checks can be tested\n");
 }
 
 static void verify_usage(FILE *out)
 {
-	fprintf(out,
-		"usage: vigil content verify FILE --root ROOT [--compile] [--active-version N]\n"
-		"\n"
-		"Checks bundle FILE as an agent would before activating it: size caps, layout, key\n"
-		"ids and signatures against the trust root ROOT (threshold of distinct keys), expiry,\n"
-		"schema and agent version, payload hash and archive. Prints the signed manifest as\n"
-		"JSON, or exits 1 with the reason on one line.\n"
-		"\n"
-		"  --compile   also compile the payload against this build's field registry and run\n"
-		"              the rules' tests (the agent's next step)\n"
-		"  --active-version N\n"
-		"              also apply the agent's version rule as if N were active: only a\n"
-		"              higher version, or a lower one whose signed downgrade instruction\n"
-		"              covers N\n");
+	fprintf(
+	    out,
+	    "usage: vigil content verify FILE --root ROOT [--compile] [--active-version N]\n"
+	    "\n"
+	    "Checks bundle FILE as an agent would before activating it: size caps, layout, key\n"
+	    "ids and signatures against the trust root ROOT (threshold of distinct keys), expiry,\n"
+	    "schema and agent version, payload hash and archive. Prints the signed manifest as\n"
+	    "JSON, or exits 1 with the reason on one line.\n"
+	    "\n"
+	    "  --compile   also compile the payload against this build's field registry and run\n"
+	    "              the rules' tests (the agent's next step)\n"
+	    "  --active-version N\n"
+	    "              also apply the agent's version rule as if N were active: only a\n"
+	    "              higher version, or a lower one whose signed downgrade instruction\n"
+	    "              covers N\n");
 }
 
 static int parse_u64(const char *s, uint64_t max, uint64_t *out)
@@ -133,7 +136,8 @@ static int collect_file(struct collection *c, const char *path, const char *name
 		return -EINVAL;
 	}
 	if (c->n >= BUNDLE_MAX_FILES) {
-		fprintf(stderr, "%s: %s: more than %u rule files\n", cmd, c->root, BUNDLE_MAX_FILES);
+		fprintf(stderr, "%s: %s: more than %u rule files\n", cmd, c->root,
+			BUNDLE_MAX_FILES);
 		return -E2BIG;
 	}
 	if (c->n == c->cap) {
@@ -148,7 +152,7 @@ static int collect_file(struct collection *c, const char *path, const char *name
 	ret = trust_file_read(path, BUNDLE_MAX_FILE_BYTES, &data);
 	if (ret) {
 		fprintf(stderr, "%s: %s: %s\n", cmd, path,
-			ret == -E2BIG  ? "larger than the 16 MiB a bundle file may have"
+			ret == -E2BIG	? "larger than the 16 MiB a bundle file may have"
 			: ret == -ELOOP ? "symbolic links are not followed"
 					: strerror(-ret));
 		buf_release(&data);
@@ -195,8 +199,9 @@ static int collect_dir(struct collection *c, const char *dir, const char *prefix
 	int fd, ret = 0;
 
 	if (depth >= BUNDLE_MAX_NAME_DEPTH) {
-		fprintf(stderr, "%s: %s: directories nested deeper than a bundle name may be (%u)\n",
-			cmd, dir, BUNDLE_MAX_NAME_DEPTH);
+		fprintf(stderr,
+			"%s: %s: directories nested deeper than a bundle name may be (%u)\n", cmd,
+			dir, BUNDLE_MAX_NAME_DEPTH);
 		return -E2BIG;
 	}
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
@@ -304,8 +309,8 @@ static int validate_rules(const struct collection *c, size_t *n_rules, unsigned 
 	if (ret) {
 		const char *first = report.data ? report.data : "";
 		size_t len = strcspn(first, "\n");
-		fprintf(stderr, "%s: refused: %u rule test%s failed; first: %.*s\n", cmd, res.failed,
-			res.failed == 1 ? "" : "s", (int)len, first);
+		fprintf(stderr, "%s: refused: %u rule test%s failed; first: %.*s\n", cmd,
+			res.failed, res.failed == 1 ? "" : "s", (int)len, first);
 	} else {
 		*n_rules = ruleset_count(rs);
 		*n_tests = res.passed;
@@ -374,7 +379,8 @@ int cmd_content_build(int argc, char **argv)
 		i++;
 		if (strcmp(opt, "--version") == 0) {
 			if (parse_u64(val, BUNDLE_MAX_VERSION, &p.version) || p.version < 1) {
-				fprintf(stderr, "%s: --version: '%s' is not in 1..2^53-1\n", cmd, val);
+				fprintf(stderr, "%s: --version: '%s' is not in 1..2^53-1\n", cmd,
+					val);
 				return 2;
 			}
 			has_version = true;
@@ -389,7 +395,8 @@ int cmd_content_build(int argc, char **argv)
 			p.min_agent_version = val;
 		} else if (strcmp(opt, "--allow-downgrade-from") == 0) {
 			if (parse_u64(val, BUNDLE_MAX_VERSION, &p.allow_downgrade_from)) {
-				fprintf(stderr, "%s: --allow-downgrade-from: '%s' is not a version\n", cmd,
+				fprintf(stderr,
+					"%s: --allow-downgrade-from: '%s' is not a version\n", cmd,
 					val);
 				return 2;
 			}
@@ -440,8 +447,10 @@ int cmd_content_build(int argc, char **argv)
 		}
 	}
 	if (skip_validation)
-		fprintf(stderr, "%s: WARNING: --skip-validation: signing content that was neither "
-				"compiled nor tested (for tests only)\n", cmd);
+		fprintf(stderr,
+			"%s: WARNING: --skip-validation: signing content that was neither "
+			"compiled nor tested (for tests only)\n",
+			cmd);
 	else if (validate_rules(&c, &n_rules, &n_tests))
 		goto out;
 	if (size_mul(c.n, sizeof(*files), &bytes) || !(files = malloc(bytes))) {
@@ -467,7 +476,8 @@ int cmd_content_build(int argc, char **argv)
 		goto out;
 	}
 	printf("wrote %s: %s version %" PRIu64 ", %zu file%s, %zu bytes, %zu signature%s; ", output,
-	       p.name, p.version, c.n, c.n == 1 ? "" : "s", out.len, n_keys, n_keys == 1 ? "" : "s");
+	       p.name, p.version, c.n, c.n == 1 ? "" : "s", out.len, n_keys,
+	       n_keys == 1 ? "" : "s");
 	if (skip_validation)
 		printf("NOT VALIDATED (--skip-validation)\n");
 	else
@@ -546,7 +556,8 @@ int cmd_content_verify(int argc, char **argv)
 			compile = true;
 		} else if (strcmp(argv[i], "--active-version") == 0) {
 			if (++i >= argc || parse_u64(argv[i], BUNDLE_MAX_VERSION, &active)) {
-				fprintf(stderr, "%s: --active-version needs a version number\n", cmd);
+				fprintf(stderr, "%s: --active-version needs a version number\n",
+					cmd);
 				return 2;
 			}
 			has_active = true;
@@ -561,8 +572,9 @@ int cmd_content_verify(int argc, char **argv)
 		}
 	}
 	if (!path || !root_path) {
-		fprintf(stderr, "%s: usage: vigil content verify FILE --root ROOT [--compile] "
-				"[--active-version N]\n",
+		fprintf(stderr,
+			"%s: usage: vigil content verify FILE --root ROOT [--compile] "
+			"[--active-version N]\n",
 			cmd);
 		return 2;
 	}

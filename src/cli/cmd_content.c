@@ -28,7 +28,8 @@ static void content_usage(FILE *out)
 		"       a malformed line is reported as FILE:LINE: reason and skipped.\n"
 		"       --alerts-only  print alerts only (the default; as vigil-agent's option)\n"
 		"       --stats        end with one JSON line: events, alerts, seconds (time spent\n"
-		"                      in the engine), events_per_second, and load figures\n");
+		"                      in the engine, not parsing or writing), events_per_second,\n"
+		"                      and load figures\n");
 }
 
 static double now_seconds(void)
@@ -77,17 +78,22 @@ struct replay {
 	struct buf line;
 	unsigned long long alerts;
 	unsigned long long write_errors;
+	double output_seconds; /* spent writing alerts, inside engine_eval's callback */
 };
+
+static double now_seconds(void);
 
 static void on_alert(void *ctx, const struct rule_info *rule, const struct event *ev)
 {
 	struct replay *r = ctx;
+	double t0 = now_seconds();
 	r->alerts++;
 	buf_reset(&r->line);
 	if (alert_write_json(rule, ev, r->scratch, &r->line) < 0 ||
 	    buf_append_char(&r->line, '\n') < 0 ||
 	    fwrite(r->line.data, 1, r->line.len, r->out) != r->line.len)
 		r->write_errors++;
+	r->output_seconds += now_seconds() - t0;
 }
 
 /*
@@ -213,6 +219,10 @@ static int content_test(int argc, char **argv)
 		n_events++;
 	}
 	double wall = now_seconds() - wall0;
+	/* the engine's time, not the alert writer's */
+	engine_seconds -= r.output_seconds;
+	if (engine_seconds < 0)
+		engine_seconds = 0;
 	if (r.write_errors) {
 		fprintf(stderr, "vigil content test: %llu alerts could not be written\n",
 			r.write_errors);

@@ -20,32 +20,35 @@
 
 static void keygen_usage(FILE *out)
 {
-	fprintf(out,
-		"usage: vigil keygen -o NAME\n"
-		"\n"
-		"Makes an Ed25519 key pair: NAME.key (secret, mode 0600) and NAME.pub. Neither may\n"
-		"exist already. Prints the key id.\n");
+	fprintf(
+	    out,
+	    "usage: vigil keygen -o NAME\n"
+	    "\n"
+	    "Makes an Ed25519 key pair: NAME.key (secret, mode 0600) and NAME.pub. Neither may\n"
+	    "exist already. Prints the key id.\n");
 }
 
 static void root_usage(FILE *out)
 {
-	fprintf(out,
-		"usage: vigil root create --root-key R.key [--root-key ...] [--root-threshold K]\n"
-		"                         --signer S.pub [--signer ...] [--threshold K]\n"
-		"                         [--version N] [--expires DURATION]\n"
-		"                         [--previous OLD.json --previous-key OLD.key ...] -o ROOT\n"
-		"       vigil root verify ROOT [--root CURRENT]\n"
-		"\n"
-		"create  writes the trust root agents pin: the content-signing keys (--signer) and how\n"
-		"        many must sign a bundle (--threshold, default 1), the root keys (--root-key,\n"
-		"        each of which signs) and how many must sign a root (--root-threshold,\n"
-		"        default 1), a version (default 1, or the previous root's plus one) and an\n"
-		"        optional expiry (DURATION: N followed by s, m, h, d or w). A rotation names\n"
-		"        the root it replaces (--previous) and enough of its root keys\n"
-		"        (--previous-key) to meet its root threshold; the result is checked as an\n"
-		"        agent would check it before it is written.\n"
-		"verify  checks ROOT's own signatures and prints a JSON summary; with --root, checks\n"
-		"        that an agent pinning CURRENT would accept ROOT as its successor.\n");
+	fprintf(
+	    out,
+	    "usage: vigil root create --root-key R.key [--root-key ...] [--root-threshold K]\n"
+	    "                         --signer S.pub [--signer ...] [--threshold K]\n"
+	    "                         [--version N] [--expires DURATION]\n"
+	    "                         [--previous OLD.json --previous-key OLD.key ...] -o ROOT\n"
+	    "       vigil root verify ROOT [--root CURRENT]\n"
+	    "\n"
+	    "create  writes the trust root agents pin: the content-signing keys (--signer) and "
+	    "how\n"
+	    "        many must sign a bundle (--threshold, default 1), the root keys (--root-key,\n"
+	    "        each of which signs) and how many must sign a root (--root-threshold,\n"
+	    "        default 1), a version (default 1, or the previous root's plus one) and an\n"
+	    "        optional expiry (DURATION: N followed by s, m, h, d or w). A rotation names\n"
+	    "        the root it replaces (--previous) and enough of its root keys\n"
+	    "        (--previous-key) to meet its root threshold; the result is checked as an\n"
+	    "        agent would check it before it is written.\n"
+	    "verify  checks ROOT's own signatures and prints a JSON summary; with --root, checks\n"
+	    "        that an agent pinning CURRENT would accept ROOT as its successor.\n");
 }
 
 /* Loaders that print "CMD: PATH: reason" on error. */
@@ -232,7 +235,8 @@ static int root_create_args(int argc, char **argv, struct root_args *a)
 			ret = parse_uint(val, 9007199254740991ull, &a->version);
 			a->has_version = true;
 		} else {
-			fprintf(stderr, "vigil root create: unknown option '%s' (try --help)\n", opt);
+			fprintf(stderr, "vigil root create: unknown option '%s' (try --help)\n",
+				opt);
 			return -EINVAL;
 		}
 		if (ret == -EINVAL)
@@ -315,8 +319,8 @@ static int root_create(int argc, char **argv)
 	if (a.expires) {
 		trust_time_t d;
 		if (trust_duration_parse(a.expires, &d)) {
-			fprintf(stderr, "%s: --expires: '%s' is not a duration (such as 365d)\n", cmd,
-				a.expires);
+			fprintf(stderr, "%s: --expires: '%s' is not a duration (such as 365d)\n",
+				cmd, a.expires);
 			goto out;
 		}
 		p.has_expires = true;
@@ -334,8 +338,8 @@ static int root_create(int argc, char **argv)
 		goto out;
 	}
 	if (previous) {
-		ret = trust_root_update(previous, out.data, out.len, (trust_time_t)time(NULL), &check,
-					err, sizeof(err));
+		ret = trust_root_update(previous, out.data, out.len, (trust_time_t)time(NULL),
+					&check, err, sizeof(err));
 		if (ret) {
 			fprintf(stderr, "%s: an agent pinning %s would refuse this root: %s\n", cmd,
 				a.previous, err);
@@ -414,8 +418,9 @@ static int root_verify(int argc, char **argv)
 		goto out;
 	}
 	if (current)
-		ret = buf_printf(&summary, "{\"accepted\":true,\"replaces_version\":%" PRIu64
-				 ",\"root\":", trust_root_version(current));
+		ret = buf_printf(&summary,
+				 "{\"accepted\":true,\"replaces_version\":%" PRIu64 ",\"root\":",
+				 trust_root_version(current));
 	if (!ret)
 		ret = trust_root_summary_json(root, &summary);
 	if (!ret && current)

@@ -39,7 +39,7 @@ struct bundle {
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Messages are for people; one cut short by the buffer is still a message. */
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -285,8 +285,9 @@ static int manifest_write(const struct bundle_manifest *m, const struct manifest
 	if (!err)
 		err = buf_printf(out,
 				 "],\"min_agent_version\":\"%s\",\"name\":\"%s\",\"payload\":"
-				 "{\"blake2b\":\"%s\",\"size\":%" PRIu64 "},\"schema_version\":%" PRIu32
-				 ",\"type\":\"" MANIFEST_TYPE "\",\"version\":%" PRIu64 "}",
+				 "{\"blake2b\":\"%s\",\"size\":%" PRIu64
+				 "},\"schema_version\":%" PRIu32 ",\"type\":\"" MANIFEST_TYPE
+				 "\",\"version\":%" PRIu64 "}",
 				 m->min_agent_version, m->name, hash, m->payload_size,
 				 m->schema_version, m->version);
 	return err;
@@ -294,10 +295,8 @@ static int manifest_write(const struct bundle_manifest *m, const struct manifest
 
 static const char *unknown_key(json_t *o, const char *const *allowed)
 {
-	const char *k;
-	json_t *v;
-
-	json_object_foreach(o, k, v) {
+	for (void *it = json_object_iter(o); it; it = json_object_iter_next(o, it)) {
+		const char *k = json_object_iter_key(it);
 		size_t i;
 		for (i = 0; allowed[i]; i++) {
 			if (strcmp(k, allowed[i]) == 0)
@@ -350,9 +349,9 @@ static bool hex32(json_t *v, uint8_t out[TRUST_HASH_BYTES])
 		return false;
 	s = json_string_value(v);
 	for (size_t i = 0; i < 2 * TRUST_HASH_BYTES; i++) {
-		int d = s[i] >= '0' && s[i] <= '9' ? s[i] - '0'
+		int d = s[i] >= '0' && s[i] <= '9'   ? s[i] - '0'
 			: s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10
-						       : -1;
+						     : -1;
 		if (d < 0)
 			return false;
 		if (i % 2 == 0)
@@ -371,9 +370,17 @@ static bool hex32(json_t *v, uint8_t out[TRUST_HASH_BYTES])
 static int manifest_parse(const char *text, size_t len, struct bundle_manifest *m, json_t **json,
 			  struct manifest_file **files, char *err, size_t errlen)
 {
-	static const char *const keys[] = {"allow_downgrade_from", "created", "expires", "files",
-					   "min_agent_version",    "name",    "payload", "schema_version",
-					   "type",                 "version", NULL};
+	static const char *const keys[] = {"allow_downgrade_from",
+					   "created",
+					   "expires",
+					   "files",
+					   "min_agent_version",
+					   "name",
+					   "payload",
+					   "schema_version",
+					   "type",
+					   "version",
+					   NULL};
 	static const char *const payload_keys[] = {"blake2b", "size", NULL};
 	static const char *const file_keys[] = {"name", "size", NULL};
 	struct manifest_file *f = NULL;
@@ -436,14 +443,16 @@ static int manifest_parse(const char *text, size_t len, struct bundle_manifest *
 	v = json_object_get(j, "min_agent_version");
 	if (!json_label(v, m->min_agent_version) ||
 	    bundle_agent_version_parse(m->min_agent_version, strlen(m->min_agent_version), &u)) {
-		set_err(err, errlen, "manifest: 'min_agent_version' missing or not MAJOR.MINOR.PATCH");
+		set_err(err, errlen,
+			"manifest: 'min_agent_version' missing or not MAJOR.MINOR.PATCH");
 		goto out;
 	}
 	v = json_object_get(j, "allow_downgrade_from");
 	if (v) {
 		if (!json_u64(v, m->version + 1, BUNDLE_MAX_VERSION, &m->allow_downgrade_from)) {
-			set_err(err, errlen,
-				"manifest: 'allow_downgrade_from' is not an integer above 'version'");
+			set_err(
+			    err, errlen,
+			    "manifest: 'allow_downgrade_from' is not an integer above 'version'");
 			goto out;
 		}
 		m->has_allow_downgrade = true;
@@ -479,8 +488,8 @@ static int manifest_parse(const char *text, size_t len, struct bundle_manifest *
 		if (!json_is_object(e) || unknown_key(e, file_keys) || !json_is_string(name) ||
 		    !json_u64(json_object_get(e, "size"), 0, BUNDLE_MAX_FILE_BYTES, &f[i].size)) {
 			set_err(err, errlen,
-				"manifest: files[%zu] is not {\"name\": string, \"size\": 0..%u}", i,
-				BUNDLE_MAX_FILE_BYTES);
+				"manifest: files[%zu] is not {\"name\": string, \"size\": 0..%u}",
+				i, BUNDLE_MAX_FILE_BYTES);
 			goto out;
 		}
 		f[i].name = json_string_value(name);
@@ -488,7 +497,8 @@ static int manifest_parse(const char *text, size_t len, struct bundle_manifest *
 		if (!bundle_name_safe(f[i].name, f[i].name_len, &why)) {
 			char p[80];
 			printable(f[i].name, f[i].name_len, p, sizeof(p));
-			set_err(err, errlen, "manifest: files[%zu]: unsafe name '%s': %s", i, p, why);
+			set_err(err, errlen, "manifest: files[%zu]: unsafe name '%s': %s", i, p,
+				why);
 			goto out;
 		}
 		if ((problem = name_order_problem(f, i))) {
@@ -521,8 +531,8 @@ out:
  * Every length is checked against what remains before it is used; names must be safe, sorted
  * and exactly the manifest's list @mf, with the same sizes. Fills b->files and b->names.
  */
-static int payload_parse(struct bundle *b, const struct manifest_file *mf, size_t n_mf,
-			 char *err, size_t errlen)
+static int payload_parse(struct bundle *b, const struct manifest_file *mf, size_t n_mf, char *err,
+			 size_t errlen)
 {
 	const uint8_t *p = b->payload, *end = b->payload + b->payload_len;
 	struct manifest_file *seen = NULL;
@@ -562,8 +572,8 @@ static int payload_parse(struct bundle *b, const struct manifest_file *mf, size_
 		nlen = get_le16(p);
 		p += 2;
 		if (nlen == 0 || nlen > BUNDLE_MAX_NAME_BYTES) {
-			set_err(err, errlen, "payload: file %zu: name length %zu not in 1..%u", i, nlen,
-				BUNDLE_MAX_NAME_BYTES);
+			set_err(err, errlen, "payload: file %zu: name length %zu not in 1..%u", i,
+				nlen, BUNDLE_MAX_NAME_BYTES);
 			goto out;
 		}
 		if ((size_t)(end - p) < nlen) {
@@ -605,7 +615,8 @@ static int payload_parse(struct bundle *b, const struct manifest_file *mf, size_
 			set_err(err, errlen,
 				"payload: file %zu '%.*s' (%zu bytes) is not the manifest's '%.*s' "
 				"(%" PRIu64 " bytes)",
-				i, (int)nlen, name, dlen, (int)mf[i].name_len, mf[i].name, mf[i].size);
+				i, (int)nlen, name, dlen, (int)mf[i].name_len, mf[i].name,
+				mf[i].size);
 			goto out;
 		}
 		memcpy(b->names + used, name, nlen);
@@ -679,7 +690,8 @@ int bundle_verify(const struct trust_root *root, const void *data, size_t len,
 		return -E2BIG;
 	}
 	if (len < BUNDLE_HEADER_BYTES) {
-		set_err(err, errlen, "truncated header (%zu of %u bytes)", len, BUNDLE_HEADER_BYTES);
+		set_err(err, errlen, "truncated header (%zu of %u bytes)", len,
+			BUNDLE_HEADER_BYTES);
 		return -EINVAL;
 	}
 	if (memcmp(d, BUNDLE_MAGIC, BUNDLE_MAGIC_BYTES) != 0) {
@@ -692,8 +704,9 @@ int bundle_verify(const struct trust_root *root, const void *data, size_t len,
 	nsig = get_le32(d + 20);
 	plen = get_le64(d + 24);
 	if (format != BUNDLE_FORMAT_VERSION) {
-		set_err(err, errlen, "unsupported bundle format version %" PRIu32 " (this reads %u)",
-			format, BUNDLE_FORMAT_VERSION);
+		set_err(err, errlen,
+			"unsupported bundle format version %" PRIu32 " (this reads %u)", format,
+			BUNDLE_FORMAT_VERSION);
 		return -EINVAL;
 	}
 	if (reserved != 0) {
@@ -716,7 +729,8 @@ int bundle_verify(const struct trust_root *root, const void *data, size_t len,
 		return -E2BIG;
 	}
 	/* each term is capped above, so the sum cannot overflow 64 bits */
-	total = (uint64_t)BUNDLE_HEADER_BYTES + mlen + (uint64_t)nsig * BUNDLE_SIG_ENTRY_BYTES + plen;
+	total =
+	    (uint64_t)BUNDLE_HEADER_BYTES + mlen + (uint64_t)nsig * BUNDLE_SIG_ENTRY_BYTES + plen;
 	if (total != len) {
 		set_err(err, errlen, "%s: header declares %" PRIu64 " bytes, file has %zu",
 			total > len ? "truncated" : "trailing bytes", total, len);
@@ -737,7 +751,8 @@ int bundle_verify(const struct trust_root *root, const void *data, size_t len,
 		const uint8_t *id = sigs + (size_t)i * BUNDLE_SIG_ENTRY_BYTES;
 		if (!trust_root_find_content_key(root, id)) {
 			trust_key_id_hex(id, hex);
-			set_err(err, errlen, "signature %" PRIu32 " is by unknown key id %s", i, hex);
+			set_err(err, errlen, "signature %" PRIu32 " is by unknown key id %s", i,
+				hex);
 			return -ENOKEY;
 		}
 	}
@@ -771,10 +786,11 @@ int bundle_verify(const struct trust_root *root, const void *data, size_t len,
 		}
 	}
 	if (b->n_signers < trust_root_content_threshold(root)) {
-		set_err(err, errlen,
-			"threshold not met: signed by %zu distinct content key%s, the root requires "
-			"%u",
-			b->n_signers, b->n_signers == 1 ? "" : "s", trust_root_content_threshold(root));
+		set_err(
+		    err, errlen,
+		    "threshold not met: signed by %zu distinct content key%s, the root requires "
+		    "%u",
+		    b->n_signers, b->n_signers == 1 ? "" : "s", trust_root_content_threshold(root));
 		ret = -EBADMSG;
 		goto out_free;
 	}
@@ -791,13 +807,13 @@ int bundle_verify(const struct trust_root *root, const void *data, size_t len,
 		goto out_free;
 	}
 	if (b->m.schema_version > opt->schema_version) {
-		set_err(err, errlen, "bundle needs schema version %" PRIu32 ", this agent has %" PRIu32,
+		set_err(err, errlen,
+			"bundle needs schema version %" PRIu32 ", this agent has %" PRIu32,
 			b->m.schema_version, opt->schema_version);
 		ret = -ENOTSUP;
 		goto out_free;
 	}
-	bundle_agent_version_parse(b->m.min_agent_version, strlen(b->m.min_agent_version),
-				   &needed);
+	bundle_agent_version_parse(b->m.min_agent_version, strlen(b->m.min_agent_version), &needed);
 	if (needed > agent) {
 		set_err(err, errlen, "bundle needs agent version %s or later, this is %s",
 			b->m.min_agent_version, opt->agent_version);
@@ -807,9 +823,8 @@ int bundle_verify(const struct trust_root *root, const void *data, size_t len,
 
 	/* payload: size, then hash over the copy we keep, then the archive */
 	if (b->m.payload_size != plen) {
-		set_err(err, errlen,
-			"payload is %" PRIu64 " bytes, the manifest says %" PRIu64, plen,
-			b->m.payload_size);
+		set_err(err, errlen, "payload is %" PRIu64 " bytes, the manifest says %" PRIu64,
+			plen, b->m.payload_size);
 		ret = -EINVAL;
 		goto out_free;
 	}
@@ -942,8 +957,8 @@ int bundle_build(const struct bundle_params *p, const struct bundle_file *files,
 		set_err(err, errlen, "schema version must be at least 1");
 		return -EINVAL;
 	}
-	if (p->has_allow_downgrade &&
-	    (p->allow_downgrade_from <= p->version || p->allow_downgrade_from > BUNDLE_MAX_VERSION)) {
+	if (p->has_allow_downgrade && (p->allow_downgrade_from <= p->version ||
+				       p->allow_downgrade_from > BUNDLE_MAX_VERSION)) {
 		set_err(err, errlen, "a downgrade instruction must name a version above %" PRIu64,
 			p->version);
 		return -EINVAL;
@@ -997,8 +1012,8 @@ int bundle_build(const struct bundle_params *p, const struct bundle_file *files,
 		if (problem) {
 			set_err(err, errlen, "file name '%s': %s", mf[i].name,
 				strcmp(problem, "a directory of it is also a file") == 0
-					? problem
-					: "given twice");
+				    ? problem
+				    : "given twice");
 			goto out;
 		}
 		order[i] = &files[mf[i].index];
@@ -1039,7 +1054,8 @@ int bundle_build(const struct bundle_params *p, const struct bundle_file *files,
 	ret = manifest_write(&m, mf, n, &manifest);
 	if (ret) {
 		if (ret == -E2BIG)
-			set_err(err, errlen, "manifest larger than %u bytes", BUNDLE_MAX_MANIFEST_BYTES);
+			set_err(err, errlen, "manifest larger than %u bytes",
+				BUNDLE_MAX_MANIFEST_BYTES);
 		else
 			set_err(err, errlen, "cannot write the manifest: %s", strerror(-ret));
 		goto out;
@@ -1064,7 +1080,8 @@ int bundle_build(const struct bundle_params *p, const struct bundle_file *files,
 	if (!ret)
 		ret = buf_append(out, payload.data, payload.len);
 	if (ret)
-		set_err(err, errlen, ret == -E2BIG ? "bundle larger than its cap" : "out of memory");
+		set_err(err, errlen,
+			ret == -E2BIG ? "bundle larger than its cap" : "out of memory");
 	else if (out->len > BUNDLE_MAX_BYTES) {
 		set_err(err, errlen, "bundle of %zu bytes is larger than the %u byte cap", out->len,
 			BUNDLE_MAX_BYTES);

@@ -17,8 +17,8 @@
 
 /* --- layout --- */
 
-#define BUNDLE_MAGIC "VIGILBDL" /* 8 bytes, no NUL */
-#define BUNDLE_MAGIC_BYTES 8
+#define BUNDLE_MAGIC	      "VIGILBDL" /* 8 bytes, no NUL */
+#define BUNDLE_MAGIC_BYTES    8
 #define BUNDLE_FORMAT_VERSION 1u
 /* magic | format u32 | reserved u32 | manifest length u32 | signatures u32 | payload length u64 */
 #define BUNDLE_HEADER_BYTES 32u
@@ -71,7 +71,7 @@ struct bundle_manifest {
 
 /* What the reader of a bundle compares against: its clock and its own versions. */
 struct bundle_verify_options {
-	trust_time_t now;          /* seconds since the epoch */
+	trust_time_t now;	   /* seconds since the epoch */
 	uint32_t schema_version;   /* the reader's SCHEMA_VERSION */
 	const char *agent_version; /* the reader's "MAJOR.MINOR.PATCH" */
 };

@@ -281,6 +281,37 @@ static int check_string(struct cc *c, const struct rcond *p, const struct rval *
 	return 0;
 }
 
+/* The largest repeat bound ({n}, {n,}, {n,m}) written in regex @s, outside classes. */
+static uint64_t regex_max_repeat(const char *s, size_t len)
+{
+	uint64_t max = 0;
+	bool in_class = false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '\\') {
+			i++;
+		} else if (in_class) {
+			in_class = s[i] != ']';
+		} else if (s[i] == '[') {
+			in_class = true;
+			if (i + 1 < len && s[i + 1] == ']')
+				i++; /* "[]...]": the first ] is a member */
+		} else if (s[i] == '{') {
+			uint64_t v = 0;
+			for (size_t k = i + 1; k < len && ((s[k] >= '0' && s[k] <= '9') || s[k] == ','); k++) {
+				if (s[k] == ',') {
+					v = 0;
+					continue;
+				}
+				if (v < UINT32_MAX)
+					v = v * 10 + (uint64_t)(s[k] - '0');
+				if (v > max)
+					max = v;
+			}
+		}
+	}
+	return max;
+}
+
 static int parse_i64(const char *s, size_t len, int64_t *out)
 {
 	size_t i = 0;
@@ -546,6 +577,12 @@ static int compile_pred(struct cc *c, const struct rcond *p, struct ct **out)
 			if ((ret = check_string(c, p, vs.v[i], eq)) < 0)
 				return ret;
 			has_empty |= vs.v[i]->len == 0;
+			uint64_t rep;
+			if (p->op == ROP_REGEX &&
+			    (rep = regex_max_repeat(vs.v[i]->s, vs.v[i]->len)) > RULES_MAX_REGEX_REPEAT)
+				return CFAIL(c, -E2BIG, vs.v[i]->line, p->name,
+					     "regex: repeat bound %llu above %u", (unsigned long long)rep,
+					     RULES_MAX_REGEX_REPEAT);
 		}
 		/* event.action selects buckets; it and "" are compared directly, not scanned */
 		if (eq && (has_empty || (id == F_EVENT_ACTION && !p->caseless)))

@@ -43,6 +43,8 @@
 #define RULES_MAX_MACROS 4096u
 /* Bytes of one value, pattern or list item. */
 #define RULES_MAX_VALUE_BYTES 4096u
+/* Largest bound of a regex repeat such as {2,1000}: big bounds make compiling slow. */
+#define RULES_MAX_REGEX_REPEAT 1000u
 /* Bytes of a rule's name, description and tags. */
 #define RULES_MAX_NAME_BYTES 256u
 #define RULES_MAX_DESCRIPTION_BYTES 4096u
@@ -64,7 +66,7 @@
 #define RULES_MAX_STACK 64u
 /* State entries (threshold counters, sequence progress) one engine keeps; past it the least
  * recently used entry is evicted and counted. */
-#define RULES_MAX_STATE_ENTRIES 65536u
+#define RULES_MAX_STATE_ENTRIES 32768u
 
 /* One rule file held in memory: a name for messages and its bytes (need not end in NUL). */
 struct rules_source {

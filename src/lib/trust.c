@@ -17,9 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KEY_ALG "Ed"
+#define KEY_ALG	       "Ed"
 #define COMMENT_PREFIX "untrusted comment: "
-#define ROOT_TYPE "vigil-root"
+#define ROOT_TYPE      "vigil-root"
 /* Versions stay exact in every JSON reader (2^53 - 1). */
 #define TRUST_VERSION_MAX 9007199254740991ull
 /* The longest duration accepted: 100 years. */
@@ -47,14 +47,14 @@ struct sig_entry {
 struct root_doc {
 	json_t *json;
 	json_t *signed_part; /* borrowed from json */
-	char *canon;         /* canonical bytes of signed_part (json_dumps, free()) */
+	char *canon;	     /* canonical bytes of signed_part (json_dumps, free()) */
 	size_t canon_len;
 	struct sig_entry sigs[TRUST_ROOT_MAX_SIGNATURES];
 	size_t n_sigs;
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Messages are for people; one cut short by the buffer is still a message. */
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -206,8 +206,8 @@ static int keyfile_decode(const char *data, size_t len, const char *what, uint8_
 	}
 	for (const char *p = data; p < nl; p++) {
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) {
-			set_err(err, errlen, "%s file: comment line holds a control or non-ASCII byte",
-				what);
+			set_err(err, errlen,
+				"%s file: comment line holds a control or non-ASCII byte", what);
 			return -EINVAL;
 		}
 	}
@@ -280,7 +280,8 @@ int trust_secret_decode(const char *data, size_t len, struct trust_secret *out, 
 	trust_key_id(pk, id);
 	if (memcmp(pk, fsk + 32, TRUST_PUBLIC_BYTES) != 0 ||
 	    memcmp(id, bin + 2, TRUST_KEYID_BYTES) != 0) {
-		set_err(err, errlen, "secret key file: key id or public half does not match the key");
+		set_err(err, errlen,
+			"secret key file: key id or public half does not match the key");
 		ret = -EINVAL;
 		goto out_wipe;
 	}
@@ -314,8 +315,8 @@ void trust_sign(const struct trust_secret *sec, const char *context, const void 
 	crypto_sign_detached(sig, NULL, digest, sizeof(digest), sec->sk);
 }
 
-bool trust_sig_valid(const struct trust_key *key, const char *context, const void *msg,
-		     size_t len, const uint8_t sig[TRUST_SIG_BYTES])
+bool trust_sig_valid(const struct trust_key *key, const char *context, const void *msg, size_t len,
+		     const uint8_t sig[TRUST_SIG_BYTES])
 {
 	uint8_t digest[TRUST_HASH_BYTES];
 
@@ -399,12 +400,23 @@ int trust_duration_parse(const char *s, trust_time_t *out)
 	if (i == 0 || s[i] == '\0' || s[i + 1] != '\0')
 		return -EINVAL;
 	switch (s[i]) {
-	case 's': unit = 1; break;
-	case 'm': unit = 60; break;
-	case 'h': unit = 3600; break;
-	case 'd': unit = 86400; break;
-	case 'w': unit = 7 * 86400; break;
-	default: return -EINVAL;
+	case 's':
+		unit = 1;
+		break;
+	case 'm':
+		unit = 60;
+		break;
+	case 'h':
+		unit = 3600;
+		break;
+	case 'd':
+		unit = 86400;
+		break;
+	case 'w':
+		unit = 7 * 86400;
+		break;
+	default:
+		return -EINVAL;
 	}
 	if (v == 0 || v > TRUST_DURATION_MAX / unit)
 		return -EINVAL;
@@ -485,8 +497,7 @@ static int write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
-int trust_file_write(const char *path, const void *data, size_t len, unsigned mode,
-		     bool exclusive)
+int trust_file_write(const char *path, const void *data, size_t len, unsigned mode, bool exclusive)
 {
 	char tmp[4096];
 	const char *target = path;
@@ -592,10 +603,8 @@ static bool json_hex(json_t *v, uint8_t *out, size_t n)
 /* The first key of object @o that is not one of the NULL-terminated @allowed, or NULL. */
 static const char *unknown_key(json_t *o, const char *const *allowed)
 {
-	const char *k;
-	json_t *v;
-
-	json_object_foreach(o, k, v) {
+	for (void *it = json_object_iter(o); it; it = json_object_iter_next(o, it)) {
+		const char *k = json_object_iter_key(it);
 		size_t i;
 		for (i = 0; allowed[i]; i++) {
 			if (strcmp(k, allowed[i]) == 0)
@@ -619,8 +628,7 @@ static void root_doc_release(struct root_doc *d)
  * {"signatures": [{"keyid", "sig"}...], "signed": {...}}. Nothing in "signed" is read here;
  * its canonical form (compact, keys sorted) is what signatures are over.
  */
-static int root_doc_load(const void *data, size_t len, struct root_doc *d, char *err,
-			 size_t errlen)
+static int root_doc_load(const void *data, size_t len, struct root_doc *d, char *err, size_t errlen)
 {
 	static const char *const top_keys[] = {"signatures", "signed", NULL};
 	static const char *const sig_keys[] = {"keyid", "sig", NULL};
@@ -671,7 +679,8 @@ static int root_doc_load(const void *data, size_t len, struct root_doc *d, char 
 		    !json_hex(json_object_get(s, "keyid"), d->sigs[i].id, TRUST_KEYID_BYTES) ||
 		    !json_hex(json_object_get(s, "sig"), d->sigs[i].sig, TRUST_SIG_BYTES)) {
 			set_err(err, errlen,
-				"root: signature %zu is not {\"keyid\": 16 hex, \"sig\": 128 hex}", i);
+				"root: signature %zu is not {\"keyid\": 16 hex, \"sig\": 128 hex}",
+				i);
 			goto out_inval;
 		}
 	}
@@ -731,9 +740,8 @@ static int root_doc_check_sigs(const struct root_doc *d, const struct trust_key 
 		}
 	}
 	if (distinct < threshold) {
-		set_err(err, errlen,
-			"root: signed by %u distinct %s root key%s, %u required", distinct, whose,
-			distinct == 1 ? "" : "s", threshold);
+		set_err(err, errlen, "root: signed by %u distinct %s root key%s, %u required",
+			distinct, whose, distinct == 1 ? "" : "s", threshold);
 		return -EBADMSG;
 	}
 	return 0;
@@ -752,8 +760,8 @@ static int parse_u64(json_t *v, uint64_t min, uint64_t max, uint64_t *out)
 	return 0;
 }
 
-static int parse_keys(json_t *arr, const char *role, struct trust_key *keys, size_t *n,
-		      char *err, size_t errlen)
+static int parse_keys(json_t *arr, const char *role, struct trust_key *keys, size_t *n, char *err,
+		      size_t errlen)
 {
 	static const char *const key_keys[] = {"keyid", "public", NULL};
 	uint8_t id[TRUST_KEYID_BYTES];
@@ -773,13 +781,14 @@ static int parse_keys(json_t *arr, const char *role, struct trust_key *keys, siz
 		    !json_hex(json_object_get(k, "keyid"), keys[i].id, TRUST_KEYID_BYTES) ||
 		    !json_hex(json_object_get(k, "public"), keys[i].pk, TRUST_PUBLIC_BYTES)) {
 			set_err(err, errlen,
-				"root: %s[%zu] is not {\"keyid\": 16 hex, \"public\": 64 hex}", role,
-				i);
+				"root: %s[%zu] is not {\"keyid\": 16 hex, \"public\": 64 hex}",
+				role, i);
 			return -EINVAL;
 		}
 		trust_key_id(keys[i].pk, id);
 		if (memcmp(id, keys[i].id, TRUST_KEYID_BYTES) != 0) {
-			set_err(err, errlen, "root: %s[%zu]: key id does not match the key", role, i);
+			set_err(err, errlen, "root: %s[%zu]: key id does not match the key", role,
+				i);
 			return -EINVAL;
 		}
 		if (find_key(keys, i, id, NULL)) {
@@ -794,9 +803,9 @@ static int parse_keys(json_t *arr, const char *role, struct trust_key *keys, siz
 /* The content of a root's signed part, checked for every rule docs/bundles.md states. */
 static int root_parse_signed(json_t *s, struct trust_root *r, char *err, size_t errlen)
 {
-	static const char *const keys[] = {"type",         "version",           "expires",
-					   "root_keys",    "root_threshold",    "content_keys",
-					   "content_threshold", NULL};
+	static const char *const keys[] = {
+	    "type",	      "version",      "expires",	   "root_keys",
+	    "root_threshold", "content_keys", "content_threshold", NULL};
 	json_t *type = json_object_get(s, "type"), *exp = json_object_get(s, "expires");
 	const char *bad;
 	uint64_t v;
@@ -817,7 +826,8 @@ static int root_parse_signed(json_t *s, struct trust_root *r, char *err, size_t 
 	}
 	if (exp) {
 		if (!json_is_string(exp) ||
-		    trust_time_parse(json_string_value(exp), json_string_length(exp), &r->expires)) {
+		    trust_time_parse(json_string_value(exp), json_string_length(exp),
+				     &r->expires)) {
 			set_err(err, errlen, "root: 'expires' is not YYYY-MM-DDTHH:MM:SSZ");
 			return -EINVAL;
 		}
@@ -834,7 +844,8 @@ static int root_parse_signed(json_t *s, struct trust_root *r, char *err, size_t 
 	for (size_t i = 0; i < r->n_content; i++) {
 		if (find_key(r->root_keys, r->n_root, r->content_keys[i].id, NULL)) {
 			set_err(err, errlen,
-				"root: content_keys[%zu] is also a root key (roles must differ)", i);
+				"root: content_keys[%zu] is also a root key (roles must differ)",
+				i);
 			return -EINVAL;
 		}
 	}
@@ -925,7 +936,8 @@ int trust_root_update(const struct trust_root *current, const void *candidate, s
 	if (ret)
 		goto out_free;
 	if (r->version <= current->version) {
-		set_err(err, errlen, "root: version %" PRIu64 " is not higher than the current %" PRIu64,
+		set_err(err, errlen,
+			"root: version %" PRIu64 " is not higher than the current %" PRIu64,
 			r->version, current->version);
 		ret = -ESTALE;
 		goto out_free;
@@ -1041,7 +1053,8 @@ static json_t *keys_json(const struct trust_key *keys, size_t n)
 
 	for (size_t i = 0; arr && i < n; i++) {
 		json_t *k = json_object();
-		if (!k || json_object_set_new(k, "keyid", hex_string(keys[i].id, TRUST_KEYID_BYTES)) ||
+		if (!k ||
+		    json_object_set_new(k, "keyid", hex_string(keys[i].id, TRUST_KEYID_BYTES)) ||
 		    json_object_set_new(k, "public", hex_string(keys[i].pk, TRUST_PUBLIC_BYTES)) ||
 		    json_array_append_new(arr, k)) {
 			json_decref(arr);
@@ -1069,8 +1082,8 @@ static json_t *root_signed_json(const struct trust_root_params *p)
 	}
 	bad |= json_object_set_new(s, "root_keys", keys_json(p->root_keys, p->n_root_keys));
 	bad |= json_object_set_new(s, "root_threshold", json_integer(p->root_threshold));
-	bad |= json_object_set_new(s, "content_keys",
-				   keys_json(p->content_keys, p->n_content_keys));
+	bad |=
+	    json_object_set_new(s, "content_keys", keys_json(p->content_keys, p->n_content_keys));
 	bad |= json_object_set_new(s, "content_threshold", json_integer(p->content_threshold));
 	if (bad) {
 		json_decref(s);
@@ -1094,9 +1107,9 @@ int trust_root_create(const struct trust_root_params *p, const struct trust_secr
 		set_err(err, errlen, "libsodium cannot start");
 		return -EIO;
 	}
-	if (p->version < 1 || p->version > TRUST_VERSION_MAX || p->n_root_keys > TRUST_ROOT_MAX_KEYS ||
-	    p->n_content_keys > TRUST_ROOT_MAX_KEYS || n_signers == 0 ||
-	    n_signers > TRUST_ROOT_MAX_SIGNATURES) {
+	if (p->version < 1 || p->version > TRUST_VERSION_MAX ||
+	    p->n_root_keys > TRUST_ROOT_MAX_KEYS || p->n_content_keys > TRUST_ROOT_MAX_KEYS ||
+	    n_signers == 0 || n_signers > TRUST_ROOT_MAX_SIGNATURES) {
 		set_err(err, errlen,
 			"root: version must be 1..2^53-1, keys per role at most %u, signers 1..%u",
 			TRUST_ROOT_MAX_KEYS, TRUST_ROOT_MAX_SIGNATURES);
@@ -1113,9 +1126,10 @@ int trust_root_create(const struct trust_root_params *p, const struct trust_secr
 		goto out;
 	for (size_t i = 0; i < n_signers; i++) {
 		trust_key_id_hex(signers[i].id, idhex);
-		if (!allow_foreign_signers && !find_key(check.root_keys, check.n_root, signers[i].id,
-							NULL)) {
-			set_err(err, errlen, "root: signer %s is not a root key of this root", idhex);
+		if (!allow_foreign_signers &&
+		    !find_key(check.root_keys, check.n_root, signers[i].id, NULL)) {
+			set_err(err, errlen, "root: signer %s is not a root key of this root",
+				idhex);
 			ret = -EINVAL;
 			goto out;
 		}
@@ -1138,8 +1152,8 @@ int trust_root_create(const struct trust_root_params *p, const struct trust_secr
 		uint8_t sig[TRUST_SIG_BYTES];
 		json_t *e = json_object();
 		trust_sign(&signers[i], TRUST_CONTEXT_ROOT, canon, strlen(canon), sig);
-		if (!e || json_object_set_new(e, "keyid", hex_string(signers[i].id,
-								      TRUST_KEYID_BYTES)) ||
+		if (!e ||
+		    json_object_set_new(e, "keyid", hex_string(signers[i].id, TRUST_KEYID_BYTES)) ||
 		    json_object_set_new(e, "sig", hex_string(sig, TRUST_SIG_BYTES)) ||
 		    json_array_append_new(sigs, e))
 			goto out_nomem;

@@ -13,11 +13,11 @@
 
 #include "buf.h"
 
-#define TRUST_KEYID_BYTES 8
+#define TRUST_KEYID_BYTES  8
 #define TRUST_PUBLIC_BYTES 32
 #define TRUST_SECRET_BYTES 64
-#define TRUST_SIG_BYTES 64
-#define TRUST_HASH_BYTES 32
+#define TRUST_SIG_BYTES	   64
+#define TRUST_HASH_BYTES   32
 
 /* Key files: a comment line and one base64 line; anything longer is refused unread. */
 #define TRUST_KEYFILE_MAX_BYTES 1024u
@@ -27,12 +27,12 @@
 #define TRUST_SECFILE_BYTES (2 + TRUST_KEYID_BYTES + 8 + TRUST_SECRET_BYTES)
 
 /* root.json: bytes, keys per role, signature entries. */
-#define TRUST_ROOT_MAX_BYTES (64u * 1024u)
-#define TRUST_ROOT_MAX_KEYS 32u
+#define TRUST_ROOT_MAX_BYTES	  (64u * 1024u)
+#define TRUST_ROOT_MAX_KEYS	  32u
 #define TRUST_ROOT_MAX_SIGNATURES 64u
 
 /* Domain-separation strings: what a signature is over is BLAKE2b-256(context || NUL || bytes). */
-#define TRUST_CONTEXT_ROOT "vigil root v1"
+#define TRUST_CONTEXT_ROOT     "vigil root v1"
 #define TRUST_CONTEXT_MANIFEST "vigil bundle manifest v1"
 
 /* Seconds since the epoch; every clock the library uses is passed in as one of these. */
@@ -93,8 +93,8 @@ void trust_sign(const struct trust_secret *sec, const char *context, const void 
 		uint8_t sig[TRUST_SIG_BYTES]);
 
 /* True when @sig is @key's signature over the digest of (@context, @msg). */
-bool trust_sig_valid(const struct trust_key *key, const char *context, const void *msg,
-		     size_t len, const uint8_t sig[TRUST_SIG_BYTES]);
+bool trust_sig_valid(const struct trust_key *key, const char *context, const void *msg, size_t len,
+		     const uint8_t sig[TRUST_SIG_BYTES]);
 
 /* --- time --- */
 
@@ -122,8 +122,7 @@ int trust_file_read(const char *path, size_t max, struct buf *out);
  * O_NOFOLLOW), never replacing anything. Otherwise write a temporary file beside it and rename
  * it into place. Returns 0 or -errno; on error nothing is left at @path that was not there.
  */
-int trust_file_write(const char *path, const void *data, size_t len, unsigned mode,
-		     bool exclusive);
+int trust_file_write(const char *path, const void *data, size_t len, unsigned mode, bool exclusive);
 
 /*
  * Read and decode a key file or a pinned root document (trust_file_read, then the decoder).

@@ -22,13 +22,13 @@ static struct trust_secret key[2];
 static struct trust_root *root;
 static struct buf bundle, text, rebuilt;
 
-static const uint8_t fixed_payload[] = {1, 0, 0, 0, 5, 0, 'a', '.', 'y', 'm', 'l',
-					3, 0, 0, 0, 'x', ':', '1'};
+static const uint8_t fixed_payload[] = {1,   0,	  0, 0, 5, 0, 'a', '.', 'y',
+					'm', 'l', 3, 0, 0, 0, 'x', ':', '1'};
 
 static const struct bundle_verify_options opts = {
-	.now = 1800000000,
-	.schema_version = 1,
-	.agent_version = "0.1.0",
+    .now = 1800000000,
+    .schema_version = 1,
+    .agent_version = "0.1.0",
 };
 
 static void setup(void)
@@ -126,8 +126,7 @@ static int manifest_mode(const uint8_t *data, size_t size)
 		if (err)
 			return -1;
 	}
-	return assemble(text.data ? text.data : "", text.len, fixed_payload,
-			sizeof(fixed_payload));
+	return assemble(text.data ? text.data : "", text.len, fixed_payload, sizeof(fixed_payload));
 }
 
 static uint32_t get32(const uint8_t *p)
@@ -200,7 +199,7 @@ static void check(const struct bundle *b)
 	    bundle_check_version(m, true, m->version - 1, err, sizeof(err)) ||
 	    bundle_check_version(m, true, m->version, err, sizeof(err)) != -EALREADY ||
 	    (bundle_check_version(m, true, m->version + 1, err, sizeof(err)) == 0) !=
-		    m->has_allow_downgrade)
+		m->has_allow_downgrade)
 		abort();
 	if (bundle_rules_sources(b, &src))
 		abort();

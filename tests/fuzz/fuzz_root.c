@@ -70,8 +70,8 @@ static int wrap_signed(const uint8_t *data, size_t size)
 	trust_sign(&root_sec, TRUST_CONTEXT_ROOT, canon, strlen(canon), sig);
 	trust_key_id_hex(root_sec.id, id);
 	sodium_bin2hex(hex, sizeof(hex), sig, sizeof(sig));
-	json_t *d = json_pack("{s:[{s:s,s:s}],s:O}", "signatures", "keyid", id, "sig", hex,
-			      "signed", s);
+	json_t *d =
+	    json_pack("{s:[{s:s,s:s}],s:O}", "signatures", "keyid", id, "sig", hex, "signed", s);
 	if (!d)
 		goto out;
 	text = json_dumps(d, JSON_COMPACT);
@@ -149,8 +149,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	if (size > 0 && data[0] == 'U') {
-		if (trust_root_update(current, in + 1, size - 1, 1800000000, &r, err, sizeof(err)) ==
-		    0) {
+		if (trust_root_update(current, in + 1, size - 1, 1800000000, &r, err,
+				      sizeof(err)) == 0) {
 			if (trust_root_version(r) <= trust_root_version(current))
 				abort();
 			check(r);

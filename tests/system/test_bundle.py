@@ -305,9 +305,19 @@ def test_expiry_from_the_command_line(keys, tmp_path):
     rules = write_rules(tmp_path / "rules", GOOD_RULES)
     out = tmp_path / "e.bundle"
     assert build(keys, rules, out, "--expires", "1s").returncode == 0
+    lasting = tmp_path / "lasting.bundle"
+    assert build(keys, rules, lasting).returncode == 0
+    short_root = tmp_path / "short-root.json"
+    res = vigil("root", "create", "--root-key", keys / "root.key", "--signer", keys / "s1.pub",
+                "--signer", keys / "s2.pub", "--expires", "1s", "-o", short_root)
+    assert res.returncode == 0, res.stderr
+    assert "expires" in json.loads(short_root.read_text())["signed"]
     time.sleep(1.2)
     line = one_line_failure(vigil("content", "verify", out, "--root", keys / "root.json"))
     assert "bundle expired at" in line
+    assert vigil("content", "verify", lasting, "--root", keys / "root.json").returncode == 0
+    line = one_line_failure(vigil("content", "verify", lasting, "--root", short_root))
+    assert re.search(r"trust root version 1 expired at", line), line
 
 
 @pytest.mark.parametrize("cid", [c[0] for c in make_corpus.COMPILE_DEFECTS])

@@ -17,9 +17,9 @@
 #include "lib/bundle.h"
 #include "lib/rules.h"
 
-#define NOW 1800000000 /* 2027-01-15 */
-#define CREATED "2026-01-01T00:00:00Z"
-#define EXPIRES "2030-01-01T00:00:00Z"
+#define NOW	  1800000000 /* 2027-01-15 */
+#define CREATED	  "2026-01-01T00:00:00Z"
+#define EXPIRES	  "2030-01-01T00:00:00Z"
 #define EXPIRES_T 1893456000
 
 static struct trust_key pub[4];
@@ -27,15 +27,14 @@ static struct trust_secret sec[4]; /* 0, 1: content keys of the root; 2: unknown
 static struct trust_root *root2;   /* content threshold 2 */
 static struct trust_root *root1;   /* content threshold 1 */
 
-static const char rule_a[] =
-	"rules:\n"
-	"  - id: unit-a\n"
-	"    name: Unit rule\n"
-	"    level: low\n"
-	"    condition: {process.executable: /bin/unit-a}\n"
-	"    tests:\n"
-	"      match:\n"
-	"        - {event.action: exec, process.executable: /bin/unit-a}\n";
+static const char rule_a[] = "rules:\n"
+			     "  - id: unit-a\n"
+			     "    name: Unit rule\n"
+			     "    level: low\n"
+			     "    condition: {process.executable: /bin/unit-a}\n"
+			     "    tests:\n"
+			     "      match:\n"
+			     "        - {event.action: exec, process.executable: /bin/unit-a}\n";
 static const char list_b[] = "lists:\n  unit_list: [a, b]\n";
 
 static void test_key(uint8_t seed_byte, struct trust_key *k, struct trust_secret *s)
@@ -51,13 +50,13 @@ static void test_key(uint8_t seed_byte, struct trust_key *k, struct trust_secret
 static struct trust_root *make_root(unsigned threshold)
 {
 	struct trust_root_params p = {
-		.version = 1,
-		.root_keys = &pub[3],
-		.n_root_keys = 1,
-		.root_threshold = 1,
-		.content_keys = pub,
-		.n_content_keys = 2,
-		.content_threshold = threshold,
+	    .version = 1,
+	    .root_keys = &pub[3],
+	    .n_root_keys = 1,
+	    .root_threshold = 1,
+	    .content_keys = pub,
+	    .n_content_keys = 2,
+	    .content_threshold = threshold,
 	};
 	struct trust_root *r = NULL;
 	struct buf doc;
@@ -91,20 +90,20 @@ static int teardown(void **state)
 }
 
 static const struct bundle_verify_options opts = {
-	.now = NOW,
-	.schema_version = 1,
-	.agent_version = "0.1.0",
+    .now = NOW,
+    .schema_version = 1,
+    .agent_version = "0.1.0",
 };
 
 static struct bundle_params params(void)
 {
 	struct bundle_params p = {
-		.name = "unit",
-		.version = 7,
-		.created = 1767225600,
-		.expires = EXPIRES_T,
-		.schema_version = 1,
-		.min_agent_version = "0.1.0",
+	    .name = "unit",
+	    .version = 7,
+	    .created = 1767225600,
+	    .expires = EXPIRES_T,
+	    .schema_version = 1,
+	    .min_agent_version = "0.1.0",
 	};
 	return p;
 }
@@ -114,8 +113,8 @@ static void build(struct buf *out, const struct bundle_params *p, const struct t
 		  size_t n_keys)
 {
 	struct bundle_file files[] = {
-		{"z/list.yml", (const uint8_t *)list_b, sizeof(list_b) - 1},
-		{"a.yml", (const uint8_t *)rule_a, sizeof(rule_a) - 1},
+	    {"z/list.yml", (const uint8_t *)list_b, sizeof(list_b) - 1},
+	    {"a.yml", (const uint8_t *)rule_a, sizeof(rule_a) - 1},
 	};
 	char err[256];
 
@@ -192,13 +191,14 @@ static char *manifest_for(const void *payload, size_t plen, const char *files_js
 	crypto_generichash(h, sizeof(h), payload, plen, NULL, 0);
 	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
 	buf_init(&m, BUNDLE_MAX_MANIFEST_BYTES);
-	assert_int_equal(buf_printf(&m,
-				    "{\"created\":\"" CREATED "\",\"expires\":\"" EXPIRES
-				    "\",\"files\":%s,\"min_agent_version\":\"0.1.0\",\"name\":\"%s\","
-				    "\"payload\":{\"blake2b\":\"%s\",\"size\":%zu},"
-				    "\"schema_version\":1,\"type\":\"vigil-bundle\",\"version\":%llu}",
-				    files_json, name, hex, plen, (unsigned long long)version),
-			 0);
+	assert_int_equal(
+	    buf_printf(&m,
+		       "{\"created\":\"" CREATED "\",\"expires\":\"" EXPIRES
+		       "\",\"files\":%s,\"min_agent_version\":\"0.1.0\",\"name\":\"%s\","
+		       "\"payload\":{\"blake2b\":\"%s\",\"size\":%zu},"
+		       "\"schema_version\":1,\"type\":\"vigil-bundle\",\"version\":%llu}",
+		       files_json, name, hex, plen, (unsigned long long)version),
+	    0);
 	return m.data;
 }
 
@@ -416,16 +416,23 @@ static void expiry_and_versions(void **state)
 	bundle_free(b);
 	b = NULL;
 	o.agent_version = "not a version";
-	assert_int_equal(bundle_verify(root2, out.data, out.len, &o, &b, err, sizeof(err)), -EINVAL);
+	assert_int_equal(bundle_verify(root2, out.data, out.len, &o, &b, err, sizeof(err)),
+			 -EINVAL);
 	assert_int_equal(bundle_verify(root2, out.data, out.len, NULL, &b, err, sizeof(err)),
 			 -EINVAL);
 	buf_release(&out);
 
 	/* a pinned root past its expiry vouches for nothing */
 	struct trust_root_params rp = {
-		.version = 3, .has_expires = true, .expires = NOW, .root_keys = &pub[3],
-		.n_root_keys = 1, .root_threshold = 1, .content_keys = pub, .n_content_keys = 2,
-		.content_threshold = 1,
+	    .version = 3,
+	    .has_expires = true,
+	    .expires = NOW,
+	    .root_keys = &pub[3],
+	    .n_root_keys = 1,
+	    .root_threshold = 1,
+	    .content_keys = pub,
+	    .n_content_keys = 2,
+	    .content_threshold = 1,
 	};
 	struct trust_root *r = NULL;
 	struct buf doc;
@@ -471,8 +478,8 @@ static void agent_versions(void **state)
 	assert_int_equal(bundle_agent_version_parse("1.0.0", 5, &a), 0);
 	assert_true(a > b);
 	assert_int_equal(bundle_agent_version_parse("999999.999999.999999", 20, &a), 0);
-	const char *bad[] = {"", "1", "1.2", "1.2.3.4", "01.2.3", "1.02.3", "1.2.03", "1..3",
-			     "1.2.", "a.b.c", "1000000.0.0", "-1.0.0", "1.2.3 ", " 1.2.3"};
+	const char *bad[] = {"",     "1",    "1.2",   "1.2.3.4",     "01.2.3", "1.02.3", "1.2.03",
+			     "1..3", "1.2.", "a.b.c", "1000000.0.0", "-1.0.0", "1.2.3 ", " 1.2.3"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		if (bundle_agent_version_parse(bad[i], strlen(bad[i]), &a) != -EINVAL)
 			fail_msg("'%s' accepted", bad[i]);
@@ -487,9 +494,10 @@ static void names(void **state)
 		if (!bundle_name_safe(good[i], strlen(good[i]), &why))
 			fail_msg("'%s' refused: %s", good[i], why);
 	}
-	const char *bad[] = {"", "../x", "/etc/x", "a/../../b", "a//b", "a/", ".", "..", "./x",
-			     ".hidden", "a/.b", "a b", "a\\b", "a:b", "\xc3\xa9", "a\nb",
-			     "a/b/c/d/e/f/g/h/i"};
+	const char *bad[] = {
+	    "",		"../x", "/etc/x",	    "a/../../b", "a//b", "a/",	 ".",
+	    "..",	"./x",	".hidden",	    "a/.b",	 "a b",	 "a\\b", "a:b",
+	    "\xc3\xa9", "a\nb", "a/b/c/d/e/f/g/h/i"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		if (bundle_name_safe(bad[i], strlen(bad[i]), &why))
 			fail_msg("'%s' accepted", bad[i]);
@@ -514,7 +522,7 @@ static void header_bounds(void **state)
 	for (size_t len = 0; len < out.len; len++) {
 		int ret = verify(out.data, len, root2, err, sizeof(err));
 		assert_int_equal(ret, -EINVAL);
-		const char *want = len == 0 ? "empty file"
+		const char *want = len == 0		       ? "empty file"
 				   : len < BUNDLE_HEADER_BYTES ? "truncated header"
 							       : "truncated: header declares";
 		if (!strstr(err, want))
@@ -531,21 +539,21 @@ static void header_bounds(void **state)
 		int ret;
 		const char *want;
 	} cases[] = {
-		{0, 1, 'v', -EINVAL, "bad magic"},
-		{8, 4, 2, -EINVAL, "unsupported bundle format version 2"},
-		{8, 4, 0, -EINVAL, "unsupported bundle format version 0"},
-		{12, 4, 1, -EINVAL, "reserved header field"},
-		{16, 4, 0, -EINVAL, "manifest length 0"},
-		{16, 4, BUNDLE_MAX_MANIFEST_BYTES + 1, -E2BIG, "manifest length"},
-		{16, 4, UINT32_MAX, -E2BIG, "manifest length"},
-		{20, 4, 0, -EINVAL, "signature count 0"},
-		{20, 4, BUNDLE_MAX_SIGNATURES + 1, -E2BIG, "signature count 33"},
-		{20, 4, UINT32_MAX, -E2BIG, "signature count"},
-		{24, 8, (uint64_t)BUNDLE_MAX_BYTES + 1, -E2BIG, "payload length"},
-		{24, 8, UINT64_MAX, -E2BIG, "payload length"},
-		{24, 8, (uint64_t)1 << 32, -E2BIG, "payload length"},
-		{20, 4, 3, -EINVAL, "truncated: header declares"},
-		{20, 4, 1, -EINVAL, "trailing bytes: header declares"},
+	    {0, 1, 'v', -EINVAL, "bad magic"},
+	    {8, 4, 2, -EINVAL, "unsupported bundle format version 2"},
+	    {8, 4, 0, -EINVAL, "unsupported bundle format version 0"},
+	    {12, 4, 1, -EINVAL, "reserved header field"},
+	    {16, 4, 0, -EINVAL, "manifest length 0"},
+	    {16, 4, BUNDLE_MAX_MANIFEST_BYTES + 1, -E2BIG, "manifest length"},
+	    {16, 4, UINT32_MAX, -E2BIG, "manifest length"},
+	    {20, 4, 0, -EINVAL, "signature count 0"},
+	    {20, 4, BUNDLE_MAX_SIGNATURES + 1, -E2BIG, "signature count 33"},
+	    {20, 4, UINT32_MAX, -E2BIG, "signature count"},
+	    {24, 8, (uint64_t)BUNDLE_MAX_BYTES + 1, -E2BIG, "payload length"},
+	    {24, 8, UINT64_MAX, -E2BIG, "payload length"},
+	    {24, 8, (uint64_t)1 << 32, -E2BIG, "payload length"},
+	    {20, 4, 3, -EINVAL, "truncated: header declares"},
+	    {20, 4, 1, -EINVAL, "trailing bytes: header declares"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		uint8_t saved[8];
@@ -587,24 +595,24 @@ static void manifest_bounds(void **state)
 		uint64_t version;
 		const char *want;
 	} cases[] = {
-		{files, "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn", 7,
-		 "'name'"},
-		{files, "a b", 7, "'name'"},
-		{files, "", 7, "'name'"},
-		{files, "unit", 0, "'version'"},
-		{files, "unit", BUNDLE_MAX_VERSION + 1, "'version'"},
-		{"[]", "unit", 7, "'files' lists 0 files"},
-		{"{}", "unit", 7, "'files' missing or not a list"},
-		{"[{\"name\":\"a.yml\",\"size\":16777217}]", "unit", 7, "files[0] is not"},
-		{"[{\"name\":\"a.yml\"}]", "unit", 7, "files[0] is not"},
-		{"[{\"name\":\"../a\",\"size\":1}]", "unit", 7, "unsafe name '../a'"},
-		{"[{\"name\":\"a\",\"size\":1},{\"name\":\"a/b\",\"size\":1}]", "unit", 7,
-		 "a directory of it is also a file"},
-		{"[{\"name\":\"b\",\"size\":1},{\"name\":\"a\",\"size\":1}]", "unit", 7,
-		 "not after the previous"},
-		{"[{\"name\":\"a\",\"size\":1},{\"name\":\"a\",\"size\":1}]", "unit", 7,
-		 "not after the previous"},
-		{"[{\"name\":\"a.yml\",\"size\":1}] ", "unit", 7, "not in canonical form"},
+	    {files, "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn", 7,
+	     "'name'"},
+	    {files, "a b", 7, "'name'"},
+	    {files, "", 7, "'name'"},
+	    {files, "unit", 0, "'version'"},
+	    {files, "unit", BUNDLE_MAX_VERSION + 1, "'version'"},
+	    {"[]", "unit", 7, "'files' lists 0 files"},
+	    {"{}", "unit", 7, "'files' missing or not a list"},
+	    {"[{\"name\":\"a.yml\",\"size\":16777217}]", "unit", 7, "files[0] is not"},
+	    {"[{\"name\":\"a.yml\"}]", "unit", 7, "files[0] is not"},
+	    {"[{\"name\":\"../a\",\"size\":1}]", "unit", 7, "unsafe name '../a'"},
+	    {"[{\"name\":\"a\",\"size\":1},{\"name\":\"a/b\",\"size\":1}]", "unit", 7,
+	     "a directory of it is also a file"},
+	    {"[{\"name\":\"b\",\"size\":1},{\"name\":\"a\",\"size\":1}]", "unit", 7,
+	     "not after the previous"},
+	    {"[{\"name\":\"a\",\"size\":1},{\"name\":\"a\",\"size\":1}]", "unit", 7,
+	     "not after the previous"},
+	    {"[{\"name\":\"a.yml\",\"size\":1}] ", "unit", 7, "not in canonical form"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		m = manifest_for(payload, plen, cases[i].files, cases[i].name, cases[i].version);
@@ -633,12 +641,12 @@ static void manifest_bounds(void **state)
 
 	/* raw manifests: not JSON, duplicates, deep nesting, unknown and missing fields */
 	const char *raw[] = {
-		"x",
-		"[]",
-		"{\"type\":\"vigil-bundle\",\"type\":\"vigil-bundle\"}",
-		"{\"unknown\":1}",
-		"{\"type\":\"vigil-bundle\"}",
-		"{\"type\":\"vigil-root\"}",
+	    "x",
+	    "[]",
+	    "{\"type\":\"vigil-bundle\",\"type\":\"vigil-bundle\"}",
+	    "{\"unknown\":1}",
+	    "{\"type\":\"vigil-bundle\"}",
+	    "{\"type\":\"vigil-root\"}",
 	};
 	for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
 		assemble(&out, raw[i], sec, 1, payload, plen);
@@ -672,14 +680,15 @@ static void payload_bounds(void **state)
 		size_t dlen;
 		const char *want;
 	} cases[] = {
-		{"a.yml", 5, "xy", 2, "is not the manifest's 'a.yml' (1 bytes)"},
-		{"b.yml", 5, "x", 1, "is not the manifest's"},
-		{"../a", 4, "x", 1, "unsafe name '../a'"},
-		{"a\0b", 3, "x", 1, "unsafe name 'a?b'"},
-		{"", 0, "x", 1, "name length 0"},
+	    {"a.yml", 5, "xy", 2, "is not the manifest's 'a.yml' (1 bytes)"},
+	    {"b.yml", 5, "x", 1, "is not the manifest's"},
+	    {"../a", 4, "x", 1, "unsafe name '../a'"},
+	    {"a\0b", 3, "x", 1, "unsafe name 'a?b'"},
+	    {"", 0, "x", 1, "name length 0"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		plen = one_file(payload, cases[i].name, cases[i].nlen, cases[i].data, cases[i].dlen);
+		plen =
+		    one_file(payload, cases[i].name, cases[i].nlen, cases[i].data, cases[i].dlen);
 		m = manifest_for(payload, plen, files, "unit", 7);
 		assemble(&out, m, sec, 1, payload, plen);
 		int ret = verify(out.data, out.len, root1, err, sizeof(err));
@@ -696,33 +705,33 @@ static void payload_bounds(void **state)
 		int ret;
 		const char *want;
 	} raw[] = {
-		{{0}, 0, -EINVAL, "truncated before the file count"},
-		{{0, 0, 0}, 3, -EINVAL, "truncated before the file count"},
-		{{0, 0, 0, 0}, 4, -EINVAL, "payload: 0 files"},
-		{{2, 0, 0, 0}, 4, -EINVAL, "payload: 2 files, the manifest lists 1"},
-		{{0x21, 0x4e, 0, 0}, 4, -E2BIG, "payload: 20001 files"},
-		{{0xff, 0xff, 0xff, 0xff}, 4, -E2BIG, "payload: 4294967295 files"},
-		{{1, 0, 0, 0, 5}, 5, -EINVAL, "truncated name length"},
-		{{1, 0, 0, 0, 129, 0}, 6, -EINVAL, "name length 129"},
-		{{1, 0, 0, 0, 0xff, 0xff}, 6, -EINVAL, "name length 65535"},
-		{{1, 0, 0, 0, 5, 0, 'a', '.'}, 8, -EINVAL, "truncated name"},
-		{{1, 0, 0, 0, 5, 0, 'a', '.', 'y', 'm', 'l'}, 11, -EINVAL, "truncated data length"},
-		{{1, 0, 0, 0, 5, 0, 'a', '.', 'y', 'm', 'l', 2, 0, 0, 0, 'x'},
-		 16,
-		 -EINVAL,
-		 "truncated data"},
-		{{1, 0, 0, 0, 5, 0, 'a', '.', 'y', 'm', 'l', 1, 0, 0, 1},
-		 15,
-		 -E2BIG,
-		 "more than 16777216"},
-		{{1, 0, 0, 0, 5, 0, 'a', '.', 'y', 'm', 'l', 0xff, 0xff, 0xff, 0xff},
-		 15,
-		 -E2BIG,
-		 "more than 16777216"},
-		{{1, 0, 0, 0, 5, 0, 'a', '.', 'y', 'm', 'l', 1, 0, 0, 0, 'x', 0},
-		 17,
-		 -EINVAL,
-		 "1 bytes after the last file"},
+	    {{0}, 0, -EINVAL, "truncated before the file count"},
+	    {{0, 0, 0}, 3, -EINVAL, "truncated before the file count"},
+	    {{0, 0, 0, 0}, 4, -EINVAL, "payload: 0 files"},
+	    {{2, 0, 0, 0}, 4, -EINVAL, "payload: 2 files, the manifest lists 1"},
+	    {{0x21, 0x4e, 0, 0}, 4, -E2BIG, "payload: 20001 files"},
+	    {{0xff, 0xff, 0xff, 0xff}, 4, -E2BIG, "payload: 4294967295 files"},
+	    {{1, 0, 0, 0, 5}, 5, -EINVAL, "truncated name length"},
+	    {{1, 0, 0, 0, 129, 0}, 6, -EINVAL, "name length 129"},
+	    {{1, 0, 0, 0, 0xff, 0xff}, 6, -EINVAL, "name length 65535"},
+	    {{1, 0, 0, 0, 5, 0, 'a', '.'}, 8, -EINVAL, "truncated name"},
+	    {{1, 0, 0, 0, 5, 0, 'a', '.', 'y', 'm', 'l'}, 11, -EINVAL, "truncated data length"},
+	    {{1, 0, 0, 0, 5, 0, 'a', '.', 'y', 'm', 'l', 2, 0, 0, 0, 'x'},
+	     16,
+	     -EINVAL,
+	     "truncated data"},
+	    {{1, 0, 0, 0, 5, 0, 'a', '.', 'y', 'm', 'l', 1, 0, 0, 1},
+	     15,
+	     -E2BIG,
+	     "more than 16777216"},
+	    {{1, 0, 0, 0, 5, 0, 'a', '.', 'y', 'm', 'l', 0xff, 0xff, 0xff, 0xff},
+	     15,
+	     -E2BIG,
+	     "more than 16777216"},
+	    {{1, 0, 0, 0, 5, 0, 'a', '.', 'y', 'm', 'l', 1, 0, 0, 0, 'x', 0},
+	     17,
+	     -EINVAL,
+	     "1 bytes after the last file"},
 	};
 	for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
 		m = manifest_for(raw[i].bytes, raw[i].len, files, "unit", 7);
@@ -761,11 +770,11 @@ static void builder_refuses(void **state)
 		const char *a, *b;
 		const char *want;
 	} pairs[] = {
-		{"a.yml", "a.yml", "given twice"},
-		{"a", "a/b.yml", "a directory of it is also a file"},
-		{"../a.yml", "b.yml", "'../a.yml'"},
-		{"b.yml", "/etc/x", "absolute"},
-		{"b.yml", "a b", "byte outside"},
+	    {"a.yml", "a.yml", "given twice"},
+	    {"a", "a/b.yml", "a directory of it is also a file"},
+	    {"../a.yml", "b.yml", "'../a.yml'"},
+	    {"b.yml", "/etc/x", "absolute"},
+	    {"b.yml", "a b", "byte outside"},
 	};
 	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
 		struct bundle_file f[2] = {{pairs[i].a, x, 1}, {pairs[i].b, x, 1}};
@@ -779,9 +788,8 @@ static void builder_refuses(void **state)
 	struct bundle_file huge = {"a.yml", x, (size_t)BUNDLE_MAX_FILE_BYTES + 1};
 	assert_int_equal(bundle_build(&p, &huge, 1, sec, 1, &out, err, sizeof(err)), -E2BIG);
 	assert_int_equal(bundle_build(&p, &one, 0, sec, 1, &out, err, sizeof(err)), -EINVAL);
-	assert_int_equal(bundle_build(&p, &one, BUNDLE_MAX_FILES + 1, sec, 1, &out, err,
-				      sizeof(err)),
-			 -E2BIG);
+	assert_int_equal(
+	    bundle_build(&p, &one, BUNDLE_MAX_FILES + 1, sec, 1, &out, err, sizeof(err)), -E2BIG);
 	assert_int_equal(bundle_build(&p, &one, 1, sec, 0, &out, err, sizeof(err)), -EINVAL);
 
 	struct bundle_params bad[8];
@@ -803,7 +811,7 @@ static void builder_refuses(void **state)
 
 	/* the largest number of files builds and verifies */
 	struct bundle_file *many = calloc(BUNDLE_MAX_FILES, sizeof(*many));
-	char (*names)[16] = calloc(BUNDLE_MAX_FILES, 16);
+	char(*names)[16] = calloc(BUNDLE_MAX_FILES, 16);
 	for (unsigned i = 0; i < BUNDLE_MAX_FILES; i++) {
 		snprintf(names[i], 16, "d%u/f%05u", i % 7, i);
 		many[i].name = names[i];
@@ -825,17 +833,17 @@ static void builder_refuses(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(round_trip),
-		cmocka_unit_test(thresholds_count_distinct_signers),
-		cmocka_unit_test(signatures_cover_manifest_only_and_hash_covers_payload),
-		cmocka_unit_test(expiry_and_versions),
-		cmocka_unit_test(version_rule),
-		cmocka_unit_test(agent_versions),
-		cmocka_unit_test(names),
-		cmocka_unit_test(header_bounds),
-		cmocka_unit_test(manifest_bounds),
-		cmocka_unit_test(payload_bounds),
-		cmocka_unit_test(builder_refuses),
+	    cmocka_unit_test(round_trip),
+	    cmocka_unit_test(thresholds_count_distinct_signers),
+	    cmocka_unit_test(signatures_cover_manifest_only_and_hash_covers_payload),
+	    cmocka_unit_test(expiry_and_versions),
+	    cmocka_unit_test(version_rule),
+	    cmocka_unit_test(agent_versions),
+	    cmocka_unit_test(names),
+	    cmocka_unit_test(header_bounds),
+	    cmocka_unit_test(manifest_bounds),
+	    cmocka_unit_test(payload_bounds),
+	    cmocka_unit_test(builder_refuses),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

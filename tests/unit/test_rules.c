@@ -294,6 +294,12 @@ static void hyperscan_rejects(void **state)
 		     "rejected by the linear-time engine");
 	expect_error(RULE_HEAD "    condition: {process.name: {regex: 'a('}}\n", -EINVAL,
 		     "rejected by the linear-time engine");
+	/* repeat bounds that would make compiling slow are refused before compiling */
+	expect_error(RULE_HEAD "    condition: {process.name: {regex: '(a|b){2,1001}c'}}\n", -E2BIG,
+		     "t.yml:4: process.name: regex: repeat bound 1001 above 1000");
+	expect_error(RULE_HEAD "    condition: {process.name: {regex: 'x{99999999999999999999}'}}\n",
+		     -E2BIG, "above 1000");
+	assert_int_equal(load(RULE_HEAD "    condition: {process.name: {regex: '[{]9999\\{5000}a{1000}'}}\n"), 0);
 }
 
 static void duplicate_ids(void **state)

@@ -83,8 +83,7 @@ static void keyfile_round_trip(void **state)
 }
 
 /* Re-encodes @bin as a key file with @comment. */
-static size_t keyfile(const char *comment, const uint8_t *bin, size_t len, char *out,
-		      size_t outlen)
+static size_t keyfile(const char *comment, const uint8_t *bin, size_t len, char *out, size_t outlen)
 {
 	int n = snprintf(out, outlen, "untrusted comment: %s\n", comment);
 	sodium_bin2base64(out + n, outlen - (size_t)n, bin, len, sodium_base64_VARIANT_ORIGINAL);
@@ -121,25 +120,25 @@ static void keyfile_rejects(void **state)
 	assert_int_equal(trust_public_decode(text, n, &pub, err, sizeof(err)), -EINVAL);
 
 	const char *bad[] = {
-		"",
-		"untrusted comment: x",
-		"comment: x\nRWQ=\n",
-		"untrusted comment: x\n!!!!\n",
-		"untrusted comment: x\nRWQ=\nRWQ=\n",
-		"untrusted comment: \x01\nRWQ=\n",
+	    "",
+	    "untrusted comment: x",
+	    "comment: x\nRWQ=\n",
+	    "untrusted comment: x\n!!!!\n",
+	    "untrusted comment: x\nRWQ=\nRWQ=\n",
+	    "untrusted comment: \x01\nRWQ=\n",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(trust_public_decode(bad[i], strlen(bad[i]), &pub, err, sizeof(err)),
-				 -EINVAL);
-		assert_int_equal(trust_secret_decode(bad[i], strlen(bad[i]), &sec, err, sizeof(err)),
-				 -EINVAL);
+		assert_int_equal(
+		    trust_public_decode(bad[i], strlen(bad[i]), &pub, err, sizeof(err)), -EINVAL);
+		assert_int_equal(
+		    trust_secret_decode(bad[i], strlen(bad[i]), &sec, err, sizeof(err)), -EINVAL);
 	}
 	/* larger than a key file is refused unread */
 	memset(text, 'A', sizeof(text));
 	memcpy(text, "untrusted comment: x\n", 21);
-	assert_int_equal(trust_public_decode(text, TRUST_KEYFILE_MAX_BYTES + 1, &pub, err,
-					     sizeof(err)),
-			 -EINVAL);
+	assert_int_equal(
+	    trust_public_decode(text, TRUST_KEYFILE_MAX_BYTES + 1, &pub, err, sizeof(err)),
+	    -EINVAL);
 	assert_non_null(strstr(err, "larger"));
 
 	/* secret layout: "Ed" | id | checksum | sk */
@@ -220,8 +219,9 @@ static void times_and_durations(void **state)
 	assert_int_equal(t, 14 * 86400);
 	assert_int_equal(trust_duration_parse("90m", &t), 0);
 	assert_int_equal(trust_duration_parse("12h", &t), 0);
-	const char *dbad[] = {"", "d", "0d", "5", "5x", "5dd", "-5d", "5 d", "99999999999999999999d",
-			      "36601d", "5300w"};
+	const char *dbad[] = {
+	    "",	      "d",    "0d", "5", "5x", "5dd", "-5d", "5 d", "99999999999999999999d",
+	    "36601d", "5300w"};
 	for (size_t i = 0; i < sizeof(dbad) / sizeof(dbad[0]); i++)
 		assert_int_equal(trust_duration_parse(dbad[i], &t), -EINVAL);
 	assert_int_equal(trust_duration_parse(NULL, &t), -EINVAL);
@@ -248,13 +248,13 @@ static int setup(void **state)
 static struct trust_root_params params(uint64_t version, size_t n_root, unsigned root_threshold)
 {
 	struct trust_root_params p = {
-		.version = version,
-		.root_keys = fx.root_pub,
-		.n_root_keys = n_root,
-		.root_threshold = root_threshold,
-		.content_keys = fx.content,
-		.n_content_keys = 2,
-		.content_threshold = 2,
+	    .version = version,
+	    .root_keys = fx.root_pub,
+	    .n_root_keys = n_root,
+	    .root_threshold = root_threshold,
+	    .content_keys = fx.content,
+	    .n_content_keys = 2,
+	    .content_threshold = 2,
 	};
 	return p;
 }
@@ -402,17 +402,17 @@ static void root_parse_rejects(void **state)
 	struct {
 		const char *path, *json, *want;
 	} edits[] = {
-		{"signed.type", "\"vigil-bundle\"", "'type'"},
-		{"signed.version", "0", "'version'"},
-		{"signed.version", "9007199254740992", "'version'"},
-		{"signed.version", "1.0", "'version'"},
-		{"signed.expires", "\"2026-02-30T00:00:00Z\"", "'expires'"},
-		{"signed.extra", "1", "unknown field"},
-		{"signed.content_threshold", "3", "content_threshold"},
-		{"signed.content_threshold", "0", "content_threshold"},
-		{"signed.root_threshold", "2", "root_threshold"},
-		{"signed.content_keys", "[]", "content_keys"},
-		{"signed.root_keys", "{}", "root_keys"},
+	    {"signed.type", "\"vigil-bundle\"", "'type'"},
+	    {"signed.version", "0", "'version'"},
+	    {"signed.version", "9007199254740992", "'version'"},
+	    {"signed.version", "1.0", "'version'"},
+	    {"signed.expires", "\"2026-02-30T00:00:00Z\"", "'expires'"},
+	    {"signed.extra", "1", "unknown field"},
+	    {"signed.content_threshold", "3", "content_threshold"},
+	    {"signed.content_threshold", "0", "content_threshold"},
+	    {"signed.root_threshold", "2", "root_threshold"},
+	    {"signed.content_keys", "[]", "content_keys"},
+	    {"signed.root_keys", "{}", "root_keys"},
 	};
 	for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
 		json_error_t je;
@@ -431,7 +431,8 @@ static void root_parse_rejects(void **state)
 	/* key id that is not its key's; uppercase hex; 33 keys */
 	json_error_t je;
 	j = json_loadb(doc.data, doc.len, 0, &je);
-	json_t *k0 = json_array_get(json_object_get(json_object_get(j, "signed"), "content_keys"), 0);
+	json_t *k0 =
+	    json_array_get(json_object_get(json_object_get(j, "signed"), "content_keys"), 0);
 	json_object_set_new(k0, "keyid", json_string("0000000000000000"));
 	text = resign(j, fx.root_sec, 1);
 	assert_int_equal(parse_text(text, err, sizeof(err)), -EINVAL);
@@ -477,11 +478,16 @@ static void root_parse_rejects(void **state)
 	json_decref(j);
 
 	/* structure */
-	const char *bad[] = {"", "[]", "{}", "{\"signed\":{}}", "{\"signed\":{},\"signatures\":[]}",
+	const char *bad[] = {"",
+			     "[]",
+			     "{}",
+			     "{\"signed\":{}}",
+			     "{\"signed\":{},\"signatures\":[]}",
 			     "{\"signed\":1,\"signatures\":[{\"keyid\":\"00\",\"sig\":\"00\"}]}",
 			     "{\"signed\":{},\"signatures\":[1]}",
 			     "{\"signed\":{},\"signatures\":[],\"x\":1}",
-			     "{\"signed\":{},\"signed\":{},\"signatures\":[]}", "{\"signed\":"};
+			     "{\"signed\":{},\"signed\":{},\"signatures\":[]}",
+			     "{\"signed\":"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_int_equal(parse_text(bad[i], err, sizeof(err)), -EINVAL);
 	/* more than 64 signature entries */
@@ -662,17 +668,17 @@ static void files(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(key_id_is_blake2b_prefix),
-		cmocka_unit_test(keyfile_round_trip),
-		cmocka_unit_test(keyfile_rejects),
-		cmocka_unit_test(signatures_are_domain_separated),
-		cmocka_unit_test(times_and_durations),
-		cmocka_unit_test(root_create_and_parse),
-		cmocka_unit_test(root_create_refuses),
-		cmocka_unit_test(root_parse_rejects),
-		cmocka_unit_test(root_threshold_counts_distinct_keys),
-		cmocka_unit_test(rotation),
-		cmocka_unit_test(files),
+	    cmocka_unit_test(key_id_is_blake2b_prefix),
+	    cmocka_unit_test(keyfile_round_trip),
+	    cmocka_unit_test(keyfile_rejects),
+	    cmocka_unit_test(signatures_are_domain_separated),
+	    cmocka_unit_test(times_and_durations),
+	    cmocka_unit_test(root_create_and_parse),
+	    cmocka_unit_test(root_create_refuses),
+	    cmocka_unit_test(root_parse_rejects),
+	    cmocka_unit_test(root_threshold_counts_distinct_keys),
+	    cmocka_unit_test(rotation),
+	    cmocka_unit_test(files),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
