@@ -246,6 +246,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 			return -EINVAL;
 		}
 	}
+	if (o->profile)
+		o->compile_runs = 1;
 	return 0;
 }
 

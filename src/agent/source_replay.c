@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,16 @@ static int replay_poll(struct source *src, int timeout_ms)
 			src->start = src->end;
 			return handled ? handled : -ENODATA;
 		}
+		/* a pipe or FIFO may stay quiet: never block past @timeout_ms, and once lines were
+		 * handled give the main loop its turn (metric lines, content activation) */
+		if (handled)
+			return handled;
+		struct pollfd pfd = {.fd = src->fd, .events = POLLIN};
+		int ready = poll(&pfd, 1, timeout_ms);
+		if (ready < 0)
+			return errno == EINTR ? 0 : -errno;
+		if (ready == 0)
+			return 0;
 		ssize_t n = replay_fill(src);
 		if (n < 0)
 			return (int)n;
