@@ -123,14 +123,15 @@ static void condition_depth_bound(void **state)
 	/* 64 levels of parentheses parse; 65 do not */
 	for (i = 0; i < 64; i++)
 		cond[n++] = '(';
-	n += sprintf(cond + n, "sel");
+	n += snprintf(cond + n, sizeof(cond) - (size_t)n, "sel");
 	for (i = 0; i < 64; i++)
 		cond[n++] = ')';
 	cond[n] = '\0';
 	assert_norm(cond, "sel");
 	memmove(cond + 1, cond, strlen(cond) + 1);
 	cond[0] = '(';
-	strcat(cond, ")");
+	n = (int)strlen(cond);
+	snprintf(cond + n, sizeof(cond) - (size_t)n, ")");
 	got = norm(cond, err, sizeof(err));
 	assert_null(got);
 	assert_non_null(strstr(err, "nested deeper than 64"));
@@ -138,15 +139,14 @@ static void condition_depth_bound(void **state)
 	/* 4,000 nots and 10,000 parentheses: a clean error, no stack exhaustion */
 	char *big = malloc(60000);
 	assert_non_null(big);
-	big[0] = '\0';
 	for (i = 0; i < 4000; i++)
-		strcat(big + (size_t)i * 4, "not ");
-	strcat(big, "sel");
+		memcpy(big + (size_t)i * 4, "not ", 4);
+	memcpy(big + 16000, "sel", 4);
 	got = norm(big, err, sizeof(err));
 	assert_null(got);
 	assert_non_null(strstr(err, "nested deeper"));
 	memset(big, '(', 10000);
-	strcpy(big + 10000, "sel");
+	memcpy(big + 10000, "sel", 4);
 	got = norm(big, err, sizeof(err));
 	assert_null(got);
 	free(big);
@@ -155,7 +155,7 @@ static void condition_depth_bound(void **state)
 	big = malloc(SIGMA_COND_MAX + 100);
 	assert_non_null(big);
 	memset(big, ' ', SIGMA_COND_MAX + 10);
-	strcpy(big + SIGMA_COND_MAX + 10, "sel");
+	memcpy(big + SIGMA_COND_MAX + 10, "sel", 4);
 	assert_null(norm(big, err, sizeof(err)));
 	assert_non_null(strstr(err, "longer than"));
 	free(big);
@@ -717,11 +717,11 @@ static void limits(void **state)
 	/* a condition referring to one selection thousands of times stays bounded */
 	src = malloc(200000);
 	assert_non_null(src);
-	n = (size_t)sprintf(src, "title: t\nid: x\nlogsource: {product: linux, category: "
+	n = (size_t)snprintf(src, 200000, "title: t\nid: x\nlogsource: {product: linux, category: "
 				 "process_creation}\ndetection:\n  s:\n    Image: '*a*b*'\n"
 				 "  condition: s");
 	for (int i = 0; i < 2000; i++)
-		n += (size_t)sprintf(src + n, " and s");
+		n += (size_t)snprintf(src + n, 200000 - n, " and s");
 	src[n++] = '\n';
 	assert_true(sigma_convert(src, n, NULL, &res) < 0);
 	assert_int_equal(res.status, SIGMA_UNCONVERTIBLE);
