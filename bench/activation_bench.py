@@ -95,6 +95,7 @@ def main():
     # the content: converted SigmaHQ + content/ + one marker rule for counting events
     rules = work / "rules"
     shutil.rmtree(rules, ignore_errors=True)
+    (rules / "sigma").mkdir(parents=True)
     conv = run(vigil, "sigma", "convert", a.sigma, "-o", rules / "sigma")
     converted = conv.stdout.strip().splitlines()[-1]
     for extra in (rules / "sigma").glob("*.txt"):

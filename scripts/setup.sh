@@ -6,7 +6,7 @@ set -eu
 PACKAGES="make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
 libsodium-dev libyaml-dev libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev
 libsqlite3-dev libpq-dev libhyperscan-dev libpcre2-dev libcmocka-dev libseccomp-dev
-libclang-rt-14-dev python3 python3-pytest auditd procps iproute2 zstd"
+libclang-rt-14-dev python3 python3-pytest python3-nacl auditd procps iproute2 zstd"
 
 missing=""
 for p in $PACKAGES; do

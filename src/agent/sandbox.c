@@ -61,7 +61,7 @@ static int set_limit(int resource, rlim_t soft, rlim_t hard)
 }
 
 /*
- * The system calls that compiling-free evaluation needs: memory management, the report
+ * The system calls that evaluating a compiled ruleset needs: memory management, the report
  * write, and what abort() uses so a crash is reported as one. Mappings may not be executable.
  */
 static int load_filter(void)

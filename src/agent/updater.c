@@ -240,8 +240,13 @@ static void *compile_thread(void *arg)
 
 /* --- the live engine --- */
 
-/* Installs @rs and @engine in the agent between two events, freeing the ones they replace. */
-static void swap_in(struct updater *u, struct ruleset *rs, struct engine *engine)
+/*
+ * Installs @rs and @engine in the agent between two events. The ones they replace are handed
+ * back in *@old_rs and *@old_engine when those are not NULL (the caller frees them once the
+ * swap is timed), and freed here otherwise.
+ */
+static void swap_in(struct updater *u, struct ruleset *rs, struct engine *engine,
+		    struct ruleset **old_rs, struct engine **old_engine)
 {
 	struct agent *agent = u->agent;
 	struct engine_stats es;
@@ -253,8 +258,13 @@ static void swap_in(struct updater *u, struct ruleset *rs, struct engine *engine
 		agent->engine_retired.errors += es.errors;
 		agent->engine_retired.state_evictions += es.state_evictions;
 	}
-	engine_free(agent->engine);
-	ruleset_free(agent->rules);
+	if (old_rs && old_engine) {
+		*old_rs = agent->rules;
+		*old_engine = agent->engine;
+	} else {
+		engine_free(agent->engine);
+		ruleset_free(agent->rules);
+	}
 	agent->rules = rs;
 	agent->engine = engine;
 }
@@ -390,7 +400,7 @@ static int load_active(struct updater *u, char *err, size_t errlen)
 		if (ret < 0)
 			return ret;
 	}
-	swap_in(u, rs, engine);
+	swap_in(u, rs, engine, NULL, NULL);
 	set_loaded_name(u, b);
 	if (b) {
 		fprintf(stderr, "vigil-agent: content version %" PRIu64 " (%s) loaded: %zu rules%s\n",
@@ -694,7 +704,9 @@ static void commit(struct updater *u, const struct sandbox_report *rep)
 	st->trial_activated_at = now_s();
 	enter_step(u, STEP_swap);
 
-	swap_in(u, job->rs, job->engine);
+	struct ruleset *old_rs;
+	struct engine *old_engine;
+	swap_in(u, job->rs, job->engine, &old_rs, &old_engine);
 	job->rs = NULL;
 	job->engine = NULL;
 	set_loaded_name(u, job->bundle);
@@ -706,6 +718,10 @@ static void commit(struct updater *u, const struct sandbox_report *rep)
 	uint64_t now = mono_ns();
 	a->step_us[STEP_swap] = (int64_t)((now - job->step_ns) / 1000);
 	a->total_us = (int64_t)((now - job->start_ns) / 1000);
+	/* the replaced ruleset is released after the swap: not part of it, but before the next
+	 * event all the same (the engine belongs to the main loop) */
+	engine_free(old_engine);
+	ruleset_free(old_rs);
 	snprintf(a->result, sizeof(a->result), "trial");
 	u->activated++;
 	u->has_last_total = true;
