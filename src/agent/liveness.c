@@ -46,5 +46,7 @@ int liveness_metrics(const struct liveness *l, struct buf *out)
 {
 	return buf_printf(out, ",\"liveness\":{\"ok\":%llu,\"failed\":%llu,\"last\":%s}",
 			  (unsigned long long)l->ok, (unsigned long long)l->failed,
-			  l->last < 0 ? "null" : l->last ? "\"ok\"" : "\"failed\"");
+			  l->last < 0 ? "null"
+			  : l->last   ? "\"ok\""
+				      : "\"failed\"");
 }

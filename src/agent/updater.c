@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,7 +74,7 @@ struct updater {
 	uint64_t trial_since_ns;
 	uint64_t trial_liveness_failed; /* liveness failures when the trial began */
 	struct liveness live;
-	bool counted_start; /* this start was counted against the version on trial */
+	bool counted_start;	      /* this start was counted against the version on trial */
 	char stuck[STATE_NAME_BYTES]; /* an inbox name that could not be removed: skipped */
 	const char *loaded_name;      /* manifest name of the loaded bundle, for the test hook */
 	char loaded_name_buf[BUNDLE_MAX_LABEL_BYTES + 1];
@@ -125,6 +126,28 @@ static void test_hook_pause(const char *step)
 	sleep(60);
 }
 
+/*
+ * Makes the test-load child misbehave as VIGIL_TEST_SANDBOX says, to show the sandbox holds:
+ * "socket" opens a socket, "open" opens a file, "exec" runs a program, "hang" spins forever.
+ */
+static void test_hook_sandbox(void)
+{
+	const char *what = getenv("VIGIL_TEST_SANDBOX");
+	char *const argv[] = {"/bin/true", NULL};
+
+	if (!what)
+		return;
+	if (strcmp(what, "socket") == 0)
+		socket(AF_INET, SOCK_STREAM, 0);
+	else if (strcmp(what, "open") == 0)
+		open("/etc/hostname", O_RDONLY | O_CLOEXEC);
+	else if (strcmp(what, "exec") == 0)
+		execv(argv[0], argv);
+	else if (strcmp(what, "hang") == 0)
+		for (volatile unsigned long spin = 0;; spin++)
+			;
+}
+
 /* Stands in for a content defect that crashes the sensor. */
 static void test_hook_crash(const char *bundle_name)
 {
@@ -135,6 +158,10 @@ static void test_hook_crash(const char *bundle_name)
 	}
 }
 #else
+static void test_hook_sandbox(void)
+{
+}
+
 static void test_hook_pause(const char *step)
 {
 	(void)step;
@@ -315,7 +342,7 @@ static int load_held(struct updater *u, uint64_t version, struct ruleset **rs,
 		     struct engine **engine, struct bundle **bundle, char *err, size_t errlen)
 {
 	struct bundle_verify_options vo = {
-		.now = now_s(), .schema_version = SCHEMA_VERSION, .agent_version = AGENT_VERSION};
+	    .now = now_s(), .schema_version = SCHEMA_VERSION, .agent_version = AGENT_VERSION};
 	struct rules_source *src = NULL;
 	struct bundle *b = NULL;
 	struct buf data;
@@ -385,8 +412,9 @@ static int load_active(struct updater *u, char *err, size_t errlen)
 		if (st->has_trial && st->trial_version == st->active)
 			st->has_trial = false;
 		if (st->has_lkg && st->lkg != st->active) {
-			fprintf(stderr, "vigil-agent: falling back to last-known-good version %" PRIu64
-					"\n",
+			fprintf(stderr,
+				"vigil-agent: falling back to last-known-good version %" PRIu64
+				"\n",
 				st->lkg);
 			st->active = st->lkg;
 		} else {
@@ -403,7 +431,8 @@ static int load_active(struct updater *u, char *err, size_t errlen)
 	swap_in(u, rs, engine, NULL, NULL);
 	set_loaded_name(u, b);
 	if (b) {
-		fprintf(stderr, "vigil-agent: content version %" PRIu64 " (%s) loaded: %zu rules%s\n",
+		fprintf(stderr,
+			"vigil-agent: content version %" PRIu64 " (%s) loaded: %zu rules%s\n",
 			st->active, bundle_manifest(b)->name, ruleset_count(rs),
 			st->has_trial ? " (on trial)" : "");
 	} else {
@@ -424,12 +453,14 @@ static void report_revert(struct updater *u, uint64_t version, const char *reaso
 	u->reverted_version = version;
 	state_copy_text(u->revert_reason, sizeof(u->revert_reason), reason, strlen(reason));
 	if (st->has_lkg)
-		fprintf(stderr, "vigil-agent: content version %" PRIu64 " quarantined (%s): "
-				"reverted to last-known-good version %" PRIu64 "\n",
+		fprintf(stderr,
+			"vigil-agent: content version %" PRIu64 " quarantined (%s): "
+			"reverted to last-known-good version %" PRIu64 "\n",
 			version, reason, st->lkg);
 	else
-		fprintf(stderr, "vigil-agent: content version %" PRIu64 " quarantined (%s): no "
-				"last-known-good version, running the built-in rules only\n",
+		fprintf(stderr,
+			"vigil-agent: content version %" PRIu64 " quarantined (%s): no "
+			"last-known-good version, running the built-in rules only\n",
 			version, reason);
 }
 
@@ -530,8 +561,9 @@ static void reject(struct updater *u, const char *reason)
 	save(u);
 	u->rejected++;
 	if (a->has_version)
-		fprintf(stderr, "vigil-agent: content %s (version %" PRIu64 ") rejected at step %s: "
-				"%s\n",
+		fprintf(stderr,
+			"vigil-agent: content %s (version %" PRIu64 ") rejected at step %s: "
+			"%s\n",
 			a->file, a->version, state_step_name(job->step), reason);
 	else
 		fprintf(stderr, "vigil-agent: content %s rejected at step %s: %s\n", a->file,
@@ -545,7 +577,9 @@ static const char *read_error(int ret)
 {
 	switch (ret) {
 	case -E2BIG:
-		return "bundle larger than the " "67108864" " byte cap";
+		return "bundle larger than the "
+		       "67108864"
+		       " byte cap";
 	case -ELOOP:
 		return "a symbolic link (not followed)";
 	case -EINVAL:
@@ -563,7 +597,7 @@ _Static_assert(BUNDLE_MAX_BYTES == 67108864u, "read_error names the cap");
 static void begin(struct updater *u, const char *name)
 {
 	struct bundle_verify_options vo = {
-		.now = now_s(), .schema_version = SCHEMA_VERSION, .agent_version = AGENT_VERSION};
+	    .now = now_s(), .schema_version = SCHEMA_VERSION, .agent_version = AGENT_VERSION};
 	struct agent_state *st = u->st;
 	struct state_activation *a = &st->activation;
 	struct job *job = &u->job;
@@ -642,7 +676,10 @@ static void begin(struct updater *u, const char *name)
 static int test_load_check(void *ctx, struct sandbox_report *rep)
 {
 	struct selftest_result res;
-	int ret = selftest_run(ctx, &res, rep->reason, sizeof(rep->reason));
+	int ret;
+
+	test_hook_sandbox();
+	ret = selftest_run(ctx, &res, rep->reason, sizeof(rep->reason));
 
 	rep->counters[0] = res.tests_passed;
 	rep->counters[1] = res.tests_failed;
@@ -653,9 +690,9 @@ static int test_load_check(void *ctx, struct sandbox_report *rep)
 static void start_test_load(struct updater *u)
 {
 	struct sandbox_limits lim = {
-		.cpu_seconds = UPDATER_TEST_LOAD_CPU_SECONDS,
-		.memory_bytes = UPDATER_TEST_LOAD_MEMORY,
-		.timeout_ns = seconds_ns(u->opt.test_load_timeout),
+	    .cpu_seconds = UPDATER_TEST_LOAD_CPU_SECONDS,
+	    .memory_bytes = UPDATER_TEST_LOAD_MEMORY,
+	    .timeout_ns = seconds_ns(u->opt.test_load_timeout),
 	};
 	struct job *job = &u->job;
 	char err[ERR_BYTES];
@@ -854,13 +891,15 @@ void updater_tick(struct updater *u)
 		bool ok = probe(u);
 		record_liveness(u, !ok);
 		if (!ok)
-			fprintf(stderr, "vigil-agent: detection liveness failed: the built-in rule "
-					"%s did not fire\n",
+			fprintf(stderr,
+				"vigil-agent: detection liveness failed: the built-in rule "
+				"%s did not fire\n",
 				SELFTEST_LIVENESS_RULE);
 		if (!ok && u->trial_running) {
 			char reason[STATE_REASON_BYTES];
-			snprintf(reason, sizeof(reason), "detection liveness lost on trial: %s did "
-							 "not fire",
+			snprintf(reason, sizeof(reason),
+				 "detection liveness lost on trial: %s did "
+				 "not fire",
 				 SELFTEST_LIVENESS_RULE);
 			revert_running(u, reason);
 		}
@@ -887,7 +926,8 @@ int updater_metrics(const struct updater *u, struct buf *out)
 	int err = 0;
 
 	err |= buf_append_str(out, ",\"content\":{\"active\":");
-	err |= st->has_active ? buf_printf(out, "%" PRIu64, st->active) : buf_append_str(out, "null");
+	err |=
+	    st->has_active ? buf_printf(out, "%" PRIu64, st->active) : buf_append_str(out, "null");
 	err |= buf_append_str(out, ",\"last_known_good\":");
 	err |= st->has_lkg ? buf_printf(out, "%" PRIu64, st->lkg) : buf_append_str(out, "null");
 	if (st->has_trial)
@@ -898,19 +938,19 @@ int updater_metrics(const struct updater *u, struct buf *out)
 	err |= buf_append_str(out, ",\"quarantined\":[");
 	for (size_t i = 0; i < st->n_quarantined; i++)
 		err |= buf_printf(out, "%s%" PRIu64, i ? "," : "", st->quarantined[i].version);
-	err |= buf_printf(out, "],\"activated\":%" PRIu64 ",\"rejected\":%" PRIu64
-			       ",\"crash_loop_reverts\":%" PRIu64,
+	err |= buf_printf(out,
+			  "],\"activated\":%" PRIu64 ",\"rejected\":%" PRIu64
+			  ",\"crash_loop_reverts\":%" PRIu64,
 			  u->activated, u->rejected, st->crash_loop_reverts);
-	err |= buf_printf(out, ",\"activating\":%s%s%s",
-			  u->phase != PHASE_IDLE ? "\"" : "",
+	err |= buf_printf(out, ",\"activating\":%s%s%s", u->phase != PHASE_IDLE ? "\"" : "",
 			  u->phase != PHASE_IDLE ? state_step_name(u->job.step) : "null",
 			  u->phase != PHASE_IDLE ? "\"" : "");
 	if (u->has_last_total)
 		err |= buf_printf(out, ",\"last_activation_ms\":%.3f",
 				  (double)u->last_total_us / 1000.0);
 	if (u->reverted) {
-		err |= buf_printf(out, ",\"reverted\":{\"version\":%" PRIu64 ",\"reason\":",
-				  u->reverted_version);
+		err |= buf_printf(
+		    out, ",\"reverted\":{\"version\":%" PRIu64 ",\"reason\":", u->reverted_version);
 		err |= json_append_string(out, u->revert_reason, strlen(u->revert_reason));
 		err |= buf_append_char(out, '}');
 	}
@@ -935,8 +975,9 @@ static void settle_interrupted(struct updater *u)
 		return;
 	}
 	snprintf(a->result, sizeof(a->result), "interrupted");
-	snprintf(reason, sizeof(reason), "interrupted at step %s: the agent stopped before the "
-					 "activation finished",
+	snprintf(reason, sizeof(reason),
+		 "interrupted at step %s: the agent stopped before the "
+		 "activation finished",
 		 a->step);
 	state_reject(u->st, a->file, a->has_version, a->version, a->step, reason, now_s());
 	fprintf(stderr, "vigil-agent: content %s: %s\n", a->file, reason);
@@ -954,14 +995,16 @@ static void count_trial_start(struct updater *u)
 		st->trial_starts_left--;
 	if (st->trial_starts_left > 0) {
 		u->counted_start = true;
-		fprintf(stderr, "vigil-agent: content version %" PRIu64 " on trial: %u start%s left "
-				"before it is reverted\n",
+		fprintf(stderr,
+			"vigil-agent: content version %" PRIu64 " on trial: %u start%s left "
+			"before it is reverted\n",
 			st->trial_version, st->trial_starts_left,
 			st->trial_starts_left == 1 ? "" : "s");
 		return;
 	}
-	snprintf(reason, sizeof(reason), "crash loop: %u starts without reaching good within "
-					 "the %.0f s health window",
+	snprintf(reason, sizeof(reason),
+		 "crash loop: %u starts without reaching good within "
+		 "the %.0f s health window",
 		 u->opt.trial_starts, u->opt.health_window);
 	quarantine_trial(u, reason);
 }
@@ -1005,8 +1048,9 @@ static void recover_from_copies(struct updater *u)
 	st->trial_version = lowest;
 	st->trial_starts_left = u->opt.trial_starts;
 	st->trial_activated_at = now_s();
-	fprintf(stderr, "vigil-agent: state: recovered content version %" PRIu64 " from the held "
-			"copies (on trial)\n",
+	fprintf(stderr,
+		"vigil-agent: state: recovered content version %" PRIu64 " from the held "
+		"copies (on trial)\n",
 		lowest);
 }
 

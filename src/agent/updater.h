@@ -18,22 +18,22 @@
 struct agent;
 struct updater;
 
-#define UPDATER_DEFAULT_HEALTH_WINDOW 600.0
-#define UPDATER_DEFAULT_TRIAL_STARTS 3u
+#define UPDATER_DEFAULT_HEALTH_WINDOW	  600.0
+#define UPDATER_DEFAULT_TRIAL_STARTS	  3u
 #define UPDATER_DEFAULT_LIVENESS_INTERVAL 60.0
 #define UPDATER_DEFAULT_TEST_LOAD_TIMEOUT 30.0
 /* Seconds between two scans of the inbox when no inotify event arrives. */
 #define UPDATER_SCAN_INTERVAL 0.5
 /* Address space and CPU seconds the test-load child may use. */
-#define UPDATER_TEST_LOAD_MEMORY (2ull * 1024 * 1024 * 1024)
+#define UPDATER_TEST_LOAD_MEMORY      (2ull * 1024 * 1024 * 1024)
 #define UPDATER_TEST_LOAD_CPU_SECONDS 20u
 
 struct updater_options {
-	const char *root_path;   /* pinned trust root (root.json) */
+	const char *root_path; /* pinned trust root (root.json) */
 	const char *state_dir;
 	const char *content_dir; /* the inbox */
-	double health_window;    /* seconds on trial, with liveness, before last-known-good */
-	unsigned trial_starts;   /* starts on trial before a crash loop is declared */
+	double health_window;	 /* seconds on trial, with liveness, before last-known-good */
+	unsigned trial_starts;	 /* starts on trial before a crash loop is declared */
 	double liveness_interval;
 	double test_load_timeout;
 };

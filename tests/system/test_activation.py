@@ -253,7 +253,7 @@ def test_release_agent_has_no_test_hooks():
     need_hooks_agent()
     release = AGENT.read_bytes()
     hooks = HOOKS_AGENT.read_bytes()
-    for marker in (b"VIGIL_TEST_PAUSE_STEP", b"crash-test", b"test hook"):
+    for marker in (b"VIGIL_TEST_PAUSE_STEP", b"VIGIL_TEST_SANDBOX", b"crash-test", b"test hook"):
         assert marker in hooks, f"the test-hooks agent lacks {marker!r}: the check is stale"
         assert marker not in release, f"{AGENT} carries the test hook marker {marker!r}"
 
@@ -473,6 +473,34 @@ def test_crash_loop_reverts_and_quarantines(tmp_path):
     finally:
         s.stop()
     assert s.agent.returncode == 0
+
+
+# --- the test-load sandbox ------------------------------------------------------------------
+
+@pytest.mark.parametrize("escape,reason", [
+    ("socket", r"killed by signal 31 .*a system call outside the sandbox"),
+    ("open", r"killed by signal 31 .*a system call outside the sandbox"),
+    ("exec", r"killed by signal 31 .*a system call outside the sandbox"),
+    ("hang", r"test-load timed out after \d+\.\d s and was killed"),
+])
+def test_sandbox_contains_the_test_load(tmp_path, escape, reason):
+    need_bpf()
+    need_hooks_agent()
+    content = Content(tmp_path / "content")
+    s = Sensor(tmp_path, content, binary=HOOKS_AGENT, extra=["--test-load-timeout", "1"])
+    s.start()
+    try:
+        s.drop(content.marker_bundle(2))
+        s.wait_active(2)
+        s.stop()
+        s.start(env={"VIGIL_TEST_SANDBOX": escape})
+        s.drop(content.marker_bundle(3))
+        r, st = s.wait_rejection("v3.bundle")
+        assert r["step"] == "test-load" and re.search(reason, r["reason"]), r
+        assert st["active"] == 2
+        s.detect(2)
+    finally:
+        s.stop()
 
 
 # --- power loss --------------------------------------------------------------------------------
