@@ -14,7 +14,7 @@ PYTHON     ?= /usr/bin/python3
 FUZZ_SECONDS ?= 60
 ARCH       := $(shell uname -m | sed 's/x86_64/x86/; s/aarch64/arm64/')
 
-PKGS       := libbpf libsodium yaml-0.1 jansson libhs libseccomp
+PKGS       := libbpf libsodium yaml-0.1 jansson libhs libseccomp libcurl
 CFLAGS     ?= -O2 -g
 CFLAGS     += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -Wformat=2 \
               -Wstrict-prototypes -Werror=implicit-function-declaration -Werror=vla \
@@ -109,6 +109,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvigil.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvigil.a $(LDFLAGS) $(LDLIBS) -lcmocka
 
+# server unit tests link the server's objects (all but its main)
+SERVER_LIB_OBJS := $(filter-out $(BUILD)/obj/src/server/main.o,$(SERVER_OBJS))
+$(BUILD)/tests/test_server_%: tests/unit/test_server_%.c $(SERVER_LIB_OBJS) $(BUILD)/libvigil.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(SERVER_LIB_OBJS) $(BUILD)/libvigil.a $(LDFLAGS) $(LDLIBS) \
+		-lmicrohttpd -lsqlite3 -lcmocka
+
 unit: $(UNIT_BINS)
 	@./tests/run-unit.sh $(UNIT_BINS)
 
@@ -118,6 +125,13 @@ FUZZ_CFLAGS := $(filter-out -O2 -D_FORTIFY_SOURCE=2,$(CFLAGS)) -O1 -fsanitize=ad
 FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/fuzzobj/%.o)
 # targets for agent-side parsers link the agent file they exercise as well
 FUZZ_EXTRA_fuzz_bpf_decode := $(BUILD)/fuzzobj/src/agent/bpf_decode.o
+# and targets for the server's request bodies link its parsers
+FUZZ_EXTRA_fuzz_server_enroll := $(BUILD)/fuzzobj/src/server/proto.o
+FUZZ_EXTRA_fuzz_server_heartbeat := $(BUILD)/fuzzobj/src/server/proto.o
+FUZZ_EXTRA_fuzz_server_upload := $(BUILD)/fuzzobj/src/server/proto.o
+FUZZ_EXTRA_fuzz_server_policy := $(BUILD)/fuzzobj/src/server/proto.o
+FUZZ_EXTRA_fuzz_server_rollout := $(BUILD)/fuzzobj/src/server/proto.o
+FUZZ_EXTRA_fuzz_server_admin := $(BUILD)/fuzzobj/src/server/proto.o
 
 $(BUILD)/fuzzobj/%.o: %.c $(SKELS)
 	@mkdir -p $(dir $@)

@@ -7,7 +7,7 @@
 #   sudo ./bench/capture_corpus.sh [OUTPUT]       (default bench/corpus/live.ndjson.zst)
 #
 # Environment: BUILD (build) where vigil-agent is, CAPTURE_ROUNDS (5) rounds of the workloads
-# (about 30,000 events each), CAPTURE_MAX_SECONDS (5400) the agent's --duration, which ends the
+# (about 20,000 events each), CAPTURE_MAX_SECONDS (5400) the agent's --duration, which ends the
 # capture early on a slow machine, CAPTURE_MIN_EVENTS (100000) fewer events than this is a
 # failure, PYTHON.
 set -euo pipefail

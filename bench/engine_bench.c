@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "lib/buf.h"
+#include "lib/compile_int.h"
 #include "lib/engine.h"
 #include "lib/event.h"
 #include "lib/event_json.h"
@@ -92,6 +93,9 @@ struct row {
 	uint64_t engine_alerts, naive_alerts;
 	uint64_t state_evictions;
 	uint64_t regex_errors;
+	unsigned test_items, test_events; /* the rules' own test events, run through both */
+	uint64_t test_alerts_engine, test_alerts_naive;
+	unsigned test_differing; /* test events on which the two raised different alerts */
 	double scans_per_event; /* the engine's pattern database scans */
 	double evals_per_event; /* the engine's program evaluations */
 	size_t rules_differing;
@@ -647,6 +651,85 @@ static void show_event(const struct event *ev)
 	}
 }
 
+/* Test events without @timestamp are one second apart from here, as in ruleset_run_tests. */
+#define TEST_BASE_NS (1700000000ull * 1000000000ull)
+
+/*
+ * Runs the rules' own test events (tests.match and tests.nomatch of every rule, state
+ * forgotten before each item) through the engine and the naive evaluator, comparing the
+ * alerts event by event: unlike a benign corpus, these make most rules fire.
+ */
+static int check_tests(struct row *r)
+{
+	const struct ruleset *rs = r->rs;
+	struct engine *e = NULL;
+	struct naive *nv = NULL;
+	struct event *scratch = event_new();
+	uint32_t *ke = calloc(rs->n_rules + 1, sizeof(*ke)), *kn = calloc(rs->n_rules + 1, sizeof(*kn));
+	char err[512] = "";
+	int ret = -ENOMEM;
+
+	if (!scratch || !ke || !kn)
+		goto out_free;
+	if ((ret = engine_new(rs, NULL, &e)) < 0 || (ret = naive_new(rs, &nv, err, sizeof(err))) < 0)
+		goto out_free;
+	for (uint32_t ri = 0; ri < rs->n_rules; ri++) {
+		const struct crule *cr = &rs->rules[ri];
+		for (uint32_t t = 0; t < cr->n_tests; t++) {
+			const struct rtest *test = &cr->tests[t];
+			uint64_t now = TEST_BASE_NS;
+			engine_reset_state(e);
+			naive_reset_state(nv);
+			r->test_items++;
+			for (uint32_t k = 0; k < test->n; k++) {
+				char why[256];
+				size_t tl, bytes;
+				bool cstrings;
+				uint64_t at;
+				if (event_parse_json(scratch, test->json[k], test->lens[k], why, sizeof(why),
+						     NULL) != EVENT_PARSED)
+					continue;
+				const char *ts = event_str(scratch, F_TIMESTAMP, &tl);
+				if (ts && timestamp_parse(ts, tl, &at) == 0)
+					now = at;
+				else if (k > 0)
+					now += 1000000000ull;
+				struct event *ev = event_compact(scratch, &cstrings, &bytes);
+				if (!ev) {
+					ret = -ENOMEM;
+					goto out_free;
+				}
+				struct collect ce = {ke, 0}, cn = {kn, 0};
+				engine_eval(e, ev, now, on_alert, &ce);
+				naive_eval(nv, ev, now, cstrings, on_alert, &cn);
+				r->test_events++;
+				r->test_alerts_engine += ce.n;
+				r->test_alerts_naive += cn.n;
+				qsort(ke, ce.n, sizeof(*ke), cmp_u32);
+				qsort(kn, cn.n, sizeof(*kn), cmp_u32);
+				if (ce.n != cn.n || memcmp(ke, kn, ce.n * sizeof(*ke)) != 0) {
+					if (r->test_differing++ < SHOW_DIFFS)
+						printf("  DIFFERENCE (%s) on test event %u of %s:%u (rule %s): "
+						       "engine %u alerts, naive %u\n",
+						       r->name, k + 1, cr->info.file, test->line, cr->info.id,
+						       ce.n, cn.n);
+				}
+				event_free(ev);
+			}
+		}
+	}
+	ret = 0;
+out_free:
+	if (ret < 0)
+		fprintf(stderr, "engine_bench: %s: tests: %s\n", r->name, err[0] ? err : strerror(-ret));
+	naive_free(nv);
+	engine_free(e);
+	event_free(scratch);
+	free(ke);
+	free(kn);
+	return ret;
+}
+
 /* Runs @rs's engine and naive evaluator side by side over the corpus once. */
 static int check_agreement(struct row *r, const struct corpus *c)
 {
@@ -864,15 +947,21 @@ static void json_row(const struct row *r)
 	       "\"engine_naive_ratio\":%.2f,\"alerts_engine\":%llu,\"alerts_naive\":%llu,"
 	       "\"alerts_agree\":%s,\"rules_differing\":%zu,\"state_evictions\":%llu,"
 	       "\"naive_regex_errors\":%llu,\"scans_per_event\":%.3f,"
-	       "\"evaluations_per_event\":%.3f}",
+	       "\"evaluations_per_event\":%.3f,\"test_events\":%u,\"test_alerts_engine\":%llu,"
+	       "\"test_alerts_naive\":%llu,\"test_events_differing\":%u}",
 	       r->st.rules, r->st.programs, r->st.predicates, r->st.patterns, r->st.databases,
 	       r->st.buckets, r->compile_ms, r->compile_wall, r->st.memory_bytes, r->engine_bytes,
 	       mb(r->st.memory_bytes + r->engine_bytes), r->engine.eps, r->engine.wall_eps,
 	       r->naive.eps, r->naive.wall_eps, r->naive.eps > 0 ? r->engine.eps / r->naive.eps : 0,
 	       (unsigned long long)r->engine_alerts, (unsigned long long)r->naive_alerts,
-	       r->engine_alerts == r->naive_alerts && r->rules_differing == 0 ? "true" : "false",
+	       r->engine_alerts == r->naive_alerts && r->rules_differing == 0 &&
+			       r->test_differing == 0
+		       ? "true"
+		       : "false",
 	       r->rules_differing, (unsigned long long)r->state_evictions,
-	       (unsigned long long)r->regex_errors, r->scans_per_event, r->evals_per_event);
+	       (unsigned long long)r->regex_errors, r->scans_per_event, r->evals_per_event,
+	       r->test_events, (unsigned long long)r->test_alerts_engine,
+	       (unsigned long long)r->test_alerts_naive, r->test_differing);
 }
 
 static void print_runs(const char *what, const double *v, int n, double scale, const char *unit)
@@ -968,9 +1057,10 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 2; i++) {
 		if (!rows[i].present)
 			continue;
-		if (check_agreement(&rows[i], &c) < 0)
+		if (check_agreement(&rows[i], &c) < 0 || check_tests(&rows[i]) < 0)
 			goto out_corpus;
-		agree &= rows[i].engine_alerts == rows[i].naive_alerts && rows[i].rules_differing == 0;
+		agree &= rows[i].engine_alerts == rows[i].naive_alerts && rows[i].rules_differing == 0 &&
+			 rows[i].test_differing == 0;
 	}
 
 	/* --- throughput: runs interleaved so that drift hits all columns alike --- */
@@ -1057,6 +1147,12 @@ int main(int argc, char **argv)
 		       "databases, %zu buckets\n",
 		       "", r->st.memory_bytes, r->engine_bytes, r->st.programs, r->st.databases,
 		       r->st.buckets);
+		if (r->test_items)
+			printf("    %-22s rule tests: %u items, %u events: engine %llu alerts, naive %llu, "
+			       "%u events differ\n",
+			       "", r->test_items, r->test_events,
+			       (unsigned long long)r->test_alerts_engine,
+			       (unsigned long long)r->test_alerts_naive, r->test_differing);
 		printf("    %-22s per event: %.2f pattern database scans, %.2f programs evaluated "
 		       "(the naive evaluator: %zu)\n",
 		       "", r->scans_per_event, r->evals_per_event, r->st.programs);

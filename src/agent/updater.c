@@ -42,6 +42,7 @@ struct job {
 	struct bundle *bundle;
 	struct rules_source *src;
 	size_t n_src;
+	struct rules_cache *cache; /* the updater's, read by the compile thread */
 	/* written by the compile thread, read by the main loop once done is set */
 	struct ruleset *rs;
 	struct engine *engine;
@@ -67,6 +68,8 @@ struct updater {
 	enum phase phase;
 	struct job job;
 	struct sandbox sb;
+	/* databases of the loaded versions, reused by the next activation's compile */
+	struct rules_cache *cache;
 	uint64_t next_scan_ns;
 	uint64_t next_liveness_ns;
 	/* the trial of the active version in this process */
@@ -231,15 +234,18 @@ static int make_sources(const struct bundle *b, struct rules_source **out, size_
 	return 0;
 }
 
-/* Compiles @src and starts an engine on it. On failure returns -errno with @err set. */
-static int compile_sources(const struct rules_source *src, size_t n, struct ruleset **rs,
-			   struct engine **engine, char *err, size_t errlen)
+/*
+ * Compiles @src through @cache and starts an engine on it. On failure returns -errno with @err
+ * set.
+ */
+static int compile_sources(const struct rules_source *src, size_t n, struct rules_cache *cache,
+			   struct ruleset **rs, struct engine **engine, char *err, size_t errlen)
 {
 	struct ruleset *r = NULL;
 	int ret;
 
 	err[0] = '\0';
-	ret = ruleset_load_sources(src, n, &r, err, errlen);
+	ret = ruleset_load_sources_cached(src, n, cache, &r, err, errlen);
 	if (ret < 0) {
 		if (!err[0])
 			snprintf(err, errlen, "%s", strerror(-ret));
@@ -259,8 +265,8 @@ static void *compile_thread(void *arg)
 {
 	struct job *job = arg;
 
-	job->compile_ret = compile_sources(job->src, job->n_src, &job->rs, &job->engine,
-					   job->compile_err, sizeof(job->compile_err));
+	job->compile_ret = compile_sources(job->src, job->n_src, job->cache, &job->rs,
+					   &job->engine, job->compile_err, sizeof(job->compile_err));
 	atomic_store_explicit(&job->done, true, memory_order_release);
 	return NULL;
 }
@@ -370,7 +376,7 @@ static int load_held(struct updater *u, uint64_t version, struct ruleset **rs,
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	ret = compile_sources(src, n, rs, engine, err, errlen);
+	ret = compile_sources(src, n, u->cache, rs, engine, err, errlen);
 	if (ret < 0)
 		goto out;
 	*bundle = b;
@@ -383,9 +389,10 @@ out:
 }
 
 /* The built-in rules alone: what the agent runs with no content. */
-static int load_builtin(struct ruleset **rs, struct engine **engine, char *err, size_t errlen)
+static int load_builtin(struct updater *u, struct ruleset **rs, struct engine **engine, char *err,
+			size_t errlen)
 {
-	return compile_sources(selftest_builtin_source(), 1, rs, engine, err, errlen);
+	return compile_sources(selftest_builtin_source(), 1, u->cache, rs, engine, err, errlen);
 }
 
 /*
@@ -424,7 +431,7 @@ static int load_active(struct updater *u, char *err, size_t errlen)
 		}
 	}
 	if (!st->has_active) {
-		ret = load_builtin(&rs, &engine, err, errlen);
+		ret = load_builtin(u, &rs, &engine, err, errlen);
 		if (ret < 0)
 			return ret;
 	}
@@ -663,6 +670,7 @@ static void begin(struct updater *u, const char *name)
 		reject(u, "out of memory");
 		return;
 	}
+	job->cache = u->cache;
 	atomic_store(&job->done, false);
 	ret = pthread_create(&job->thread, NULL, compile_thread, job);
 	if (ret) {
@@ -1107,6 +1115,11 @@ int updater_open(struct agent *agent, const struct updater_options *opt, struct 
 		snprintf(err, errlen, "out of memory");
 		goto out_free;
 	}
+	ret = rules_cache_new(0, 0, &u->cache);
+	if (ret < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out_free;
+	}
 	if (!agent->alert_scratch && !(agent->alert_scratch = event_new())) {
 		ret = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
@@ -1191,6 +1204,8 @@ void updater_close(struct updater *u)
 		reject(u, "the agent stopped before the activation finished");
 	}
 	job_free(&u->job);
+	/* rulesets still running keep the databases they use */
+	rules_cache_free(u->cache);
 	liveness_release(&u->live);
 	trust_root_free(u->root);
 	if (u->state_fd >= 0)

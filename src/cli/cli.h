@@ -18,6 +18,7 @@ int cmd_sigma(int argc, char **argv);
 int cmd_content(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_root(int argc, char **argv);
+int cmd_sim(int argc, char **argv);
 /* vigil content build / verify (cmd_bundle.c), dispatched by cmd_content */
 int cmd_content_build(int argc, char **argv);
 int cmd_content_verify(int argc, char **argv);

@@ -14,6 +14,7 @@ static const struct cli_command commands[] = {
 	{"sigma", cmd_sigma, "convert Sigma rules into vigil rules (sigma convert SRC -o DST)"},
 	{"keygen", cmd_keygen, "make an Ed25519 key pair (keygen -o NAME)"},
 	{"root", cmd_root, "create, rotate and verify the trust root (root --help)"},
+	{"sim", cmd_sim, "simulate a release rolling out to a fleet (sim --help)"},
 };
 
 static void usage(FILE *out)

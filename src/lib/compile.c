@@ -1172,6 +1172,30 @@ void ruleset_free(struct ruleset *rs)
 
 int rules_compile(struct rules_ast *ast, struct ruleset **out, char *err, size_t errlen)
 {
+	return rules_compile_cached(ast, NULL, out, err, errlen);
+}
+
+int ruleset_load_sources_cached(const struct rules_source *src, size_t n,
+				struct rules_cache *cache, struct ruleset **out, char *err,
+				size_t errlen)
+{
+	struct rules_ast *ast = NULL;
+	int ret;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if ((ret = rules_parse(src, n, &ast, err, errlen)) < 0)
+		return ret;
+	ret = rules_compile_cached(ast, cache, out, err, errlen);
+	rules_ast_free(ast);
+	if (ret == -ENOMEM && err && errlen && !err[0])
+		snprintf(err, errlen, "out of memory while compiling rules");
+	return ret;
+}
+
+int rules_compile_cached(struct rules_ast *ast, struct rules_cache *cache, struct ruleset **out,
+			 char *err, size_t errlen)
+{
 	struct cc c = {.ast = ast, .err = err, .errlen = errlen};
 	struct ruleset *rs;
 	int ret;
@@ -1210,7 +1234,7 @@ int rules_compile(struct rules_ast *ast, struct ruleset **out, char *err, size_t
 		ret = -ENOMEM;
 		goto out_fail;
 	}
-	if ((ret = hsdb_build(rs, err, errlen)) < 0)
+	if ((ret = hsdb_build(rs, cache, err, errlen)) < 0)
 		goto out_fail;
 	/* nothing runs that the verifier has not passed */
 	if ((ret = ruleset_verify(rs, err, errlen)) < 0)

@@ -239,6 +239,9 @@ struct crule {
 	uint32_t n_tests;
 };
 
+/* hsdb.c: an entry of a struct rules_cache. */
+struct cache_entry;
+
 /* One Hyperscan database: the patterns of one field for the programs of some buckets. */
 struct cdb {
 	void *db; /* hs_database_t */
@@ -253,6 +256,7 @@ struct cdb {
 	uint32_t *key;       /* sorted predicate indices the database was built from */
 	uint32_t n_key;
 	size_t bytes;
+	struct cache_entry *cached; /* the cache entry db belongs to, or NULL: db is ours */
 };
 
 struct cbucket_db {
@@ -297,7 +301,9 @@ struct ruleset {
 	struct cdb *dbs;
 	uint32_t n_dbs;
 	void **lazy; /* hs_database_t of each PK_REGEX predicate */
+	struct cache_entry **lazy_cached; /* per lazy database as dbs[].cached */
 	uint32_t n_lazy;
+	struct rules_cache *cache; /* where the cached databases come from, or NULL */
 	size_t n_patterns;
 	size_t n_tests;
 	struct arena keep; /* rule texts and test events */
@@ -306,9 +312,15 @@ struct ruleset {
 
 /* compile.c: AST to ruleset (databases built, programs verified). */
 int rules_compile(struct rules_ast *ast, struct ruleset **out, char *err, size_t errlen);
+/* As rules_compile, taking databases from and adding them to @cache (NULL: none). */
+int rules_compile_cached(struct rules_ast *ast, struct rules_cache *cache, struct ruleset **out,
+			 char *err, size_t errlen);
 
-/* hsdb.c: builds buckets and pattern databases for a compiled ruleset. */
-int hsdb_build(struct ruleset *rs, char *err, size_t errlen);
+/*
+ * hsdb.c: builds buckets and pattern databases for a compiled ruleset, through @cache when it
+ * is not NULL (the ruleset then holds a reference on @cache until hsdb_free).
+ */
+int hsdb_build(struct ruleset *rs, struct rules_cache *cache, char *err, size_t errlen);
 void hsdb_free(struct ruleset *rs);
 /* A literal match counts only where its operator wants it: at the start, the end, or both. */
 #define LIT_AT_START 0x01

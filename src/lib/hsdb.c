@@ -6,11 +6,331 @@
  */
 #include <errno.h>
 #include <hs/hs.h>
+#include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "compile_int.h"
+
+/* --- the database cache (rules.h): shared across loads, reference-counted entries --- */
+
+#define CACHE_KEY_BYTES crypto_generichash_BYTES
+
+/* What a cached database was compiled with: part of its key. */
+enum cache_kind { CK_LITERAL = 1, CK_MULTI_REGEX = 2, CK_SINGLE_REGEX = 3 };
+
+struct cache_entry {
+	uint8_t key[CACHE_KEY_BYTES];
+	hs_database_t *db;
+	size_t bytes;
+	uint32_t refs; /* rulesets holding the database */
+	uint64_t used; /* cache tick of the last lookup, for least-recently-used eviction */
+};
+
+struct rules_cache {
+	pthread_mutex_t lock; /* guards everything below */
+	struct cache_entry **ents; /* max_entries slots */
+	uint32_t n, max_entries;
+	size_t bytes, max_bytes;
+	size_t holds; /* the owner's (until rules_cache_free) plus one per ruleset */
+	bool closed;  /* the owner let go: entries go as soon as no ruleset holds them */
+	uint64_t tick, hits, misses, evictions;
+	uint8_t env[CACHE_KEY_BYTES]; /* hash of the Hyperscan version and the platform */
+};
+
+int rules_cache_new(size_t max_entries, size_t max_bytes, struct rules_cache **out)
+{
+	static const char domain[] = "vigil pattern database cache 1";
+	struct rules_cache *c;
+	crypto_generichash_state st;
+	hs_platform_info_t plat;
+	const char *ver = hs_version();
+
+	if (sodium_init() < 0)
+		return -ENOMEM;
+	if (max_entries == 0 || max_entries > RULES_CACHE_MAX_ENTRIES)
+		max_entries = RULES_CACHE_MAX_ENTRIES;
+	if (max_bytes == 0 || max_bytes > RULES_CACHE_MAX_BYTES)
+		max_bytes = RULES_CACHE_MAX_BYTES;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->ents = calloc(max_entries, sizeof(*c->ents));
+	if (!c->ents || pthread_mutex_init(&c->lock, NULL) != 0) {
+		free(c->ents);
+		free(c);
+		return -ENOMEM;
+	}
+	c->max_entries = (uint32_t)max_entries;
+	c->max_bytes = max_bytes;
+	memset(&plat, 0, sizeof(plat));
+	if (hs_populate_platform(&plat) != HS_SUCCESS)
+		memset(&plat, 0xff, sizeof(plat));
+	crypto_generichash_init(&st, NULL, 0, sizeof(c->env));
+	crypto_generichash_update(&st, (const unsigned char *)domain, sizeof(domain));
+	crypto_generichash_update(&st, (const unsigned char *)ver, strlen(ver) + 1);
+	crypto_generichash_update(&st, (const unsigned char *)&plat, sizeof(plat));
+	crypto_generichash_final(&st, c->env, sizeof(c->env));
+	c->holds = 1;
+	*out = c;
+	return 0;
+}
+
+static void cache_destroy(struct rules_cache *c)
+{
+	for (uint32_t i = 0; i < c->n; i++) {
+		hs_free_database(c->ents[i]->db);
+		free(c->ents[i]);
+	}
+	pthread_mutex_destroy(&c->lock);
+	free(c->ents);
+	free(c);
+}
+
+/* Removes entry @i (held by no ruleset) from @c and frees it. Called locked. */
+static void cache_drop(struct rules_cache *c, uint32_t i)
+{
+	struct cache_entry *e = c->ents[i];
+
+	c->bytes -= e->bytes;
+	c->ents[i] = c->ents[--c->n];
+	hs_free_database(e->db);
+	free(e);
+}
+
+/* Drops one hold on @c; returns true when it was the last (the caller then destroys @c). */
+static bool cache_unhold(struct rules_cache *c)
+{
+	return --c->holds == 0;
+}
+
+void rules_cache_free(struct rules_cache *c)
+{
+	bool last;
+
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->closed = true;
+	for (uint32_t i = c->n; i-- > 0;) {
+		if (c->ents[i]->refs == 0)
+			cache_drop(c, i);
+	}
+	last = cache_unhold(c);
+	pthread_mutex_unlock(&c->lock);
+	if (last)
+		cache_destroy(c);
+}
+
+void rules_cache_get_stats(struct rules_cache *c, struct rules_cache_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	out->entries = c->n;
+	out->bytes = c->bytes;
+	for (uint32_t i = 0; i < c->n; i++)
+		out->in_use += c->ents[i]->refs > 0;
+	out->hits = c->hits;
+	out->misses = c->misses;
+	out->evictions = c->evictions;
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void put_le(unsigned char *p, uint64_t v, unsigned bytes)
+{
+	for (unsigned i = 0; i < bytes; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* The key of one compile: everything Hyperscan is given, in a fixed byte order. */
+static void cache_key(const struct rules_cache *c, enum cache_kind kind,
+		      const char *const *exprs, const unsigned *flags, const unsigned *ids,
+		      const size_t *lens, unsigned n, uint8_t key[CACHE_KEY_BYTES])
+{
+	crypto_generichash_state st;
+	unsigned char hdr[16];
+
+	crypto_generichash_init(&st, NULL, 0, CACHE_KEY_BYTES);
+	crypto_generichash_update(&st, c->env, sizeof(c->env));
+	put_le(hdr, (uint64_t)kind, 4);
+	put_le(hdr + 4, HS_MODE_BLOCK, 4);
+	put_le(hdr + 8, n, 8);
+	crypto_generichash_update(&st, hdr, sizeof(hdr));
+	for (unsigned i = 0; i < n; i++) {
+		put_le(hdr, lens[i], 8);
+		put_le(hdr + 8, flags[i], 4);
+		put_le(hdr + 12, ids[i], 4);
+		crypto_generichash_update(&st, hdr, sizeof(hdr));
+		crypto_generichash_update(&st, (const unsigned char *)exprs[i], lens[i]);
+	}
+	crypto_generichash_final(&st, key, CACHE_KEY_BYTES);
+}
+
+/* The entry with @key, or -1. Called locked. */
+static int64_t cache_find(const struct rules_cache *c, const uint8_t *key)
+{
+	for (uint32_t i = 0; i < c->n; i++) {
+		if (memcmp(c->ents[i]->key, key, CACHE_KEY_BYTES) == 0)
+			return i;
+	}
+	return -1;
+}
+
+/* The entry with @key, with a reference taken for the caller's ruleset, or NULL. */
+static struct cache_entry *cache_get(struct rules_cache *c, const uint8_t *key)
+{
+	struct cache_entry *e = NULL;
+	int64_t i;
+
+	pthread_mutex_lock(&c->lock);
+	i = cache_find(c, key);
+	if (i >= 0) {
+		e = c->ents[i];
+		e->refs++;
+		e->used = ++c->tick;
+		c->hits++;
+	} else {
+		c->misses++;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return e;
+}
+
+/*
+ * Adds *@db under @key with a reference for the caller's ruleset and returns the entry, which
+ * now owns the database. When another load added the same key meanwhile, frees *@db, points
+ * it at that entry's database and returns that entry. Returns NULL when the database does not
+ * fit (every entry that could make room is in use) or on allocation failure: *@db stays the
+ * caller's.
+ */
+static struct cache_entry *cache_put(struct rules_cache *c, const uint8_t *key,
+				     hs_database_t **db)
+{
+	struct cache_entry *e = NULL;
+	size_t size = 0;
+	int64_t i;
+
+	if (hs_database_size(*db, &size) != HS_SUCCESS || size > c->max_bytes)
+		return NULL;
+	pthread_mutex_lock(&c->lock);
+	if (c->closed)
+		goto out_unlock;
+	i = cache_find(c, key);
+	if (i >= 0) {
+		e = c->ents[i];
+		e->refs++;
+		e->used = ++c->tick;
+		hs_free_database(*db);
+		*db = e->db;
+		goto out_unlock;
+	}
+	while (c->n >= c->max_entries || size > c->max_bytes - c->bytes) {
+		int64_t lru = -1;
+		for (uint32_t k = 0; k < c->n; k++) {
+			if (c->ents[k]->refs == 0 && (lru < 0 || c->ents[k]->used < c->ents[lru]->used))
+				lru = k;
+		}
+		if (lru < 0)
+			goto out_unlock;
+		cache_drop(c, (uint32_t)lru);
+		c->evictions++;
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		goto out_unlock;
+	memcpy(e->key, key, CACHE_KEY_BYTES);
+	e->db = *db;
+	e->bytes = size;
+	e->refs = 1;
+	e->used = ++c->tick;
+	c->ents[c->n++] = e;
+	c->bytes += size;
+out_unlock:
+	pthread_mutex_unlock(&c->lock);
+	return e;
+}
+
+/* Gives back @e's reference. Called locked. */
+static void cache_unref(struct rules_cache *c, struct cache_entry *e)
+{
+	if (NEVER(e->refs == 0))
+		return;
+	if (--e->refs == 0 && c->closed) {
+		for (uint32_t i = 0; i < c->n; i++) {
+			if (c->ents[i] == e) {
+				cache_drop(c, i);
+				break;
+			}
+		}
+	}
+}
+
+/* Gives back every database @rs holds from its cache, and its hold on the cache. */
+static void cache_release_ruleset(struct ruleset *rs)
+{
+	struct rules_cache *c = rs->cache;
+	bool last;
+
+	pthread_mutex_lock(&c->lock);
+	for (uint32_t i = 0; i < rs->n_dbs; i++) {
+		if (rs->dbs[i].cached)
+			cache_unref(c, rs->dbs[i].cached);
+	}
+	for (uint32_t i = 0; rs->lazy_cached && i < rs->n_lazy; i++) {
+		if (rs->lazy_cached[i])
+			cache_unref(c, rs->lazy_cached[i]);
+	}
+	last = cache_unhold(c);
+	pthread_mutex_unlock(&c->lock);
+	rs->cache = NULL;
+	if (last)
+		cache_destroy(c);
+}
+
+/*
+ * Compiles @n patterns as @kind into *@db, or takes the database from @c (NULL: no cache) when
+ * it holds one compiled from the same input. *@ce is the cache entry that owns *@db, or NULL
+ * when *@db is the caller's to free. Returns Hyperscan's result; *@cerr as Hyperscan sets it.
+ */
+static hs_error_t compile_patterns(struct rules_cache *c, enum cache_kind kind,
+				   const char *const *exprs, const unsigned *flags,
+				   const unsigned *ids, const size_t *lens, unsigned n,
+				   hs_database_t **db, struct cache_entry **ce,
+				   hs_compile_error_t **cerr)
+{
+	uint8_t key[CACHE_KEY_BYTES];
+	hs_error_t rc;
+
+	*ce = NULL;
+	if (c) {
+		cache_key(c, kind, exprs, flags, ids, lens, n, key);
+		*ce = cache_get(c, key);
+		if (*ce) {
+			*db = (*ce)->db;
+			return HS_SUCCESS;
+		}
+	}
+	switch (kind) {
+	case CK_LITERAL:
+		rc = hs_compile_lit_multi(exprs, flags, ids, lens, n, HS_MODE_BLOCK, NULL, db, cerr);
+		break;
+	case CK_MULTI_REGEX:
+		rc = hs_compile_multi(exprs, flags, ids, n, HS_MODE_BLOCK, NULL, db, cerr);
+		break;
+	default:
+		rc = hs_compile(exprs[0], flags[0], HS_MODE_BLOCK, NULL, db, cerr);
+		break;
+	}
+	if (rc == HS_SUCCESS && c)
+		*ce = cache_put(c, key, db);
+	return rc;
+}
+
+/* --- building a ruleset's databases --- */
 
 /* Where a literal must sit in the value: checked in the match callback (see engine.c). */
 uint8_t hsdb_literal_mode(enum rop op)
@@ -155,6 +475,7 @@ static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *
 	uint8_t *mode = NULL;
 	hs_compile_error_t *cerr = NULL;
 	hs_database_t *db = NULL;
+	struct cache_entry *ce = NULL;
 	int ret = 0;
 
 	for (uint32_t i = 0; i < rs->n_dbs; i++) {
@@ -209,10 +530,11 @@ static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *
 			fan_preds[n_fan++] = e->pred;
 	}
 	fan_start[n_ids] = (uint32_t)n_fan;
-	hs_error_t rc = literal ? hs_compile_lit_multi(exprs, flags, ids, lens, (unsigned)n_ids,
-						       HS_MODE_BLOCK, NULL, &db, &cerr)
-				: hs_compile_multi(exprs, flags, ids, (unsigned)n_ids, HS_MODE_BLOCK,
-						   NULL, &db, &cerr);
+	/* room first: once compiled, the database is stored without a failure path */
+	if ((ret = grow_db(rs, &h->cap_dbs)) < 0)
+		goto out_free;
+	hs_error_t rc = compile_patterns(rs->cache, literal ? CK_LITERAL : CK_MULTI_REGEX, exprs,
+					 flags, ids, lens, (unsigned)n_ids, &db, &ce, &cerr);
 	if (rc != HS_SUCCESS) {
 		int at = cerr ? cerr->expression : -1;
 		const char *why = cerr && cerr->message ? cerr->message : "compile failed";
@@ -228,11 +550,10 @@ static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *
 		hs_free_compile_error(cerr);
 		goto out_free;
 	}
-	if ((ret = grow_db(rs, &h->cap_dbs)) < 0)
-		goto out_free;
 	struct cdb *d = &rs->dbs[rs->n_dbs];
 	memset(d, 0, sizeof(*d));
 	d->db = db;
+	d->cached = ce;
 	d->field = field;
 	d->n_ids = (uint32_t)n_ids;
 	d->fan_start = fan_start;
@@ -375,20 +696,25 @@ static int build_lazy(struct hb *h)
 	if (!n)
 		return 0;
 	rs->lazy = calloc(n, sizeof(*rs->lazy));
-	if (!rs->lazy)
+	rs->lazy_cached = calloc(n, sizeof(*rs->lazy_cached));
+	if (!rs->lazy || !rs->lazy_cached)
 		return -ENOMEM;
 	for (uint32_t p = 0; p < rs->n_preds; p++) {
 		struct cpred *cp = &rs->preds[p];
 		hs_compile_error_t *cerr = NULL;
 		hs_database_t *db = NULL;
+		struct cache_entry *ce = NULL;
 		if (cp->kind != PK_REGEX)
 			continue;
 		h->pat_len = 0;
 		h->n_ent = 0;
 		if ((ret = add_entries(h, p)) < 0)
 			return ret;
-		if (hs_compile(h->pat, pattern_flags(cp), HS_MODE_BLOCK, NULL, &db, &cerr) !=
-		    HS_SUCCESS) {
+		const char *expr = h->pat;
+		unsigned flags = pattern_flags(cp), id = 0;
+		size_t len = h->ent[0].len;
+		if (compile_patterns(rs->cache, CK_SINGLE_REGEX, &expr, &flags, &id, &len, 1, &db,
+				     &ce, &cerr) != HS_SUCCESS) {
 			ret = reject(h, &h->ent[0], cerr && cerr->message ? cerr->message : "compile failed");
 			hs_free_compile_error(cerr);
 			return ret;
@@ -397,19 +723,27 @@ static int build_lazy(struct hb *h)
 		hs_database_size(db, &size);
 		rs->bytes += size;
 		cp->num = rs->n_lazy;
+		rs->lazy_cached[rs->n_lazy] = ce;
 		rs->lazy[rs->n_lazy++] = db;
 		rs->n_patterns++;
 	}
 	return 0;
 }
 
-int hsdb_build(struct ruleset *rs, char *err, size_t errlen)
+int hsdb_build(struct ruleset *rs, struct rules_cache *cache, char *err, size_t errlen)
 {
 	struct hb h = {.rs = rs, .err = err, .errlen = errlen};
 	size_t n = rs->n_preds > rs->n_progs ? rs->n_preds : rs->n_progs;
 	struct field_pred *fp = malloc((rs->n_preds ? rs->n_preds : 1) * sizeof(*fp));
 	uint32_t *scratch = malloc((n ? n : 1) * sizeof(*scratch));
 	int ret = 0;
+
+	if (cache) {
+		pthread_mutex_lock(&cache->lock);
+		cache->holds++;
+		pthread_mutex_unlock(&cache->lock);
+		rs->cache = cache;
+	}
 
 	rs->n_buckets = rs->n_actions + 1;
 	rs->buckets = calloc(rs->n_buckets, sizeof(*rs->buckets));
@@ -431,8 +765,11 @@ out_free:
 
 void hsdb_free(struct ruleset *rs)
 {
+	if (rs->cache)
+		cache_release_ruleset(rs);
 	for (uint32_t i = 0; i < rs->n_dbs; i++) {
-		hs_free_database(rs->dbs[i].db);
+		if (!rs->dbs[i].cached)
+			hs_free_database(rs->dbs[i].db);
 		free(rs->dbs[i].fan_start);
 		free(rs->dbs[i].fan_preds);
 		free(rs->dbs[i].key);
@@ -442,10 +779,14 @@ void hsdb_free(struct ruleset *rs)
 	free(rs->dbs);
 	rs->dbs = NULL;
 	rs->n_dbs = 0;
-	for (uint32_t i = 0; i < rs->n_lazy; i++)
-		hs_free_database(rs->lazy[i]);
+	for (uint32_t i = 0; i < rs->n_lazy; i++) {
+		if (!rs->lazy_cached || !rs->lazy_cached[i])
+			hs_free_database(rs->lazy[i]);
+	}
 	free(rs->lazy);
+	free(rs->lazy_cached);
 	rs->lazy = NULL;
+	rs->lazy_cached = NULL;
 	rs->n_lazy = 0;
 	for (uint32_t b = 0; rs->buckets && b < rs->n_buckets; b++) {
 		free(rs->buckets[b].always);

@@ -107,6 +107,55 @@ int ruleset_load_path(const char *path, struct ruleset **out, char *err, size_t 
 int ruleset_load_sources(const struct rules_source *src, size_t n, struct ruleset **out,
 			 char *err, size_t errlen);
 
+/*
+ * A cache of compiled pattern databases shared by successive loads, so that content which
+ * changed a little recompiles only the databases whose patterns changed. An entry is keyed by
+ * a BLAKE2b hash of the exact compile input (literal, multi-regex or single-regex mode, every
+ * pattern's bytes, length, flags and id, the Hyperscan version and the platform); a ruleset
+ * compiled through the cache shares the entry's database and holds a reference on it until
+ * ruleset_free. Bounded: past its entry or byte limit (at most RULES_CACHE_MAX_ENTRIES and
+ * RULES_CACHE_MAX_BYTES), the least recently used entries no ruleset uses are dropped; a
+ * database that does not fit even then is kept by its ruleset alone. Safe to use from several
+ * threads.
+ */
+#define RULES_CACHE_MAX_ENTRIES 2048u
+#define RULES_CACHE_MAX_BYTES (256u * 1024u * 1024u)
+
+struct rules_cache;
+
+struct rules_cache_stats {
+	size_t entries;
+	size_t bytes;     /* database bytes the cache holds */
+	size_t in_use;    /* entries a ruleset holds */
+	uint64_t hits;
+	uint64_t misses;
+	uint64_t evictions;
+};
+
+/*
+ * Stores a new empty cache holding at most @max_entries databases of @max_bytes bytes together
+ * in *@out and returns 0, or returns -ENOMEM (*@out unchanged). 0, or a value past
+ * RULES_CACHE_MAX_ENTRIES or RULES_CACHE_MAX_BYTES, stands for that maximum.
+ */
+int rules_cache_new(size_t max_entries, size_t max_bytes, struct rules_cache **out);
+
+/*
+ * Drops the caller's hold on @c and every entry no ruleset uses. Rulesets loaded through @c
+ * stay valid: the cache's memory goes when the last of them is freed. Accepts NULL.
+ */
+void rules_cache_free(struct rules_cache *c);
+
+/* Fills @out with @c's counters (zeroes for NULL). */
+void rules_cache_get_stats(struct rules_cache *c, struct rules_cache_stats *out);
+
+/*
+ * As ruleset_load_sources, reusing and filling @cache (NULL: no cache). The ruleset compiled
+ * is the same, database for database, as without a cache.
+ */
+int ruleset_load_sources_cached(const struct rules_source *src, size_t n,
+				struct rules_cache *cache, struct ruleset **out, char *err,
+				size_t errlen);
+
 /* Frees @rs. Accepts NULL. No engine created from @rs may be used afterwards. */
 void ruleset_free(struct ruleset *rs);
 

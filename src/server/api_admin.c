@@ -119,10 +119,13 @@ static int agent_json(struct buf *b, const struct store_agent *a)
 		ret = buf_printf(b,
 				 "],\"liveness\":{\"ok\":%" PRId64 ",\"failed\":%" PRId64
 				 ",\"last\":\"%s\"},\"drops\":%" PRId64 ",\"alerts\":%" PRId64
-				 ",\"cpu_percent\":%.3f,\"rss_bytes\":%" PRId64 "}",
+				 ",\"rss_bytes\":%" PRId64 ",\"cpu_percent\":",
 				 h->liveness_ok, h->liveness_failed,
 				 h->liveness_last < 0 ? "never" : h->liveness_last ? "ok" : "failed",
-				 h->drops, h->alerts, h->cpu_percent, h->rss_bytes);
+				 h->drops, h->alerts, h->rss_bytes);
+	if (!ret)
+		ret = h->cpu_percent < 0 ? buf_append_str(b, "null}")
+					 : buf_printf(b, "%.3f}", h->cpu_percent);
 	return ret;
 }
 
@@ -416,7 +419,7 @@ void admin_rollouts(struct request *rq, struct reply *rp)
 {
 	reply_json(rp, 200);
 	if (buf_append_str(&rp->body, "{\"rollouts\":") ||
-	    fleet_rollout_json(rq->srv->fleet, 0, &rp->body) ||
+	    fleet_rollout_json(rq->srv->fleet, 0, rq->now, &rp->body) ||
 	    buf_append_str(&rp->body, ",\"default_plan\":") ||
 	    fleet_default_plan_json(&rp->body) || buf_append_str(&rp->body, "}\n"))
 		oom(rp);
@@ -427,7 +430,7 @@ void admin_rollout_show(struct request *rq, struct reply *rp)
 	int ret;
 
 	reply_json(rp, 200);
-	ret = fleet_rollout_json(rq->srv->fleet, rollout_id(rq), &rp->body);
+	ret = fleet_rollout_json(rq->srv->fleet, rollout_id(rq), rq->now, &rp->body);
 	if (!ret)
 		ret = buf_append_char(&rp->body, '\n');
 	if (ret)
@@ -439,8 +442,12 @@ static unsigned act_status(int ret)
 	switch (ret) {
 	case -ENOENT:
 		return 404;
-	case -EBUSY:
 	case -EINVAL:
+		return 400;
+	case -EBUSY:
+	case -EPERM:
+	case -ESTALE:
+	case -ENOSPC:
 		return 409;
 	default:
 		return 500;
@@ -464,7 +471,7 @@ void admin_rollout_start(struct request *rq, struct reply *rp)
 		return;
 	}
 	reply_json(rp, 201);
-	if (fleet_rollout_json(rq->srv->fleet, id, &rp->body) || buf_append_char(&rp->body, '\n'))
+	if (fleet_rollout_json(rq->srv->fleet, id, rq->now, &rp->body) || buf_append_char(&rp->body, '\n'))
 		oom(rp);
 	snprintf(rp->audit, sizeof(rp->audit), "rollout %" PRId64 " of %s started%s", id,
 		 req.release, req.force ? " (forced)" : "");
@@ -479,7 +486,8 @@ void admin_rollout_action(struct request *rq, struct reply *rp)
 		    {"resume", FLEET_RESUME},
 		    {"halt", FLEET_HALT},
 		    {"rollback", FLEET_ROLLBACK},
-		    {"approve", FLEET_APPROVE}};
+		    {"approve", FLEET_APPROVE},
+		    {"promote", FLEET_PROMOTE}};
 	char group[STORE_NAME_BYTES] = "", err[512];
 	int64_t id = rollout_id(rq);
 	size_t i;
@@ -489,7 +497,8 @@ void admin_rollout_action(struct request *rq, struct reply *rp)
 		if (strcmp(rq->arg[1], acts[i].name) == 0)
 			break;
 	if (i == sizeof(acts) / sizeof(acts[0])) {
-		reply_error(rp, 404, "no rollout action %s (pause, resume, halt, rollback, approve)",
+		reply_error(rp, 404,
+			    "no rollout action %s (pause, resume, halt, rollback, approve, promote)",
 			    rq->arg[1]);
 		return;
 	}
@@ -501,11 +510,12 @@ void admin_rollout_action(struct request *rq, struct reply *rp)
 	ret = fleet_act(rq->srv->fleet, id, acts[i].act, group, rq->who.name, rq->now, err,
 			sizeof(err));
 	if (ret) {
-		reply_error(rp, act_status(ret), "%s", err);
+		/* an action the rollout's state does not allow is a conflict, not a bad request */
+		reply_error(rp, ret == -EINVAL ? 409 : act_status(ret), "%s", err);
 		return;
 	}
 	reply_json(rp, 200);
-	if (fleet_rollout_json(rq->srv->fleet, id, &rp->body) || buf_append_char(&rp->body, '\n'))
+	if (fleet_rollout_json(rq->srv->fleet, id, rq->now, &rp->body) || buf_append_char(&rp->body, '\n'))
 		oom(rp);
 	snprintf(rp->audit, sizeof(rp->audit), "rollout %" PRId64 " %s%s%s", id, acts[i].name,
 		 group[0] ? " group " : "", group);

@@ -86,22 +86,32 @@ out:
 
 static int target_json(struct buf *b, const struct fleet_target *t)
 {
+	int ret;
+
 	if (!t->has)
 		return buf_append_str(b, "null");
-	return buf_printf(b,
-			  "{\"version\":%" PRIu64 ",\"hash\":\"%s\",\"size\":%" PRId64
-			  ",\"url\":\"/api/v1/bundles/%s\",\"audit_mode\":%s,\"rollout\":%" PRId64
-			  "}",
-			  t->version, t->hash, t->size, t->hash, t->audit_mode ? "true" : "false",
-			  t->rollout_id);
+	ret = buf_printf(b, "{\"version\":%" PRIu64, t->version);
+	if (!ret)
+		ret = t->known ? buf_printf(b,
+					    ",\"hash\":\"%s\",\"size\":%" PRId64
+					    ",\"url\":\"/api/v1/bundles/%s\"",
+					    t->hash, t->size, t->hash)
+			       : buf_append_str(b, ",\"hash\":null,\"size\":null,\"url\":null");
+	if (!ret)
+		ret = buf_printf(b, ",\"audit_mode\":%s,\"rollout\":%" PRId64 ",\"why\":\"%s\"}",
+				 t->audit_mode ? "true" : "false", t->rollout_id,
+				 t->why ? t->why : "");
+	return ret;
 }
 
 void api_heartbeat(struct request *rq, struct reply *rp)
 {
 	struct store *st = rq->srv->store;
+	const struct store_agent *a = &rq->agent;
 	struct store_health h;
-	struct store_agent a;
 	struct fleet_target t;
+	uint8_t track[STORE_TRACK_BYTES];
+	size_t track_len = 0;
 	char err[256];
 	int ret;
 
@@ -109,17 +119,16 @@ void api_heartbeat(struct request *rq, struct reply *rp)
 		reply_error(rp, 400, "%s", err);
 		return;
 	}
-	ret = st->ops->agent_heartbeat(st, rq->who.id, &h, rq->now);
-	if (!ret)
-		ret = st->ops->agent_get(st, rq->who.id, &a);
+	/* what the controller counts from this heartbeat is kept only once it is stored */
+	fleet_heartbeat(rq->srv->fleet, a, &h, rq->now, &t, track, &track_len);
+	ret = st->ops->agent_heartbeat(st, a->id, &h, track, track_len, rq->now);
 	if (ret) {
 		reply_store_error(rp, ret, "agent");
 		return;
 	}
-	fleet_heartbeat(rq->srv->fleet, a.id, a.group, &h, rq->now, &t);
 	reply_json(rp, 200);
 	if (buf_printf(&rp->body, "{\"heartbeat_seconds\":%u,\"group\":\"%s\",\"content\":",
-		       rq->srv->cfg.heartbeat_seconds, a.group) ||
+		       rq->srv->cfg.heartbeat_seconds, a->group) ||
 	    target_json(&rp->body, &t) || buf_append_str(&rp->body, ",\"sensor\":null}\n"))
 		reply_error(rp, 500, "out of memory");
 }

@@ -129,6 +129,7 @@ int auth_agent(struct request *rq, struct reply *rp)
 	snprintf(rq->who.name, sizeof(rq->who.name), "agent");
 	if (strcmp(a.id, rq->arg[0]) != 0)
 		return reply_error(rp, 403, "these credentials belong to another agent"), -EPERM;
+	rq->agent = a;
 	return 0;
 }
 

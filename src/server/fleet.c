@@ -1,8 +1,7 @@
 /*
- * Rollouts on the server: plans, promotion after bake times, halts and pulls, group policy,
- * and the per-agent target. Everything that decides is a pure function of the rollout, the
- * policy, the agent and the time; this file adds the locking, the counters fed by
- * heartbeats, and persistence (the rollout row's plan and controller JSON, decisions).
+ * Rollouts on the server around the pure controller of lib/rollout.h: what to feed it (deltas
+ * of each agent's counters, its ring and its group's policy, ring populations), when to tick
+ * it, and what to keep (snapshots and decisions in the store).
  */
 #include "fleet.h"
 
@@ -12,25 +11,20 @@
 #include <math.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "lib/event_json.h"
+#include "lib/rollout.h"
 
-#define FLEET_MAX_ROLLOUTS 256u
+/* Rollouts held in memory (the newest); older ones stay in the store. */
+#define FLEET_MAX_ROLLOUTS 64u
 #define FLEET_MAX_GROUPS 4096u
 #define FLEET_MAX_RELEASES 4096u
 #define FLEET_MAX_APPROVALS 64u
-/* Distinct agents remembered per rollout for the quarantine gate. */
-#define FLEET_GATE_AGENTS 64u
-/* Agents that must report a release quarantined before it halts. */
-#define FLEET_GATE_QUARANTINE_MIN 1u
 
-enum rstate { R_ACTIVE, R_PAUSED, R_HALTED, R_COMPLETED, R_ROLLED_BACK };
-static const char *const rstate_names[] = {"active", "paused", "halted", "completed",
-					   "rolled-back"};
+_Static_assert(sizeof(struct rollout_track) <= STORE_TRACK_BYTES, "track fits the store");
 
 struct fl_release {
 	uint64_t version;
@@ -42,21 +36,12 @@ struct fl_release {
 struct fl_rollout {
 	int64_t id;
 	struct fl_release rel;
-	enum rstate state;
+	struct rollout *ctl;
 	int64_t created;
-	size_t n_steps;
-	struct proto_plan_step steps[PROTO_MAX_PLAN_STEPS];
-	size_t step;
-	int64_t step_started;
-	bool has_prev;
-	struct fl_release prev;
 	size_t n_approved;
 	char approved[FLEET_MAX_APPROVALS][STORE_NAME_BYTES];
-	/* fed by heartbeats; rebuilt after a restart as agents report */
-	uint64_t heartbeats_on;	 /* heartbeats from agents running the release */
-	uint64_t heartbeats_off; /* from agents running something else */
-	size_t n_quarantined;
-	char quarantined_by[FLEET_GATE_AGENTS][STORE_ID_BYTES];
+	bool dirty;			     /* counters changed since the last snapshot */
+	const struct rollout_decision *mark; /* the last decision already in the store */
 };
 
 struct fl_group {
@@ -67,16 +52,17 @@ struct fl_group {
 struct fleet {
 	pthread_mutex_t lock;
 	struct store *st;
-	struct fl_rollout *rollouts;
+	unsigned heartbeat_s;
+	struct fl_rollout *rollouts; /* oldest first */
 	size_t n_rollouts;
 	struct fl_group *groups;
 	size_t n_groups;
 	struct fl_release *releases;
 	size_t n_releases;
-	/* general availability: the last completed release, and the one before it */
-	bool has_ga, has_ga_prev;
-	struct fl_release ga, ga_prev;
-	int64_t ga_at;
+	int64_t population_at;
+	char *snap_b64; /* scratch for snapshots, rollout_snapshot_size() in base64 */
+	void *snap;
+	size_t snap_b64_len;
 };
 
 static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
@@ -91,89 +77,20 @@ static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
 	return ret;
 }
 
-/* --- pure decisions --- */
-
-/* The agent's place in [0, 10000) for @hash: stable for the pair (agent, release). */
-static unsigned bucket(const char *agent_id, const char *hash)
-{
-	uint8_t d[8];
-	crypto_generichash_state s;
-
-	crypto_generichash_init(&s, NULL, 0, sizeof(d));
-	crypto_generichash_update(&s, (const unsigned char *)agent_id, strlen(agent_id));
-	crypto_generichash_update(&s, (const unsigned char *)"/", 1);
-	crypto_generichash_update(&s, (const unsigned char *)hash, strlen(hash));
-	crypto_generichash_final(&s, d, sizeof(d));
-	uint64_t x = 0;
-	for (int i = 0; i < 8; i++)
-		x = x << 8 | d[i];
-	return (unsigned)(x % 10000u);
-}
-
-/* True when the steps up to the current one reach an agent of @ring at @b. */
-static bool exposed(const struct fl_rollout *r, unsigned ring, unsigned b)
-{
-	for (size_t i = 0; i <= r->step && i < r->n_steps; i++) {
-		const struct proto_plan_step *s = &r->steps[i];
-		if (s->ring > ring)
-			return true;
-		if (s->ring == ring && (double)b < s->percent * 100.0)
-			return true;
-	}
-	return false;
-}
-
-static bool in_window(const struct store_policy *p, int64_t now)
-{
-	if (p->n_windows == 0)
-		return true;
-	time_t t = (time_t)now;
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	unsigned minute = (unsigned)(tm.tm_hour * 60 + tm.tm_min);
-	for (size_t i = 0; i < p->n_windows; i++) {
-		const struct store_window *w = &p->windows[i];
-		if (w->start_minute < w->end_minute) {
-			if ((w->days & (1u << tm.tm_wday)) && minute >= w->start_minute &&
-			    minute < w->end_minute)
-				return true;
-		} else {
-			/* past midnight: the part before midnight belongs to its start day */
-			int yday = (tm.tm_wday + 6) % 7;
-			if ((w->days & (1u << tm.tm_wday)) && minute >= w->start_minute)
-				return true;
-			if ((w->days & (1u << yday)) && minute < w->end_minute)
-				return true;
-		}
-	}
-	return false;
-}
-
-static bool approved(const struct fl_rollout *r, const char *group)
-{
-	for (size_t i = 0; i < r->n_approved; i++)
-		if (strcmp(r->approved[i], group) == 0)
-			return true;
-	return false;
-}
-
-static bool pulled(const struct fl_rollout *r)
-{
-	return r->state == R_HALTED || r->state == R_ROLLED_BACK;
-}
-
-static void set_target(struct fleet_target *t, const struct fl_release *r)
-{
-	t->has = true;
-	t->version = r->version;
-	memcpy(t->hash, r->hash, sizeof(t->hash));
-	t->size = r->size;
-}
+/* --- lookups (lock held) --- */
 
 static const struct fl_release *release_by_version(const struct fleet *f, uint64_t v)
 {
 	for (size_t i = f->n_releases; i-- > 0;)
 		if (f->releases[i].content && f->releases[i].version == v)
+			return &f->releases[i];
+	return NULL;
+}
+
+static struct fl_release *release_by_hash(struct fleet *f, const char *hash)
+{
+	for (size_t i = 0; i < f->n_releases; i++)
+		if (strcmp(f->releases[i].hash, hash) == 0)
 			return &f->releases[i];
 	return NULL;
 }
@@ -187,203 +104,143 @@ static const struct store_policy *policy_of(const struct fleet *f, const char *g
 	return &def;
 }
 
-/* The content the agent @id of @group, running @h, should run at @now. */
-static void target_of(const struct fleet *f, const char *id, const char *group,
-		      const struct store_health *h, int64_t now, struct fleet_target *t)
+static struct fl_rollout *rollout_by_id(struct fleet *f, int64_t id)
 {
-	const struct store_policy *p = policy_of(f, group);
+	for (size_t i = 0; i < f->n_rollouts; i++)
+		if (f->rollouts[i].id == id)
+			return &f->rollouts[i];
+	return NULL;
+}
 
-	memset(t, 0, sizeof(*t));
-	if (p->paused)
-		return;
-	if (p->has_pin) {
-		const struct fl_release *r = release_by_version(f, p->pin);
-		if (r)
-			set_target(t, r);
-		goto window;
+/* The rollout that decides for agents: the newest one of content. */
+static struct fl_rollout *live(struct fleet *f)
+{
+	for (size_t i = f->n_rollouts; i-- > 0;)
+		if (f->rollouts[i].rel.content)
+			return &f->rollouts[i];
+	return NULL;
+}
+
+static bool approved(const struct fl_rollout *r, const char *group)
+{
+	for (size_t i = 0; i < r->n_approved; i++)
+		if (strcmp(r->approved[i], group) == 0)
+			return true;
+	return false;
+}
+
+/* The controller's view of a group's policy for rollout @r. */
+static void to_policy(const struct store_policy *sp, const struct fl_rollout *r,
+		      const char *group, struct rollout_policy *p)
+{
+	rollout_policy_default(p);
+	p->pin = sp->has_pin ? sp->pin : 0;
+	p->paused = sp->paused;
+	p->delay_s = sp->delay_hours * 3600u;
+	p->approval_required = sp->approval_required;
+	p->approved = r && approved(r, group) ? rollout_version(r->ctl) : 0;
+	p->n_windows = 0;
+	for (size_t i = 0; i < sp->n_windows && i < ROLLOUT_MAX_WINDOWS; i++) {
+		unsigned start = sp->windows[i].start_minute % 1440u;
+		unsigned end = sp->windows[i].end_minute % 1440u;
+		p->windows[i].start_s = start * 60u;
+		p->windows[i].len_s = ((end + 1440u - start) % 1440u) * 60u;
+		p->n_windows = (uint32_t)i + 1;
 	}
-	if (f->has_ga && now >= f->ga_at + (int64_t)p->delay_hours * 3600)
-		set_target(t, &f->ga);
-	else if (f->has_ga && f->has_ga_prev)
-		set_target(t, &f->ga_prev);
-	for (size_t i = 0; i < f->n_rollouts; i++) {
-		const struct fl_rollout *r = &f->rollouts[i];
-		if (!r->rel.content)
-			continue;
-		if (r->state == R_ACTIVE || r->state == R_PAUSED) {
-			if (p->delay_hours == 0 && (!p->approval_required || approved(r, group)) &&
-			    exposed(r, p->ring, bucket(id, r->rel.hash))) {
-				set_target(t, &r->rel);
-				t->audit_mode = true;
-				t->rollout_id = r->id;
-			}
-		} else if (pulled(r)) {
-			bool runs = h->has_content && h->content_version == r->rel.version;
-			if (runs || (t->has && t->version == r->rel.version)) {
-				memset(t, 0, sizeof(*t));
-				if (r->has_prev)
-					set_target(t, &r->prev);
-				t->rollout_id = r->id;
-			}
-		}
-	}
-window:
-	/* outside a maintenance window nothing changes */
-	if (t->has && !(h->has_content && h->content_version == t->version) && !in_window(p, now))
-		memset(t, 0, sizeof(*t));
 }
 
-/* --- persistence --- */
-
-static int plan_json(const struct fl_rollout *r, struct buf *b)
+static uint64_t delta(int64_t now, int64_t before)
 {
-	int ret = buf_append_char(b, '[');
-	for (size_t i = 0; !ret && i < r->n_steps; i++)
-		ret = buf_printf(b, "%s{\"ring\":%u,\"percent\":%g,\"bake_seconds\":%" PRId64 "}",
-				 i ? "," : "", r->steps[i].ring, r->steps[i].percent,
-				 r->steps[i].bake_seconds);
-	return ret ? ret : buf_append_char(b, ']');
+	/* a counter that went down was reset (the agent lost its state): count it whole */
+	if (now < 0)
+		return 0;
+	return now >= before ? (uint64_t)(now - before) : (uint64_t)now;
 }
 
-static int release_json(const struct fl_release *r, struct buf *b)
+static uint32_t clamp32(uint64_t v)
 {
-	return buf_printf(b, "{\"version\":%" PRIu64 ",\"hash\":\"%s\",\"size\":%" PRId64 "}",
-			  r->version, r->hash, r->size);
+	return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 }
 
-static int controller_json(const struct fl_rollout *r, struct buf *b)
+/* --- persistence (lock held) --- */
+
+static int meta_json(const struct fl_rollout *r, struct buf *b)
 {
-	int ret = buf_printf(b, "{\"step\":%zu,\"step_started\":%" PRId64 ",\"prev\":", r->step,
-			     r->step_started);
-	if (!ret)
-		ret = r->has_prev ? release_json(&r->prev, b) : buf_append_str(b, "null");
-	if (!ret)
-		ret = buf_append_str(b, ",\"approved\":[");
+	int ret = buf_append_str(b, "{\"approved\":[");
 	for (size_t i = 0; !ret && i < r->n_approved; i++)
 		ret = buf_printf(b, "%s\"%s\"", i ? "," : "", r->approved[i]);
 	return ret ? ret : buf_append_str(b, "]}");
 }
 
-/* Writes @r's state to the store. Returns 0 or -errno. */
-static int persist(struct fleet *f, const struct fl_rollout *r, int64_t now)
+/* Stores the decisions @r made since its mark. */
+static void persist_decisions(struct fleet *f, struct fl_rollout *r)
 {
-	struct store_rollout sr = {0};
-	struct buf plan, ctl;
-	int ret;
-
-	buf_init(&plan, 1 << 16);
-	buf_init(&ctl, 1 << 16);
-	ret = plan_json(r, &plan);
-	if (!ret)
-		ret = controller_json(r, &ctl);
-	if (ret)
-		goto out;
-	sr.id = r->id;
-	memcpy(sr.release_hash, r->rel.hash, sizeof(sr.release_hash));
-	snprintf(sr.state, sizeof(sr.state), "%s", rstate_names[r->state]);
-	sr.created = r->created;
-	sr.updated = now;
-	sr.plan = plan.data;
-	sr.controller = ctl.data;
-	ret = f->st->ops->rollout_update(f->st, &sr);
-out:
-	buf_release(&plan);
-	buf_release(&ctl);
-	return ret;
-}
-
-/* Stores a decision about @r with @detail (a JSON object's members, without braces). */
-static void decide(struct fleet *f, const struct fl_rollout *r, const char *kind, int64_t now,
-		   const char *who, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-
-static void decide(struct fleet *f, const struct fl_rollout *r, const char *kind, int64_t now,
-		   const char *who, const char *fmt, ...)
-{
-	struct store_decision d = {0};
+	size_t n = rollout_decision_count(r->ctl), first = 0;
 	struct buf b;
-	char extra[1024];
-	va_list ap;
 
-	va_start(ap, fmt);
-	vsnprintf(extra, sizeof(extra), fmt, ap);
-	va_end(ap);
-	buf_init(&b, 8192);
-	if (buf_printf(&b,
-		       "{\"by\":\"%s\",\"release\":{\"version\":%" PRIu64 ",\"hash\":\"%s\"},"
-		       "\"step\":%zu,\"heartbeats_on_release\":%" PRIu64
-		       ",\"heartbeats_off_release\":%" PRIu64 ",\"agents_quarantined\":%zu%s%s}",
-		       who, r->rel.version, r->rel.hash, r->step, r->heartbeats_on,
-		       r->heartbeats_off, r->n_quarantined, extra[0] ? "," : "", extra) == 0) {
-		d.rollout_id = r->id;
-		d.at = now;
-		snprintf(d.kind, sizeof(d.kind), "%s", kind);
-		d.detail = b.data;
-		if (f->st->ops->decision_add(f->st, &d))
-			fprintf(stderr, "vigil-server: cannot store decision %s of rollout %" PRId64
+	/* the mark's place: after it come the new ones; gone from the log, all are new */
+	for (size_t i = n; r->mark && i-- > 0;) {
+		if (rollout_decision(r->ctl, i) == r->mark) {
+			first = i + 1;
+			break;
+		}
+	}
+	buf_init(&b, 1 << 16);
+	for (size_t i = first; i < n; i++) {
+		const struct rollout_decision *d = rollout_decision(r->ctl, i);
+		struct store_decision sd = {0};
+		buf_reset(&b);
+		if (rollout_decision_json(d, &b))
+			continue;
+		sd.rollout_id = r->id;
+		sd.at = d->at;
+		snprintf(sd.kind, sizeof(sd.kind), "%s", rollout_action_name(d->action));
+		sd.detail = b.data;
+		if (f->st->ops->decision_add(f->st, &sd))
+			fprintf(stderr, "vigil-server: cannot store a decision of rollout %" PRId64
 					"\n",
-				kind, r->id);
+				r->id);
 	}
 	buf_release(&b);
+	if (n)
+		r->mark = rollout_decision(r->ctl, n - 1);
 }
 
-static int ga_save(struct fleet *f)
+/* Writes @r (state, notes, snapshot) and its new decisions to the store. */
+static int persist(struct fleet *f, struct fl_rollout *r, int64_t now)
 {
-	struct buf b;
+	struct store_rollout sr = {0};
+	struct buf meta;
 	int ret;
 
-	buf_init(&b, 4096);
-	ret = buf_printf(&b, "{\"at\":%" PRId64 ",\"ga\":", f->ga_at);
+	buf_init(&meta, 1 << 16);
+	ret = meta_json(r, &meta);
+	if (ret)
+		goto out;
+	rollout_snapshot(r->ctl, f->snap);
+	sodium_bin2base64(f->snap_b64, f->snap_b64_len, f->snap, rollout_snapshot_size(),
+			  sodium_base64_VARIANT_ORIGINAL);
+	sr.id = r->id;
+	memcpy(sr.release_hash, r->rel.hash, sizeof(sr.release_hash));
+	snprintf(sr.state, sizeof(sr.state), "%s", rollout_state_name(rollout_state(r->ctl)));
+	sr.created = r->created;
+	sr.updated = now;
+	sr.meta = meta.data;
+	sr.controller = f->snap_b64;
+	ret = f->st->ops->rollout_update(f->st, &sr);
 	if (!ret)
-		ret = f->has_ga ? release_json(&f->ga, &b) : buf_append_str(&b, "null");
-	if (!ret)
-		ret = buf_append_str(&b, ",\"prev\":");
-	if (!ret)
-		ret = f->has_ga_prev ? release_json(&f->ga_prev, &b) : buf_append_str(&b, "null");
-	if (!ret)
-		ret = buf_append_char(&b, '}');
-	if (!ret)
-		ret = f->st->ops->meta_set(f->st, "ga.content", b.data);
-	buf_release(&b);
+		r->dirty = false;
+	persist_decisions(f, r);
+out:
+	buf_release(&meta);
 	return ret;
 }
 
-static bool release_from_json(json_t *j, struct fl_release *r)
+static void drop_oldest(struct fleet *f)
 {
-	json_t *v = json_object_get(j, "version"), *h = json_object_get(j, "hash"),
-	       *s = json_object_get(j, "size");
-	if (!json_is_integer(v) || !json_is_string(h) || !json_is_integer(s) ||
-	    json_string_length(h) != 64)
-		return false;
-	memset(r, 0, sizeof(*r));
-	r->version = (uint64_t)json_integer_value(v);
-	memcpy(r->hash, json_string_value(h), 65);
-	r->size = json_integer_value(s);
-	r->content = true;
-	return true;
-}
-
-static void ga_load(struct fleet *f)
-{
-	char text[4096];
-	json_t *j;
-
-	if (f->st->ops->meta_get(f->st, "ga.content", text, sizeof(text)))
-		return;
-	j = json_loads(text, 0, NULL);
-	if (!j)
-		return;
-	f->ga_at = json_integer_value(json_object_get(j, "at"));
-	f->has_ga = release_from_json(json_object_get(j, "ga"), &f->ga);
-	f->has_ga_prev = release_from_json(json_object_get(j, "prev"), &f->ga_prev);
-	json_decref(j);
-}
-
-static struct fl_release *release_by_hash(struct fleet *f, const char *hash)
-{
-	for (size_t i = 0; i < f->n_releases; i++)
-		if (strcmp(f->releases[i].hash, hash) == 0)
-			return &f->releases[i];
-	return NULL;
+	rollout_free(f->rollouts[0].ctl);
+	memmove(&f->rollouts[0], &f->rollouts[1], (f->n_rollouts - 1) * sizeof(f->rollouts[0]));
+	f->n_rollouts--;
 }
 
 static int load_release(const struct store_release *r, void *ctx)
@@ -403,37 +260,32 @@ static int load_rollout(const struct store_rollout *sr, void *ctx)
 	struct fleet *f = ctx;
 	struct fl_rollout *r;
 	struct fl_release *rel;
-	json_t *plan = NULL, *ctl = NULL, *x;
-	size_t i;
+	struct rollout *ctl = NULL;
+	size_t len = 0, i;
+	json_t *meta, *x;
+	char err[256];
 
-	if (f->n_rollouts >= FLEET_MAX_ROLLOUTS)
-		return 0;
 	rel = release_by_hash(f, sr->release_hash);
 	if (!rel)
 		return 0;
-	r = &f->rollouts[f->n_rollouts];
+	if (sodium_base642bin(f->snap, rollout_snapshot_size(), sr->controller,
+			      strlen(sr->controller), NULL, &len, NULL,
+			      sodium_base64_VARIANT_ORIGINAL) ||
+	    rollout_restore(f->snap, len, &ctl, err, sizeof(err))) {
+		fprintf(stderr, "vigil-server: rollout %" PRId64 " cannot be resumed (%s)\n", sr->id,
+			len ? err : "no controller state");
+		return 0;
+	}
+	if (f->n_rollouts == FLEET_MAX_ROLLOUTS)
+		drop_oldest(f);
+	r = &f->rollouts[f->n_rollouts++];
 	memset(r, 0, sizeof(*r));
 	r->id = sr->id;
 	r->rel = *rel;
+	r->ctl = ctl;
 	r->created = sr->created;
-	for (int s = 0; s < 5; s++)
-		if (strcmp(sr->state, rstate_names[s]) == 0)
-			r->state = (enum rstate)s;
-	plan = json_loads(sr->plan, 0, NULL);
-	ctl = json_loads(sr->controller, 0, NULL);
-	json_array_foreach(plan, i, x)
-	{
-		if (i >= PROTO_MAX_PLAN_STEPS)
-			break;
-		r->steps[i].ring = (unsigned)json_integer_value(json_object_get(x, "ring"));
-		r->steps[i].percent = json_number_value(json_object_get(x, "percent"));
-		r->steps[i].bake_seconds = json_integer_value(json_object_get(x, "bake_seconds"));
-		r->n_steps = i + 1;
-	}
-	r->step = (size_t)json_integer_value(json_object_get(ctl, "step"));
-	r->step_started = json_integer_value(json_object_get(ctl, "step_started"));
-	r->has_prev = release_from_json(json_object_get(ctl, "prev"), &r->prev);
-	json_array_foreach(json_object_get(ctl, "approved"), i, x)
+	meta = json_loads(sr->meta, 0, NULL);
+	json_array_foreach(json_object_get(meta, "approved"), i, x)
 	{
 		if (i >= FLEET_MAX_APPROVALS || !json_is_string(x) ||
 		    json_string_length(x) >= STORE_NAME_BYTES)
@@ -441,11 +293,9 @@ static int load_rollout(const struct store_rollout *sr, void *ctx)
 		memcpy(r->approved[i], json_string_value(x), json_string_length(x) + 1);
 		r->n_approved = i + 1;
 	}
-	json_decref(plan);
-	json_decref(ctl);
-	if (r->n_steps == 0 || r->step >= r->n_steps)
-		return 0;
-	f->n_rollouts++;
+	json_decref(meta);
+	size_t n = rollout_decision_count(ctl);
+	r->mark = n ? rollout_decision(ctl, n - 1) : NULL;
 	return 0;
 }
 
@@ -464,8 +314,9 @@ void fleet_release_added(struct fleet *f, const struct store_release *r)
 
 void fleet_group_changed(struct fleet *f, const struct store_group *g)
 {
-	pthread_mutex_lock(&f->lock);
 	size_t i;
+
+	pthread_mutex_lock(&f->lock);
 	for (i = 0; i < f->n_groups; i++)
 		if (strcmp(f->groups[i].name, g->name) == 0)
 			break;
@@ -475,6 +326,8 @@ void fleet_group_changed(struct fleet *f, const struct store_group *g)
 		if (i == f->n_groups)
 			f->n_groups++;
 	}
+	/* a ring may have changed: count again at the next tick */
+	f->population_at = 0;
 	pthread_mutex_unlock(&f->lock);
 }
 
@@ -482,14 +335,19 @@ void fleet_free(struct fleet *f)
 {
 	if (!f)
 		return;
+	for (size_t i = 0; i < f->n_rollouts; i++)
+		rollout_free(f->rollouts[i].ctl);
 	pthread_mutex_destroy(&f->lock);
 	free(f->rollouts);
 	free(f->groups);
 	free(f->releases);
+	free(f->snap);
+	free(f->snap_b64);
 	free(f);
 }
 
-int fleet_open(struct store *st, int64_t now, struct fleet **out, char *err, size_t errlen)
+int fleet_open(struct store *st, unsigned heartbeat_s, int64_t now, struct fleet **out,
+	       char *err, size_t errlen)
 {
 	struct fleet *f = calloc(1, sizeof(*f));
 	int ret;
@@ -498,10 +356,15 @@ int fleet_open(struct store *st, int64_t now, struct fleet **out, char *err, siz
 		return fail(err, errlen, -ENOMEM, "out of memory");
 	pthread_mutex_init(&f->lock, NULL);
 	f->st = st;
+	f->heartbeat_s = heartbeat_s;
+	f->snap_b64_len = sodium_base64_ENCODED_LEN(rollout_snapshot_size(),
+						    sodium_base64_VARIANT_ORIGINAL);
 	f->rollouts = calloc(FLEET_MAX_ROLLOUTS, sizeof(*f->rollouts));
 	f->groups = calloc(FLEET_MAX_GROUPS, sizeof(*f->groups));
 	f->releases = calloc(FLEET_MAX_RELEASES, sizeof(*f->releases));
-	if (!f->rollouts || !f->groups || !f->releases) {
+	f->snap = malloc(rollout_snapshot_size());
+	f->snap_b64 = malloc(f->snap_b64_len);
+	if (!f->rollouts || !f->groups || !f->releases || !f->snap || !f->snap_b64) {
 		ret = fail(err, errlen, -ENOMEM, "out of memory");
 		goto out_free;
 	}
@@ -511,7 +374,6 @@ int fleet_open(struct store *st, int64_t now, struct fleet **out, char *err, siz
 		fail(err, errlen, ret, "cannot load rollouts from the store");
 		goto out_free;
 	}
-	ga_load(f);
 	(void)now;
 	*out = f;
 	return 0;
@@ -522,113 +384,199 @@ out_free:
 
 /* --- heartbeats and the tick --- */
 
-int fleet_heartbeat(struct fleet *f, const char *id, const char *group,
-		    const struct store_health *h, int64_t now, struct fleet_target *out)
+int fleet_heartbeat(struct fleet *f, const struct store_agent *a, const struct store_health *h,
+		    int64_t now, struct fleet_target *out, uint8_t *track, size_t *track_len)
 {
+	const struct store_health *prev = &a->health;
+	struct rollout_track t;
+	struct rollout_report rep = {0};
+	struct rollout_agent ag = {0};
+	struct rollout_policy pol;
+	struct rollout_answer ans = {0};
+	const struct store_policy *sp;
+	struct fl_rollout *r;
+
+	memset(out, 0, sizeof(*out));
+	if (a->track_len == sizeof(t))
+		memcpy(&t, a->track, sizeof(t));
+	else
+		rollout_track_init(&t);
+	rep.interval_s = a->last_seen > 0 && now > a->last_seen ? clamp32((uint64_t)(now - a->last_seen))
+								 : 0;
+	rep.restarts = clamp32(delta(h->restarts, prev->restarts));
+	rep.reverts = clamp32(delta(h->crash_loop_reverts, prev->crash_loop_reverts));
+	rep.liveness_failed = delta(h->liveness_failed, prev->liveness_failed) > 0;
+	rep.drops = delta(h->drops, prev->drops);
+	rep.alerts = delta(h->alerts, prev->alerts);
+	rep.cpu_pct = h->cpu_percent;
+	ag.key = rollout_agent_key(a->id, strlen(a->id));
+	ag.active = h->has_content ? h->content_version : 0;
+	ag.quarantined = h->quarantined;
+	ag.n_quarantined = h->n_quarantined;
+
 	pthread_mutex_lock(&f->lock);
-	for (size_t i = 0; i < f->n_rollouts; i++) {
-		struct fl_rollout *r = &f->rollouts[i];
-		if (r->state != R_ACTIVE && r->state != R_PAUSED)
-			continue;
-		if (h->has_content && h->content_version == r->rel.version)
-			r->heartbeats_on++;
-		else
-			r->heartbeats_off++;
-		for (size_t q = 0; q < h->n_quarantined; q++) {
-			if (h->quarantined[q] != r->rel.version)
-				continue;
-			bool seen = false;
-			for (size_t k = 0; k < r->n_quarantined; k++)
-				seen |= strcmp(r->quarantined_by[k], id) == 0;
-			if (!seen && r->n_quarantined < FLEET_GATE_AGENTS)
-				memcpy(r->quarantined_by[r->n_quarantined++], id, STORE_ID_BYTES);
+	sp = policy_of(f, a->group);
+	ag.ring = sp->ring;
+	r = live(f);
+	if (!r) {
+		rollout_track_observe(&t, &rep);
+		goto out;
+	}
+	to_policy(sp, r, a->group, &pol);
+	enum rollout_state state = rollout_state(r->ctl);
+	if (state == ROLLOUT_ROLLING || state == ROLLOUT_PAUSED) {
+		rollout_heartbeat(r->ctl, &t, &ag, &pol, &rep, now, &ans);
+		r->dirty = true;
+	} else {
+		rollout_track_observe(&t, &rep);
+		rollout_desired(r->ctl, &ag, &pol, now, &ans);
+	}
+	out->rollout_id = r->id;
+	out->why = rollout_why_name(ans.why);
+	out->audit_mode = ans.baking;
+	if (ans.version) {
+		const struct fl_release *rel = release_by_version(f, ans.version);
+		out->has = true;
+		out->version = ans.version;
+		if (rel) {
+			out->known = true;
+			memcpy(out->hash, rel->hash, sizeof(out->hash));
+			out->size = rel->size;
 		}
 	}
-	target_of(f, id, group, h, now, out);
+out:
 	pthread_mutex_unlock(&f->lock);
+	memcpy(track, &t, sizeof(t));
+	*track_len = sizeof(t);
 	return 0;
 }
 
-static void complete(struct fleet *f, struct fl_rollout *r, int64_t now)
+struct pop_ctx {
+	struct fleet *f;
+	uint64_t rings[ROLLOUT_MAX_RINGS];
+	uint32_t last_ring;
+};
+
+static int count_group(const char *group, int64_t agents, void *p)
 {
-	r->state = R_COMPLETED;
-	if (f->has_ga && strcmp(f->ga.hash, r->rel.hash) != 0) {
-		f->ga_prev = f->ga;
-		f->has_ga_prev = true;
-	}
-	f->ga = r->rel;
-	f->has_ga = true;
-	f->ga_at = now;
-	ga_save(f);
+	struct pop_ctx *c = p;
+	unsigned ring = policy_of(c->f, group)->ring;
+	if (ring > c->last_ring)
+		ring = c->last_ring;
+	if (agents > 0)
+		c->rings[ring] += (uint64_t)agents;
+	return 0;
+}
+
+/* Tells the live rollout how many agents each ring holds (lock held). */
+static void count_population(struct fleet *f, struct fl_rollout *r, int64_t now)
+{
+	struct pop_ctx c = {.f = f};
+	const struct rollout_plan *plan = rollout_get_plan(r->ctl);
+
+	c.last_ring = plan->n_rings ? plan->n_rings - 1 : 0;
+	if (f->st->ops->agent_groups(f->st, count_group, &c))
+		return;
+	for (uint32_t i = 0; i < plan->n_rings; i++)
+		rollout_set_population(r->ctl, i, c.rings[i]);
+	f->population_at = now;
 }
 
 void fleet_tick(struct fleet *f, int64_t now)
 {
+	struct fl_rollout *r;
+
 	pthread_mutex_lock(&f->lock);
-	for (size_t i = 0; i < f->n_rollouts; i++) {
-		struct fl_rollout *r = &f->rollouts[i];
-		if (r->state != R_ACTIVE)
-			continue;
-		if (r->n_quarantined >= FLEET_GATE_QUARANTINE_MIN) {
-			r->state = R_HALTED;
-			persist(f, r, now);
-			decide(f, r, "halt", now, "controller",
-			       "\"gate\":\"crash-loop-quarantine\",\"threshold\":%u",
-			       FLEET_GATE_QUARANTINE_MIN);
-			decide(f, r, "pull", now, "controller", "\"to\":%" PRIu64,
-			       r->has_prev ? r->prev.version : 0);
-			continue;
-		}
-		if (now - r->step_started < r->steps[r->step].bake_seconds)
-			continue;
-		if (r->step + 1 < r->n_steps) {
-			r->step++;
-			r->step_started = now;
-			persist(f, r, now);
-			decide(f, r, "promote", now, "controller",
-			       "\"to_ring\":%u,\"to_percent\":%g", r->steps[r->step].ring,
-			       r->steps[r->step].percent);
-		} else {
-			complete(f, r, now);
-			persist(f, r, now);
-			decide(f, r, "complete", now, "controller", "%s", "");
-		}
+	r = live(f);
+	if (r) {
+		enum rollout_state s = rollout_state(r->ctl);
+		if ((s == ROLLOUT_ROLLING || s == ROLLOUT_PAUSED) &&
+		    now - f->population_at >= FLEET_POPULATION_PERIOD)
+			count_population(f, r, now);
+		if (rollout_tick(r->ctl, now) >= 0)
+			r->dirty = true;
+		if (r->dirty && persist(f, r, now))
+			fprintf(stderr, "vigil-server: cannot store rollout %" PRId64 "\n", r->id);
 	}
 	pthread_mutex_unlock(&f->lock);
 }
 
 /* --- admin actions --- */
 
-static const struct proto_plan_step default_plan[] = {
-    {0, 100.0, FLEET_DEFAULT_BAKE_RING0}, {1, 100.0, FLEET_DEFAULT_BAKE_RING1},
-    {2, 1.0, FLEET_DEFAULT_BAKE_RING2},	  {2, 10.0, FLEET_DEFAULT_BAKE_RING2},
-    {2, 50.0, FLEET_DEFAULT_BAKE_RING2},  {2, 100.0, FLEET_DEFAULT_BAKE_RING2},
-};
-
 int fleet_default_plan_json(struct buf *out)
 {
-	struct fl_rollout r = {0};
-	r.n_steps = sizeof(default_plan) / sizeof(default_plan[0]);
-	memcpy(r.steps, default_plan, sizeof(default_plan));
-	return plan_json(&r, out);
+	struct rollout_plan p;
+	int ret = buf_append_char(out, '[');
+
+	rollout_plan_default(&p);
+	for (uint32_t i = 0; !ret && i < p.n_steps; i++)
+		ret = buf_printf(out, "%s{\"ring\":%u,\"percent\":%g,\"bake_seconds\":%u}",
+				 i ? "," : "", p.steps[i].ring, p.steps[i].bp / 100.0,
+				 p.steps[i].bake_s);
+	return ret ? ret : buf_append_char(out, ']');
 }
 
-/* The highest ring any agent is in: the default ring or a group's. */
-static unsigned top_ring(const struct fleet *f)
+static void apply_gates(const struct proto_gates *g, struct rollout_gates *out)
 {
-	unsigned top = FLEET_DEFAULT_RING;
-	for (size_t i = 0; i < f->n_groups; i++)
-		if (f->groups[i].policy.ring > top)
-			top = f->groups[i].policy.ring;
-	return top;
+	static const enum rollout_gate order[PROTO_GATE_COUNT] = {
+	    ROLLOUT_GATE_silence, ROLLOUT_GATE_reverts, ROLLOUT_GATE_restarts,
+	    ROLLOUT_GATE_liveness, ROLLOUT_GATE_alerts, ROLLOUT_GATE_drops, ROLLOUT_GATE_cpu};
+
+	if (!g->set)
+		return;
+	if (g->min_agents >= 0)
+		out->min_agents = (uint32_t)g->min_agents;
+	if (g->min_bad >= 0)
+		out->min_bad = (uint32_t)g->min_bad;
+	if (g->silence_k >= 0)
+		out->silence_k = (uint32_t)g->silence_k;
+	if (g->tolerance > 0)
+		out->tolerance = g->tolerance;
+	if (g->alpha > 0)
+		out->alpha = g->alpha;
+	if (g->floor_per_hour > 0)
+		out->floor_per_hour = g->floor_per_hour;
+	if (g->alert_ratio > 0)
+		out->alert_ratio = g->alert_ratio;
+	if (g->cpu_ratio > 0)
+		out->cpu_ratio = g->cpu_ratio;
+	for (unsigned i = 0; i < PROTO_GATE_COUNT; i++)
+		if (g->disabled & (1u << i))
+			out->enabled &= ~(1u << order[i]);
+}
+
+/* The plan of @req: its steps, or the default plan; the server's heartbeat; its gates. */
+static void make_plan(const struct fleet *f, const struct proto_rollout_start *req,
+		      struct rollout_plan *p)
+{
+	struct rollout_gates g;
+
+	rollout_plan_default(p);
+	rollout_gates_default(&g);
+	apply_gates(&req->gates, &g);
+	if (req->has_plan) {
+		p->n_steps = (uint32_t)req->n_steps;
+		p->n_rings = req->steps[req->n_steps - 1].ring + 1;
+		for (size_t i = 0; i < req->n_steps; i++) {
+			p->steps[i].ring = req->steps[i].ring;
+			p->steps[i].bp = (uint32_t)lround(req->steps[i].percent * 100.0);
+			p->steps[i].bake_s = (uint32_t)req->steps[i].bake_seconds;
+		}
+	}
+	for (uint32_t i = 0; i < p->n_steps; i++)
+		p->steps[i].gates = g;
+	p->heartbeat_s = f->heartbeat_s;
 }
 
 int fleet_start(struct fleet *f, const struct proto_rollout_start *req, const char *who,
 		int64_t now, int64_t *id, char *err, size_t errlen)
 {
 	struct store_rollout sr = {0};
-	struct fl_rollout *r;
+	struct rollout_plan plan;
+	struct fl_rollout *r, *cur;
 	struct fl_release *rel;
+	struct rollout *ctl = NULL;
+	uint64_t previous = 0;
 	int ret = 0;
 
 	pthread_mutex_lock(&f->lock);
@@ -638,140 +586,132 @@ int fleet_start(struct fleet *f, const struct proto_rollout_start *req, const ch
 		goto out;
 	}
 	if (!rel->content) {
-		ret = fail(err, errlen, -EINVAL, "only content releases roll out here");
+		ret = fail(err, errlen, -EINVAL, "only content releases roll out through plans");
 		goto out;
 	}
-	if (f->n_rollouts >= FLEET_MAX_ROLLOUTS) {
-		ret = fail(err, errlen, -ENOSPC, "too many rollouts");
-		goto out;
-	}
-	for (size_t i = 0; i < f->n_rollouts; i++) {
-		const struct fl_rollout *o = &f->rollouts[i];
-		if (o->rel.content && (o->state == R_ACTIVE || o->state == R_PAUSED)) {
+	cur = live(f);
+	if (cur) {
+		enum rollout_state s = rollout_state(cur->ctl);
+		if (s == ROLLOUT_ROLLING || s == ROLLOUT_PAUSED) {
 			ret = fail(err, errlen, -EBUSY,
-				   "rollout %" PRId64 " is %s: halt or finish it first", o->id,
-				   rstate_names[o->state]);
+				   "rollout %" PRId64 " is %s: halt it or let it finish first",
+				   cur->id, rollout_state_name(s));
 			goto out;
 		}
-		if (strcmp(o->rel.hash, rel->hash) == 0 && pulled(o) && !req->force) {
-			ret = fail(err, errlen, -EINVAL,
+		/* the previous good version: what the newest rollout left generally available */
+		previous = s == ROLLOUT_COMPLETE ? rollout_version(cur->ctl)
+						 : rollout_previous(cur->ctl);
+	}
+	for (size_t i = 0; i < f->n_rollouts && !req->force; i++) {
+		const struct fl_rollout *o = &f->rollouts[i];
+		if (strcmp(o->rel.hash, rel->hash) == 0 &&
+		    rollout_state(o->ctl) == ROLLOUT_HALTED) {
+			ret = fail(err, errlen, -ESTALE,
 				   "release %" PRIu64 " was pulled by rollout %" PRId64
-				   "; use force to roll it out again",
+				   "; force to roll it out again",
 				   rel->version, o->id);
 			goto out;
 		}
 	}
-	r = &f->rollouts[f->n_rollouts];
-	memset(r, 0, sizeof(*r));
-	r->rel = *rel;
-	if (req->has_plan) {
-		r->n_steps = req->n_steps;
-		memcpy(r->steps, req->steps, req->n_steps * sizeof(req->steps[0]));
-	} else {
-		r->n_steps = sizeof(default_plan) / sizeof(default_plan[0]);
-		memcpy(r->steps, default_plan, sizeof(default_plan));
-	}
-	if (r->steps[0].ring >= top_ring(f) && r->steps[0].percent >= 100.0 && !req->force) {
-		ret = fail(err, errlen, -EINVAL,
-			   "the plan's first step reaches the whole fleet (ring %u at 100%%); "
-			   "refused unless forced",
-			   r->steps[0].ring);
+	make_plan(f, req, &plan);
+	ret = rollout_new(&plan, rel->version, previous, req->force, now, &ctl, err, errlen);
+	if (ret)
 		goto out;
-	}
-	if (f->has_ga && f->ga.version != rel->version) {
-		r->has_prev = true;
-		r->prev = f->ga;
-	}
-	r->state = R_ACTIVE;
-	r->created = now;
-	r->step_started = now;
+	if (f->n_rollouts == FLEET_MAX_ROLLOUTS)
+		drop_oldest(f);
 	memcpy(sr.release_hash, rel->hash, sizeof(sr.release_hash));
-	snprintf(sr.state, sizeof(sr.state), "%s", rstate_names[R_ACTIVE]);
+	snprintf(sr.state, sizeof(sr.state), "%s", rollout_state_name(ROLLOUT_ROLLING));
 	sr.created = sr.updated = now;
-	sr.plan = "[]";
-	sr.controller = "{}";
+	sr.meta = "{}";
+	sr.controller = "";
 	ret = f->st->ops->rollout_add(f->st, &sr);
 	if (ret) {
 		fail(err, errlen, ret, "cannot store the rollout");
+		rollout_free(ctl);
 		goto out;
 	}
+	r = &f->rollouts[f->n_rollouts++];
+	memset(r, 0, sizeof(*r));
 	r->id = sr.id;
+	r->rel = *rel;
+	r->ctl = ctl;
+	r->created = now;
+	count_population(f, r, now);
 	ret = persist(f, r, now);
-	if (ret) {
+	if (ret)
 		fail(err, errlen, ret, "cannot store the rollout");
-		goto out;
-	}
-	f->n_rollouts++;
-	decide(f, r, "start", now, who, "\"steps\":%zu,\"forced\":%s", r->n_steps,
-	       req->force ? "true" : "false");
 	*id = r->id;
+	(void)who;
 out:
 	pthread_mutex_unlock(&f->lock);
 	return ret;
 }
 
-static struct fl_rollout *rollout_by_id(struct fleet *f, int64_t id)
+/* Stores an approval, which the controller does not log itself. */
+static void decide_approval(struct fleet *f, const struct fl_rollout *r, const char *group,
+			    const char *who, int64_t now)
 {
-	for (size_t i = 0; i < f->n_rollouts; i++)
-		if (f->rollouts[i].id == id)
-			return &f->rollouts[i];
-	return NULL;
+	struct store_decision d = {0};
+	char detail[256];
+
+	snprintf(detail, sizeof(detail),
+		 "{\"at\":%" PRId64 ",\"action\":\"approve\",\"step\":%u,\"manual\":true,"
+		 "\"group\":\"%s\",\"reason\":\"approved by %s\"}",
+		 now, rollout_step(r->ctl), group, who);
+	d.rollout_id = r->id;
+	d.at = now;
+	snprintf(d.kind, sizeof(d.kind), "approve");
+	d.detail = detail;
+	if (f->st->ops->decision_add(f->st, &d))
+		fprintf(stderr, "vigil-server: cannot store an approval of rollout %" PRId64 "\n",
+			r->id);
 }
 
 int fleet_act(struct fleet *f, int64_t id, enum fleet_action act, const char *group,
 	      const char *who, int64_t now, char *err, size_t errlen)
 {
 	struct fl_rollout *r;
-	enum rstate before;
+	char reason[ROLLOUT_REASON_BYTES];
 	int ret = 0;
 
 	pthread_mutex_lock(&f->lock);
 	r = rollout_by_id(f, id);
 	if (!r) {
-		ret = fail(err, errlen, -ENOENT, "no rollout %" PRId64, id);
+		ret = fail(err, errlen, -ENOENT, "no rollout %" PRId64 " held by this server", id);
 		goto out;
 	}
-	before = r->state;
 	switch (act) {
 	case FLEET_PAUSE:
-		if (r->state != R_ACTIVE)
-			goto bad_state;
-		r->state = R_PAUSED;
-		decide(f, r, "pause", now, who, "%s", "");
+		snprintf(reason, sizeof(reason), "paused by %s", who);
+		ret = rollout_pause(r->ctl, now, reason);
 		break;
 	case FLEET_RESUME:
-		if (r->state != R_PAUSED)
-			goto bad_state;
-		r->state = R_ACTIVE;
-		/* the bake of the current step starts over */
-		r->step_started = now;
-		decide(f, r, "resume", now, who, "%s", "");
+		snprintf(reason, sizeof(reason), "resumed by %s", who);
+		ret = rollout_resume(r->ctl, now, reason);
 		break;
 	case FLEET_HALT:
-		if (r->state != R_ACTIVE && r->state != R_PAUSED)
-			goto bad_state;
-		r->state = R_HALTED;
-		decide(f, r, "halt", now, who, "\"gate\":\"manual\"");
-		decide(f, r, "pull", now, who, "\"to\":%" PRIu64, r->has_prev ? r->prev.version : 0);
+		if (rollout_state(r->ctl) == ROLLOUT_COMPLETE) {
+			ret = fail(err, errlen, -EINVAL,
+				   "rollout %" PRId64 " is complete: roll it back instead", id);
+			goto out;
+		}
+		snprintf(reason, sizeof(reason), "halted by %s", who);
+		ret = rollout_halt(r->ctl, now, reason);
 		break;
 	case FLEET_ROLLBACK:
-		if (r->state == R_ROLLED_BACK)
-			goto bad_state;
-		if (r->state == R_COMPLETED && f->has_ga && strcmp(f->ga.hash, r->rel.hash) == 0) {
-			/* general availability goes back to what it was */
-			f->has_ga = r->has_prev;
-			if (r->has_prev)
-				f->ga = r->prev;
-			f->has_ga_prev = false;
-			ga_save(f);
-		}
-		r->state = R_ROLLED_BACK;
-		decide(f, r, "pull", now, who, "\"to\":%" PRIu64 ",\"rollback\":true",
-		       r->has_prev ? r->prev.version : 0);
+		snprintf(reason, sizeof(reason), "rolled back by %s", who);
+		ret = rollout_halt(r->ctl, now, reason);
 		break;
-	case FLEET_APPROVE:
-		if (r->state != R_ACTIVE && r->state != R_PAUSED)
-			goto bad_state;
+	case FLEET_PROMOTE:
+		snprintf(reason, sizeof(reason), "promoted by %s", who);
+		ret = rollout_promote(r->ctl, now, reason);
+		break;
+	case FLEET_APPROVE: {
+		enum rollout_state s = rollout_state(r->ctl);
+		if (s != ROLLOUT_ROLLING && s != ROLLOUT_PAUSED) {
+			ret = -EINVAL;
+			break;
+		}
 		if (!approved(r, group)) {
 			if (r->n_approved >= FLEET_MAX_APPROVALS) {
 				ret = fail(err, errlen, -ENOSPC, "too many approvals");
@@ -779,15 +719,19 @@ int fleet_act(struct fleet *f, int64_t id, enum fleet_action act, const char *gr
 			}
 			snprintf(r->approved[r->n_approved++], STORE_NAME_BYTES, "%s", group);
 		}
-		decide(f, r, "approve", now, who, "\"group\":\"%s\"", group);
+		decide_approval(f, r, group, who, now);
 		break;
+	}
+	}
+	if (ret) {
+		fail(err, errlen, -EINVAL, "rollout %" PRId64 " is %s", id,
+		     rollout_state_name(rollout_state(r->ctl)));
+		ret = -EINVAL;
+		goto out;
 	}
 	ret = persist(f, r, now);
 	if (ret)
 		fail(err, errlen, ret, "cannot store the rollout");
-	goto out;
-bad_state:
-	ret = fail(err, errlen, -EINVAL, "rollout %" PRId64 " is %s", id, rstate_names[before]);
 out:
 	pthread_mutex_unlock(&f->lock);
 	return ret;
@@ -795,70 +739,99 @@ out:
 
 int fleet_emergency_stop(struct fleet *f, const char *who, int64_t now, size_t *halted)
 {
+	char reason[ROLLOUT_REASON_BYTES];
 	size_t n = 0;
 	int ret = 0;
 
+	snprintf(reason, sizeof(reason), "emergency stop by %s", who);
 	pthread_mutex_lock(&f->lock);
 	for (size_t i = 0; i < f->n_rollouts; i++) {
 		struct fl_rollout *r = &f->rollouts[i];
-		if (r->state != R_ACTIVE && r->state != R_PAUSED)
+		enum rollout_state s = rollout_state(r->ctl);
+		if (s != ROLLOUT_ROLLING && s != ROLLOUT_PAUSED)
 			continue;
-		r->state = R_HALTED;
+		if (rollout_halt(r->ctl, now, reason) == 0)
+			n++;
 		int e = persist(f, r, now);
 		if (e)
 			ret = e;
-		decide(f, r, "halt", now, who, "\"gate\":\"emergency-stop\"");
-		decide(f, r, "pull", now, who, "\"to\":%" PRIu64, r->has_prev ? r->prev.version : 0);
-		n++;
 	}
 	pthread_mutex_unlock(&f->lock);
 	*halted = n;
 	return ret;
 }
 
-static int rollout_json(const struct fl_rollout *r, struct buf *b)
+static int time_or_null(struct buf *b, const char *key, int64_t t)
 {
-	int ret = buf_printf(b,
-			     "{\"id\":%" PRId64 ",\"state\":\"%s\",\"release\":", r->id,
-			     rstate_names[r->state]);
+	return t < 0 ? buf_printf(b, ",\"%s\":null", key)
+		     : buf_printf(b, ",\"%s\":%" PRId64, key, t);
+}
+
+static int rollout_json(struct fl_rollout *r, int64_t now, struct buf *b)
+{
+	const struct rollout_plan *p = rollout_get_plan(r->ctl);
+	struct rollout_evidence ev[ROLLOUT_GATE_COUNT];
+	int ret;
+
+	ret = buf_printf(b,
+			 "{\"id\":%" PRId64 ",\"state\":\"%s\",\"release\":{\"version\":%" PRIu64
+			 ",\"hash\":\"%s\",\"size\":%" PRId64 "},\"previous\":%" PRIu64
+			 ",\"created\":%" PRId64 ",\"step\":%u",
+			 r->id, rollout_state_name(rollout_state(r->ctl)), r->rel.version,
+			 r->rel.hash, r->rel.size, rollout_previous(r->ctl), r->created,
+			 rollout_step(r->ctl));
 	if (!ret)
-		ret = release_json(&r->rel, b);
+		ret = time_or_null(b, "started", rollout_started_at(r->ctl));
 	if (!ret)
-		ret = buf_printf(b,
-				 ",\"created\":%" PRId64 ",\"step\":%zu,\"step_started\":%" PRId64
-				 ",\"heartbeats_on_release\":%" PRIu64
-				 ",\"heartbeats_off_release\":%" PRIu64
-				 ",\"agents_quarantined\":%zu,\"previous\":",
-				 r->created, r->step, r->step_started, r->heartbeats_on,
-				 r->heartbeats_off, r->n_quarantined);
+		ret = time_or_null(b, "step_started", rollout_step_started_at(r->ctl));
 	if (!ret)
-		ret = r->has_prev ? release_json(&r->prev, b) : buf_append_str(b, "null");
+		ret = time_or_null(b, "available_at", rollout_available_at(r->ctl));
+	if (!ret)
+		ret = time_or_null(b, "halted_at", rollout_halted_at(r->ctl));
 	if (!ret)
 		ret = buf_append_str(b, ",\"approved\":[");
 	for (size_t i = 0; !ret && i < r->n_approved; i++)
 		ret = buf_printf(b, "%s\"%s\"", i ? "," : "", r->approved[i]);
 	if (!ret)
-		ret = buf_append_str(b, "],\"plan\":");
+		ret = buf_printf(b, "],\"rings\":%u,\"plan\":[", p->n_rings);
+	for (uint32_t i = 0; !ret && i < p->n_steps; i++)
+		ret = buf_printf(b, "%s{\"ring\":%u,\"percent\":%g,\"bake_seconds\":%u}",
+				 i ? "," : "", p->steps[i].ring, p->steps[i].bp / 100.0,
+				 p->steps[i].bake_s);
 	if (!ret)
-		ret = plan_json(r, b);
-	return ret ? ret : buf_append_char(b, '}');
+		ret = buf_append_str(b, "],\"gates\":{");
+	rollout_evaluate(r->ctl, now, ev);
+	for (int g = 0; !ret && g < ROLLOUT_GATE_COUNT; g++) {
+		static const char *const verdicts[] = {"pass", "fail", "off"};
+		ret = buf_printf(b,
+				 "%s\"%s\":{\"verdict\":\"%s\",\"agents\":%" PRIu64
+				 ",\"bad\":%" PRIu64 ",\"exposed_rate\":%.6g,\"control_rate\":%.6g,"
+				 "\"limit\":%.6g}",
+				 g ? "," : "", rollout_gate_name((enum rollout_gate)g),
+				 (unsigned)ev[g].verdict < 3 ? verdicts[ev[g].verdict] : "?",
+				 ev[g].agents, ev[g].bad,
+				 isfinite(ev[g].exposed_rate) ? ev[g].exposed_rate : 0.0,
+				 isfinite(ev[g].control_rate) ? ev[g].control_rate : 0.0,
+				 isfinite(ev[g].limit) ? ev[g].limit : 0.0);
+	}
+	return ret ? ret : buf_append_str(b, "}}");
 }
 
-int fleet_rollout_json(struct fleet *f, int64_t id, struct buf *out)
+int fleet_rollout_json(struct fleet *f, int64_t id, int64_t now, struct buf *out)
 {
 	int ret = 0;
 
 	pthread_mutex_lock(&f->lock);
 	if (id) {
-		const struct fl_rollout *r = rollout_by_id(f, id);
-		ret = r ? rollout_json(r, out) : -ENOENT;
+		struct fl_rollout *r = rollout_by_id(f, id);
+		ret = r ? rollout_json(r, now, out) : -ENOENT;
 	} else {
 		ret = buf_append_char(out, '[');
 		for (size_t i = 0; !ret && i < f->n_rollouts; i++) {
 			if (i)
 				ret = buf_append_char(out, ',');
 			if (!ret)
-				ret = rollout_json(&f->rollouts[i], out);
+				ret = rollout_json(&f->rollouts[i], now, out);
 		}
 		if (!ret)
 			ret = buf_append_char(out, ']');

@@ -76,6 +76,9 @@ static const struct route routes[] = {
 };
 
 #define API_PREFIX "/api/v1/"
+/* Bytes of an oversized body without a length read and dropped before the connection is
+ * closed instead of answered. */
+#define HTTP_MAX_DISCARD (64u * 1024u * 1024u)
 
 int json_str(struct buf *b, const char *s)
 {
@@ -353,18 +356,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_YES;
 	}
 	if (*upload_size) {
-		if (!rq->too_big && buf_append(&rq->body, upload, *upload_size) != 0)
+		if (!rq->too_big && buf_append(&rq->body, upload, *upload_size) != 0) {
 			rq->too_big = true;
-		*upload_size = 0;
-		if (rq->too_big) {
-			/* say so at once; the connection closes after this reply */
-			reply_init(&rp);
-			reply_error(&rp, 413, "request body larger than %zu bytes", rq->body.max);
-			return answer_early(rq, &rp);
+			buf_release(&rq->body);
 		}
+		if (rq->too_big) {
+			/* a body without a length that outgrew the cap is read to its end and
+			 * dropped, then refused; one that goes on and on loses its connection */
+			rq->discarded += *upload_size;
+			if (rq->discarded > HTTP_MAX_DISCARD)
+				return MHD_NO;
+		}
+		*upload_size = 0;
 		return MHD_YES;
 	}
 	reply_init(&rp);
+	if (rq->too_big) {
+		reply_error(&rp, 413, "request body larger than %zu bytes", rq->body.max);
+		return answer_early(rq, &rp);
+	}
 	rq->route->fn(rq, &rp);
 	audit_if_needed(rq, &rp);
 	ret = send_reply(rq, &rp);

@@ -349,7 +349,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vigil-server: %s: %s\n", srv.cfg.root_path, err);
 		goto out;
 	}
-	if (fleet_open(srv.store, now_seconds(), &srv.fleet, err, sizeof(err))) {
+	if (fleet_open(srv.store, srv.cfg.heartbeat_seconds, now_seconds(), &srv.fleet, err, sizeof(err))) {
 		fprintf(stderr, "vigil-server: %s\n", err);
 		goto out;
 	}

@@ -203,6 +203,10 @@ int proto_parse_enroll(const char *body, size_t len, struct proto_enroll *out, c
 	    (ret = get_string(j, "sensor_version", e.sensor_version, sizeof(e.sensor_version),
 			      false, err, errlen)))
 		goto out;
+	if (e.token[0] == '\0') {
+		ret = fail(err, errlen, "\"token\" is empty");
+		goto out;
+	}
 	*out = e;
 out:
 	json_decref(j);
@@ -220,6 +224,7 @@ int proto_parse_heartbeat(const char *body, size_t len, struct store_health *out
 	memset(out, 0, sizeof(*out));
 	memset(&h, 0, sizeof(h));
 	h.liveness_last = -1;
+	h.cpu_percent = -1.0; /* not reported */
 	ret = proto_json_object(body, len, (void **)&j, err, errlen);
 	if (ret)
 		return ret;
@@ -437,8 +442,8 @@ static int parse_hhmm(const char *s, uint16_t *minute)
 
 static int parse_windows(json_t *w, struct store_policy *p, char *err, size_t errlen)
 {
-	size_t i, k;
-	json_t *x, *d;
+	size_t i;
+	json_t *x;
 
 	if (!json_is_array(w))
 		return fail(err, errlen, "\"maintenance_windows\" must be an array");
@@ -450,7 +455,6 @@ static int parse_windows(json_t *w, struct store_policy *p, char *err, size_t er
 	{
 		struct store_window *win = &p->windows[i];
 		char start[8] = "", end[8] = "";
-		json_t *days;
 
 		if (!json_is_object(x))
 			return fail(err, errlen, "maintenance_windows[%zu] must be an object", i);
@@ -459,28 +463,8 @@ static int parse_windows(json_t *w, struct store_policy *p, char *err, size_t er
 		    parse_hhmm(start, &win->start_minute) || parse_hhmm(end, &win->end_minute))
 			return fail(err, errlen,
 				    "maintenance_windows[%zu]: \"start\" and \"end\" must be HH:MM", i);
-		if (win->start_minute == win->end_minute)
+		if (win->start_minute % 1440 == win->end_minute % 1440)
 			return fail(err, errlen, "maintenance_windows[%zu] is empty", i);
-		days = json_object_get(x, "days");
-		win->days = 0;
-		if (!days || json_is_null(days)) {
-			win->days = 0x7f;
-		} else if (!json_is_array(days) || json_array_size(days) == 0 ||
-			   json_array_size(days) > 7) {
-			return fail(err, errlen,
-				    "maintenance_windows[%zu]: \"days\" must list 1..7 days", i);
-		} else {
-			json_array_foreach(days, k, d)
-			{
-				if (!json_is_integer(d) || json_integer_value(d) < 0 ||
-				    json_integer_value(d) > 6)
-					return fail(err, errlen,
-						    "maintenance_windows[%zu]: a day is 0 (Sunday) "
-						    "to 6",
-						    i);
-				win->days |= (uint8_t)(1u << json_integer_value(d));
-			}
-		}
 		p->n_windows = i + 1;
 	}
 	return 0;
@@ -540,22 +524,67 @@ int proto_policy_json(const struct store_policy *p, struct buf *out)
 				 p->paused ? "true" : "false", p->approval_required ? "true" : "false");
 	for (size_t i = 0; !ret && i < p->n_windows; i++) {
 		const struct store_window *w = &p->windows[i];
-		bool first = true;
-		ret = buf_append_str(out, i ? ",{\"days\":[" : "{\"days\":[");
-		for (int d = 0; !ret && d < 7; d++) {
-			if (!(w->days & (1u << d)))
-				continue;
-			ret = buf_printf(out, first ? "%d" : ",%d", d);
-			first = false;
-		}
-		if (!ret)
-			ret = buf_printf(out, "],\"start\":\"%02u:%02u\",\"end\":\"%02u:%02u\"}",
-					 w->start_minute / 60u, w->start_minute % 60u,
-					 w->end_minute / 60u, w->end_minute % 60u);
+		ret = buf_printf(out, "%s{\"start\":\"%02u:%02u\",\"end\":\"%02u:%02u\"}",
+				 i ? "," : "", w->start_minute / 60u, w->start_minute % 60u,
+				 w->end_minute / 60u, w->end_minute % 60u);
 	}
 	if (!ret)
 		ret = buf_append_str(out, "]}");
 	return ret;
+}
+
+static const char *const gate_names[] = {PROTO_GATE_NAMES};
+
+static int parse_gates(json_t *g, struct proto_gates *out, char *err, size_t errlen)
+{
+	json_t *off, *x;
+	int64_t n;
+	size_t i;
+	int ret;
+
+	if (!g || json_is_null(g))
+		return 0;
+	if (!json_is_object(g))
+		return fail(err, errlen, "\"gates\" must be an object");
+	out->set = true;
+	out->min_agents = out->min_bad = out->silence_k = -1;
+	out->tolerance = out->alpha = out->floor_per_hour = out->alert_ratio = out->cpu_ratio =
+	    -1.0;
+	n = -1;
+	if ((ret = get_int(g, "min_agents", 0, 1000000000, &n, false, err, errlen)))
+		return ret;
+	out->min_agents = n;
+	n = -1;
+	if ((ret = get_int(g, "min_bad", 1, 1000000000, &n, false, err, errlen)))
+		return ret;
+	out->min_bad = n;
+	n = -1;
+	if ((ret = get_int(g, "silence_k", 1, 16, &n, false, err, errlen)))
+		return ret;
+	out->silence_k = n;
+	if ((ret = get_number(g, "tolerance", 1.0, 1000.0, &out->tolerance, err, errlen)) ||
+	    (ret = get_number(g, "alpha", 1e-12, 0.5, &out->alpha, err, errlen)) ||
+	    (ret = get_number(g, "floor_per_hour", 1e-9, 1000.0, &out->floor_per_hour, err,
+			      errlen)) ||
+	    (ret = get_number(g, "alert_ratio", 1.0, 1000.0, &out->alert_ratio, err, errlen)) ||
+	    (ret = get_number(g, "cpu_ratio", 1.0, 1000.0, &out->cpu_ratio, err, errlen)))
+		return ret;
+	off = json_object_get(g, "disabled");
+	if (off && !json_is_null(off)) {
+		if (!json_is_array(off) || json_array_size(off) > PROTO_GATE_COUNT)
+			return fail(err, errlen, "\"gates.disabled\" must list gate names");
+		json_array_foreach(off, i, x)
+		{
+			size_t k;
+			for (k = 0; k < PROTO_GATE_COUNT; k++)
+				if (json_is_string(x) && strcmp(json_string_value(x), gate_names[k]) == 0)
+					break;
+			if (k == PROTO_GATE_COUNT)
+				return fail(err, errlen, "gates.disabled[%zu] is not a gate name", i);
+			out->disabled |= 1u << k;
+		}
+	}
+	return 0;
 }
 
 int proto_parse_rollout_start(const char *body, size_t len, struct proto_rollout_start *out,
@@ -577,6 +606,8 @@ int proto_parse_rollout_start(const char *body, size_t len, struct proto_rollout
 		ret = fail(err, errlen, "\"release\" must be a release hash (64 hex digits)");
 		goto out;
 	}
+	if ((ret = parse_gates(json_object_get(j, "gates"), &r.gates, err, errlen)))
+		goto out;
 	plan = json_object_get(j, "plan");
 	if (plan && !json_is_null(plan)) {
 		if (!json_is_array(plan) || json_array_size(plan) == 0 ||

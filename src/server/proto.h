@@ -27,7 +27,10 @@
 #define PROTO_MAX_BAKE_SECONDS (30ll * 86400)
 #define PROTO_MAX_DELAY_HOURS 8760u
 /* Rings are 0 (internal) .. PROTO_MAX_RING. */
-#define PROTO_MAX_RING 9u
+#define PROTO_MAX_RING 7u
+/* The controller's health gates, in its order (lib/rollout.h ROLLOUT_GATES). */
+#define PROTO_GATE_NAMES "silence", "reverts", "restarts", "liveness", "alerts", "drops", "cpu"
+#define PROTO_GATE_COUNT 7u
 /* Largest counter accepted in a heartbeat: stays exact in every JSON reader (2^53 - 1). */
 #define PROTO_MAX_COUNTER 9007199254740991ll
 
@@ -94,9 +97,8 @@ void proto_batch_free(struct proto_batch *b);
 
 /*
  * A group policy: {"ring": n, "delay_hours": n, "pin": n|null, "paused": b,
- * "approval_required": b, "maintenance_windows": [{"days": [0..6], "start": "HH:MM",
- * "end": "HH:MM"}]} (UTC, 0 = Sunday; a window whose end is before its start runs past
- * midnight). Keys not given keep the value in @out, so a caller can pass the current policy
+ * "approval_required": b, "maintenance_windows": [{"start": "HH:MM", "end": "HH:MM"}]}
+ * (daily, UTC; a window whose end is before its start runs past midnight). Keys not given keep the value in @out, so a caller can pass the current policy
  * to update it. Returns 0 or -EINVAL with a reason; @out is unchanged on error.
  */
 int proto_parse_policy(const char *body, size_t len, struct store_policy *out, char *err,
@@ -111,8 +113,17 @@ struct proto_plan_step {
 	int64_t bake_seconds; /* >= 0 */
 };
 
+/* Gate thresholds given with a plan; -1 where not given (the controller's default). */
+struct proto_gates {
+	bool set;
+	int64_t min_agents, min_bad, silence_k;
+	double tolerance, alpha, floor_per_hour, alert_ratio, cpu_ratio;
+	uint32_t disabled; /* bit i: gate i of PROTO_GATE_NAMES is off */
+};
+
 struct proto_rollout_start {
 	char release[STORE_HASH_BYTES]; /* hash */
+	struct proto_gates gates;
 	bool has_plan;
 	size_t n_steps;
 	struct proto_plan_step steps[PROTO_MAX_PLAN_STEPS];
@@ -120,7 +131,9 @@ struct proto_rollout_start {
 };
 
 /*
- * {"release": HASH, "plan": [{"ring": n, "percent": x, "bake_seconds": n}], "force": b}.
+ * {"release": HASH, "plan": [{"ring": n, "percent": x, "bake_seconds": n}], "force": b,
+ * "gates": {"min_agents": n, "min_bad": n, "silence_k": n, "tolerance": x, "alpha": x,
+ * "floor_per_hour": x, "alert_ratio": x, "cpu_ratio": x, "disabled": [gate names]}}.
  * Steps must not go backwards (ring, then percent). Returns 0 or -EINVAL with a reason.
  */
 int proto_parse_rollout_start(const char *body, size_t len, struct proto_rollout_start *out,

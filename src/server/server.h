@@ -76,9 +76,11 @@ struct request {
 	char arg[2][STORE_TOKEN_BYTES];
 	struct buf body;
 	bool too_big;
+	size_t discarded;
 	bool answered;
 	const struct route *route;
 	struct principal who;
+	struct store_agent agent; /* the agent as stored before this request (agent routes) */
 	int64_t now;
 };
 

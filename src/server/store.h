@@ -21,7 +21,8 @@
 #define STORE_STATE_BYTES   16 /* rollout state names */
 #define STORE_SECRET_HASH   32 /* BLAKE2b-256 of a secret */
 #define STORE_MAX_QUARANTINED 16u
-#define STORE_MAX_WINDOWS   8u
+#define STORE_MAX_WINDOWS   4u
+#define STORE_TRACK_BYTES   64 /* the controller's memory of one agent */
 
 enum store_role { ROLE_VIEWER = 0, ROLE_OPERATOR = 1, ROLE_ADMIN = 2 };
 enum store_token_kind { TOKEN_ADMIN = 0, TOKEN_ENROLL = 1 };
@@ -69,11 +70,14 @@ struct store_agent {
 	int64_t last_seen; /* 0 before the first heartbeat */
 	int64_t heartbeats;
 	struct store_health health;
+	/* opaque to the store: what the rollout controller remembers of this agent */
+	size_t track_len;
+	uint8_t track[STORE_TRACK_BYTES];
 };
 
+/* A daily maintenance window, UTC minutes of the day; end < start runs past midnight. */
 struct store_window {
-	uint8_t days; /* bit d set: day d (0 = Sunday) */
-	uint16_t start_minute, end_minute; /* UTC minutes of the day; end < start runs past midnight */
+	uint16_t start_minute, end_minute;
 };
 
 /* A group's policy for receiving releases. */
@@ -106,8 +110,8 @@ struct store_release {
 };
 
 /*
- * A rollout as persisted: the plan and the controller's state are JSON text the store keeps
- * without reading (owned by the struct: free with store_rollout_clear).
+ * A rollout as persisted: the server's notes on it and the controller's state are text the
+ * store keeps without reading (owned by the struct: free with store_rollout_clear).
  */
 struct store_rollout {
 	int64_t id; /* set by rollout_add */
@@ -115,8 +119,8 @@ struct store_rollout {
 	char state[STORE_STATE_BYTES];
 	int64_t created;
 	int64_t updated;
-	char *plan;	   /* JSON */
-	char *controller; /* JSON: the controller's persisted state */
+	char *meta;	   /* JSON: approvals and other notes of the server */
+	char *controller; /* the controller's snapshot (base64) */
 };
 
 struct store_decision {
@@ -196,9 +200,12 @@ struct store_ops {
 
 	int (*agent_add)(struct store *st, const struct store_agent *a);
 	int (*agent_get)(struct store *st, const char *id, struct store_agent *out);
-	/* Records a heartbeat's health at @now. */
+	/* Records a heartbeat's health at @now and the controller's @track of the agent. */
 	int (*agent_heartbeat)(struct store *st, const char *id, const struct store_health *h,
-			       int64_t now);
+			       const void *track, size_t track_len, int64_t now);
+	/* Agents per group: calls @cb with each group name and its number of agents. */
+	int (*agent_groups)(struct store *st,
+			    int (*cb)(const char *group, int64_t agents, void *ctx), void *ctx);
 	int (*agent_set_group)(struct store *st, const char *id, const char *group);
 	/* Agents ordered by id, after @after ("" from the start), at most @limit (0: all). */
 	int (*agent_list)(struct store *st, const char *group, const char *after, size_t limit,

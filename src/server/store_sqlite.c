@@ -29,7 +29,8 @@ static const char schema_sql[] =
     " sensor_version TEXT NOT NULL, uptime INTEGER NOT NULL, restarts INTEGER NOT NULL,"
     " crash_loop_reverts INTEGER NOT NULL, quarantined TEXT NOT NULL, liveness_ok INTEGER NOT NULL,"
     " liveness_failed INTEGER NOT NULL, liveness_last INTEGER NOT NULL, drops INTEGER NOT NULL,"
-    " alerts INTEGER NOT NULL, cpu REAL NOT NULL, rss INTEGER NOT NULL, hostname TEXT NOT NULL);"
+    " alerts INTEGER NOT NULL, cpu REAL NOT NULL, rss INTEGER NOT NULL, hostname TEXT NOT NULL,"
+    " track BLOB NOT NULL);"
     "CREATE INDEX IF NOT EXISTS agents_grp ON agents(grp, id);"
     "CREATE TABLE IF NOT EXISTS groups(name TEXT PRIMARY KEY, policy TEXT NOT NULL,"
     " updated INTEGER NOT NULL);"
@@ -38,7 +39,7 @@ static const char schema_sql[] =
     " size INTEGER NOT NULL, created INTEGER NOT NULL, created_by TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS rollouts(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " release_hash TEXT NOT NULL, state TEXT NOT NULL, created INTEGER NOT NULL,"
-    " updated INTEGER NOT NULL, plan TEXT NOT NULL, controller TEXT NOT NULL);"
+    " updated INTEGER NOT NULL, meta TEXT NOT NULL, controller TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS decisions(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " rollout_id INTEGER NOT NULL, at INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS decisions_rollout ON decisions(rollout_id, id);"
@@ -58,7 +59,7 @@ static const char schema_sql[] =
 #define AGENT_COLS                                                                              \
 	"id, secret_hash, grp, enrolled_at, last_seen, heartbeats, has_content, content_version," \
 	" sensor_version, uptime, restarts, crash_loop_reverts, quarantined, liveness_ok,"       \
-	" liveness_failed, liveness_last, drops, alerts, cpu, rss, hostname"
+	" liveness_failed, liveness_last, drops, alerts, cpu, rss, hostname, track"
 
 /* Statements prepared once and kept. */
 enum stmt {
@@ -74,6 +75,7 @@ enum stmt {
 	S_AGENT_GROUP,
 	S_AGENT_LIST,
 	S_AGENT_LIST_GROUP,
+	S_AGENT_GROUPS,
 	S_GROUP_PUT,
 	S_GROUP_GET,
 	S_GROUP_LIST,
@@ -110,17 +112,20 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TOKEN_LIST] = "SELECT id, kind, secret_hash, name, role, grp, uses_left, created,"
 		     " expires, revoked FROM tokens ORDER BY created, id",
     [S_AGENT_ADD] = "INSERT INTO agents(" AGENT_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
-		    " ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+		    " ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
     [S_AGENT_GET] = "SELECT " AGENT_COLS " FROM agents WHERE id = ?1",
     [S_AGENT_HB] = "UPDATE agents SET last_seen = ?2, heartbeats = heartbeats + 1,"
-		   " has_content = ?3, content_version = ?4, sensor_version = ?5, uptime = ?6,"
+		   " has_content = ?3, content_version = ?4,"
+		   " sensor_version = CASE WHEN ?5 = '' THEN sensor_version ELSE ?5 END, uptime = ?6,"
 		   " restarts = ?7, crash_loop_reverts = ?8, quarantined = ?9, liveness_ok = ?10,"
 		   " liveness_failed = ?11, liveness_last = ?12, drops = ?13, alerts = ?14,"
-		   " cpu = ?15, rss = ?16, hostname = ?17 WHERE id = ?1",
+		   " cpu = ?15, rss = ?16, hostname = CASE WHEN ?17 = '' THEN hostname ELSE ?17 END,"
+		   " track = ?18 WHERE id = ?1",
     [S_AGENT_GROUP] = "UPDATE agents SET grp = ?2 WHERE id = ?1",
     [S_AGENT_LIST] = "SELECT " AGENT_COLS " FROM agents WHERE id > ?1 ORDER BY id LIMIT ?2",
     [S_AGENT_LIST_GROUP] = "SELECT " AGENT_COLS " FROM agents WHERE grp = ?3 AND id > ?1"
 			   " ORDER BY id LIMIT ?2",
+    [S_AGENT_GROUPS] = "SELECT grp, count(*) FROM agents GROUP BY grp",
     [S_GROUP_PUT] = "INSERT INTO groups(name, policy, updated) VALUES(?1, ?2, ?3)"
 		    " ON CONFLICT(name) DO UPDATE SET policy = excluded.policy,"
 		    " updated = excluded.updated",
@@ -132,13 +137,13 @@ static const char *const stmt_sql[S_COUNT] = {
 		      " FROM releases WHERE hash = ?1",
     [S_RELEASE_LIST] = "SELECT id, hash, kind, name, version, size, created, created_by"
 		       " FROM releases ORDER BY id",
-    [S_ROLLOUT_ADD] = "INSERT INTO rollouts(release_hash, state, created, updated, plan,"
+    [S_ROLLOUT_ADD] = "INSERT INTO rollouts(release_hash, state, created, updated, meta,"
 		      " controller) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-    [S_ROLLOUT_UPDATE] = "UPDATE rollouts SET state = ?2, updated = ?3, plan = ?4,"
+    [S_ROLLOUT_UPDATE] = "UPDATE rollouts SET state = ?2, updated = ?3, meta = ?4,"
 			 " controller = ?5 WHERE id = ?1",
-    [S_ROLLOUT_GET] = "SELECT id, release_hash, state, created, updated, plan, controller"
+    [S_ROLLOUT_GET] = "SELECT id, release_hash, state, created, updated, meta, controller"
 		      " FROM rollouts WHERE id = ?1",
-    [S_ROLLOUT_LIST] = "SELECT id, release_hash, state, created, updated, plan, controller"
+    [S_ROLLOUT_LIST] = "SELECT id, release_hash, state, created, updated, meta, controller"
 		       " FROM rollouts ORDER BY id",
     [S_DECISION_ADD] = "INSERT INTO decisions(rollout_id, at, kind, detail)"
 		       " VALUES(?1, ?2, ?3, ?4)",
@@ -438,6 +443,11 @@ static int agent_row(sqlite3_stmt *q, struct store_agent *a)
 	    col_text(q, 20, h->hostname, sizeof(h->hostname)))
 		return -EINVAL;
 	memcpy(a->secret_hash, sqlite3_column_blob(q, 1), STORE_SECRET_HASH);
+	a->track_len = (size_t)sqlite3_column_bytes(q, 21);
+	if (a->track_len > STORE_TRACK_BYTES)
+		a->track_len = 0;
+	if (a->track_len)
+		memcpy(a->track, sqlite3_column_blob(q, 21), a->track_len);
 	a->enrolled_at = sqlite3_column_int64(q, 3);
 	a->last_seen = sqlite3_column_int64(q, 4);
 	a->heartbeats = sqlite3_column_int64(q, 5);
@@ -473,6 +483,7 @@ static int sq_agent_add(struct store *st, const struct store_agent *a)
 	sqlite3_bind_int64(q, 5, a->last_seen);
 	sqlite3_bind_int64(q, 6, a->heartbeats);
 	bind_health(q, 7, &a->health, qbuf, sizeof(qbuf));
+	sqlite3_bind_blob(q, 22, a->track, (int)a->track_len, SQLITE_STATIC);
 	ret = run_done(s, q, "agent_add");
 	unlock(s);
 	return ret;
@@ -498,18 +509,21 @@ static int sq_agent_get(struct store *st, const char *id, struct store_agent *ou
 }
 
 static int sq_agent_heartbeat(struct store *st, const char *id, const struct store_health *h,
-			      int64_t now)
+			      const void *track, size_t track_len, int64_t now)
 {
 	struct sq_store *s = sq(st);
 	char qbuf[STORE_MAX_QUARANTINED * 21 + 1];
 	sqlite3_stmt *q;
 	int ret;
 
+	if (track_len > STORE_TRACK_BYTES)
+		return -EINVAL;
 	lock(s);
 	q = stmt(s, S_AGENT_HB);
 	bind_text(q, 1, id);
 	sqlite3_bind_int64(q, 2, now);
 	bind_health(q, 3, h, qbuf, sizeof(qbuf));
+	sqlite3_bind_blob(q, 18, track ? track : "", (int)track_len, SQLITE_STATIC);
 	ret = run_done(s, q, "agent_heartbeat");
 	if (!ret && sqlite3_changes(s->db) == 0)
 		ret = -ENOENT;
@@ -556,6 +570,29 @@ static int sq_agent_list(struct store *st, const char *group, const char *after,
 	}
 	if (!ret && rc != SQLITE_DONE && rc != SQLITE_ROW)
 		ret = sq_err(s, rc, "agent_list");
+	sqlite3_reset(q);
+	unlock(s);
+	return ret;
+}
+
+static int sq_agent_groups(struct store *st,
+			   int (*cb)(const char *group, int64_t agents, void *ctx), void *ctx)
+{
+	struct sq_store *s = sq(st);
+	char g[STORE_NAME_BYTES];
+	sqlite3_stmt *q;
+	int rc, ret = 0;
+
+	lock(s);
+	q = stmt(s, S_AGENT_GROUPS);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		if (col_text(q, 0, g, sizeof(g)))
+			continue;
+		if ((ret = cb(g, sqlite3_column_int64(q, 1), ctx)))
+			break;
+	}
+	if (!ret && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		ret = sq_err(s, rc, "agent_groups");
 	sqlite3_reset(q);
 	unlock(s);
 	return ret;
@@ -725,9 +762,9 @@ void store_rollout_clear(struct store_rollout *r)
 {
 	if (!r)
 		return;
-	free(r->plan);
+	free(r->meta);
 	free(r->controller);
-	r->plan = NULL;
+	r->meta = NULL;
 	r->controller = NULL;
 }
 
@@ -740,9 +777,9 @@ static int rollout_row(sqlite3_stmt *q, struct store_rollout *r)
 		return -EINVAL;
 	r->created = sqlite3_column_int64(q, 3);
 	r->updated = sqlite3_column_int64(q, 4);
-	r->plan = col_dup(q, 5);
+	r->meta = col_dup(q, 5);
 	r->controller = col_dup(q, 6);
-	if (!r->plan || !r->controller) {
+	if (!r->meta || !r->controller) {
 		store_rollout_clear(r);
 		return -ENOMEM;
 	}
@@ -761,7 +798,7 @@ static int sq_rollout_add(struct store *st, struct store_rollout *r)
 	bind_text(q, 2, r->state);
 	sqlite3_bind_int64(q, 3, r->created);
 	sqlite3_bind_int64(q, 4, r->updated);
-	bind_text(q, 5, r->plan);
+	bind_text(q, 5, r->meta);
 	bind_text(q, 6, r->controller);
 	ret = run_done(s, q, "rollout_add");
 	if (!ret)
@@ -781,7 +818,7 @@ static int sq_rollout_update(struct store *st, const struct store_rollout *r)
 	sqlite3_bind_int64(q, 1, r->id);
 	bind_text(q, 2, r->state);
 	sqlite3_bind_int64(q, 3, r->updated);
-	bind_text(q, 4, r->plan);
+	bind_text(q, 4, r->meta);
 	bind_text(q, 5, r->controller);
 	ret = run_done(s, q, "rollout_update");
 	if (!ret && sqlite3_changes(s->db) == 0)
@@ -1059,6 +1096,7 @@ static const struct store_ops sqlite_ops = {
     .agent_get = sq_agent_get,
     .agent_heartbeat = sq_agent_heartbeat,
     .agent_set_group = sq_agent_set_group,
+    .agent_groups = sq_agent_groups,
     .agent_list = sq_agent_list,
     .group_put = sq_group_put,
     .group_get = sq_group_get,

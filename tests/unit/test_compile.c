@@ -1,7 +1,7 @@
 /*
  * Unit tests for the compiler's output and the verifier: hand-built bad programs (field id,
  * predicate index, backward jump, stack overflow ...) are refused; compiled programs have the
- * expected shape, buckets and pattern text.
+ * expected shape, buckets and pattern text; the database cache gives the same ruleset.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -13,8 +13,11 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 
 #include "lib/compile_int.h"
+#include "lib/engine.h"
+#include "lib/event_json.h"
 #include "lib/rules.h"
 
 static char err[512];
@@ -286,6 +289,354 @@ static void literal_positions(void **state)
 	ruleset_free(rs);
 }
 
+/* --- the database cache --- */
+
+static struct ruleset *load_cached(const struct rules_source *src, size_t n,
+				   struct rules_cache *cache)
+{
+	struct ruleset *rs = NULL;
+	if (ruleset_load_sources_cached(src, n, cache, &rs, err, sizeof(err)) < 0)
+		fail_msg("load failed: %s", err);
+	return rs;
+}
+
+struct alerts {
+	char ids[8192];
+	size_t used;
+};
+
+static void on_alert(void *ctx, const struct rule_info *rule, const struct event *ev)
+{
+	struct alerts *a = ctx;
+	int k = snprintf(a->ids + a->used, sizeof(a->ids) - a->used, "%s,", rule->id);
+	assert_true(k > 0 && (size_t)k < sizeof(a->ids) - a->used);
+	a->used += (size_t)k;
+}
+
+/* Evaluates event @json (length @len) with @rs; returns the alerting rule ids, in order. */
+static void eval_one(const struct ruleset *rs, const char *json, size_t len, uint64_t now,
+		     struct alerts *out)
+{
+	struct engine *e = NULL;
+	struct event *ev = event_new();
+	char why[256];
+
+	assert_non_null(ev);
+	assert_int_equal(engine_new(rs, NULL, &e), 0);
+	if (event_parse_json(ev, json, len, why, sizeof(why), NULL) != EVENT_PARSED)
+		fail_msg("bad test event %.*s: %s", (int)len, json, why);
+	memset(out, 0, sizeof(*out));
+	assert_true(engine_eval(e, ev, now, on_alert, out) >= 0);
+	event_free(ev);
+	engine_free(e);
+}
+
+/* @a and @b raise the same alerts for every event of the tests of @a's rules and @extra. */
+static unsigned expect_same_alerts(const struct ruleset *a, const struct ruleset *b,
+				   const char *const *extra, size_t n_extra)
+{
+	struct alerts x, y;
+	unsigned events = 0, alerting = 0;
+
+	for (uint32_t r = 0; r < a->n_rules; r++) {
+		for (uint32_t t = 0; t < a->rules[r].n_tests; t++) {
+			const struct rtest *rt = &a->rules[r].tests[t];
+			for (uint32_t k = 0; k < rt->n; k++) {
+				eval_one(a, rt->json[k], rt->lens[k], 1750000000ull * 1000000000ull, &x);
+				eval_one(b, rt->json[k], rt->lens[k], 1750000000ull * 1000000000ull, &y);
+				assert_string_equal(x.ids, y.ids);
+				events++;
+				alerting += x.used > 0;
+			}
+		}
+	}
+	for (size_t i = 0; i < n_extra; i++) {
+		eval_one(a, extra[i], strlen(extra[i]), 0, &x);
+		eval_one(b, extra[i], strlen(extra[i]), 0, &y);
+		assert_string_equal(x.ids, y.ids);
+		events++;
+		alerting += x.used > 0;
+	}
+	assert_true(alerting > 0);
+	return events;
+}
+
+/* Everything but the database pointers is the same in @a and @b. */
+static void expect_same_ruleset(const struct ruleset *a, const struct ruleset *b)
+{
+	struct ruleset_stats sa, sb;
+
+	ruleset_get_stats(a, &sa);
+	ruleset_get_stats(b, &sb);
+	assert_memory_equal(&sa, &sb, sizeof(sa));
+	assert_int_equal(a->n_preds, b->n_preds);
+	assert_memory_equal(a->preds, b->preds, a->n_preds * sizeof(*a->preds));
+	assert_int_equal(a->n_dbs, b->n_dbs);
+	for (uint32_t i = 0; i < a->n_dbs; i++) {
+		const struct cdb *x = &a->dbs[i], *y = &b->dbs[i];
+		assert_int_equal(x->field, y->field);
+		assert_int_equal(x->n_ids, y->n_ids);
+		assert_int_equal(x->n_fan, y->n_fan);
+		assert_memory_equal(x->fan_start, y->fan_start, (x->n_ids + 1) * sizeof(uint32_t));
+		assert_memory_equal(x->fan_preds, y->fan_preds, x->n_fan * sizeof(uint32_t));
+		assert_int_equal(x->bytes, y->bytes);
+	}
+	assert_int_equal(a->n_lazy, b->n_lazy);
+	for (uint32_t b_ = 0; b_ < a->n_buckets; b_++) {
+		assert_int_equal(a->buckets[b_].n_dbs, b->buckets[b_].n_dbs);
+		assert_memory_equal(a->buckets[b_].dbs, b->buckets[b_].dbs,
+				    a->buckets[b_].n_dbs * sizeof(*a->buckets[b_].dbs));
+	}
+}
+
+/* Literal (every operator), scanned regex and on-demand regex databases. */
+static const char cache_rules[] =
+	"rules:\n"
+	"  - {id: lit, name: n, condition: {all: [event.action: exec, process.name: {startswith: ba}]}}\n"
+	"  - {id: eq, name: n, condition: {process.executable: /usr/bin/curl}}\n"
+	"  - {id: ends, name: n, condition: {all: [event.action: exec, process.command_line: {endswith: .sh}]}}\n"
+	"  - {id: icont, name: n, condition: {process.command_line: {icontains: [WGET, 'nc -e']}}}\n"
+	"  - {id: scanre, name: n, condition: {process.command_line: {regex: 'base64 +-d'}}}\n"
+	"  - {id: lazyre, name: n, condition: {all: [process.name: {contains: py}, "
+	"process.command_line: {regex: 'pty\\.spawn\\('}]}}\n";
+
+static const char *const cache_events[] = {
+	"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"name\":\"bash\",\"command_line\":\"x.sh\"}}",
+	"{\"event\":{\"kind\":\"event\",\"action\":\"fork\"},\"process\":{\"name\":\"bash\",\"command_line\":\"wget -q\"}}",
+	"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"executable\":\"/usr/bin/curl\",\"name\":\"curl\"}}",
+	"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"name\":\"sh\",\"command_line\":\"echo a | base64   -d\"}}",
+	"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"name\":\"python3\",\"command_line\":\"import pty; pty.spawn('/bin/sh')\"}}",
+	"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"name\":\"perl\",\"command_line\":\"pty.spawn( NC -E\"}}",
+	"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"name\":\"zsh\",\"command_line\":\"ls\"}}",
+};
+
+static void cache_gives_same_alerts(void **state)
+{
+	struct rules_source src = {"c.yml", cache_rules, strlen(cache_rules)};
+	struct rules_cache *cache = NULL;
+	struct rules_cache_stats cs;
+	struct ruleset *plain, *cold, *warm;
+	struct alerts x;
+
+	assert_int_equal(rules_cache_new(0, 0, &cache), 0);
+	plain = load_cached(&src, 1, NULL);
+	cold = load_cached(&src, 1, cache);
+	rules_cache_get_stats(cache, &cs);
+	assert_int_equal(cs.hits, 0);
+	assert_int_equal(cs.misses, plain->n_dbs + plain->n_lazy);
+	assert_int_equal(cs.entries, plain->n_dbs + plain->n_lazy);
+	assert_int_equal(plain->n_lazy, 1);
+	warm = load_cached(&src, 1, cache);
+	rules_cache_get_stats(cache, &cs);
+	assert_int_equal(cs.hits, plain->n_dbs + plain->n_lazy);
+	assert_int_equal(cs.entries, plain->n_dbs + plain->n_lazy);
+	/* the warm ruleset shares the cold one's databases; the plain one has its own */
+	for (uint32_t i = 0; i < warm->n_dbs; i++) {
+		assert_ptr_equal(warm->dbs[i].db, cold->dbs[i].db);
+		assert_ptr_not_equal(plain->dbs[i].db, cold->dbs[i].db);
+	}
+	assert_ptr_equal(warm->lazy[0], cold->lazy[0]);
+	expect_same_ruleset(plain, cold);
+	expect_same_ruleset(plain, warm);
+	expect_same_alerts(plain, warm, cache_events, sizeof(cache_events) / sizeof(*cache_events));
+	expect_same_alerts(plain, cold, cache_events, sizeof(cache_events) / sizeof(*cache_events));
+	eval_one(warm, cache_events[4], strlen(cache_events[4]), 0, &x);
+	assert_string_equal(x.ids, "lazyre,");
+	/* the owner lets go first: the rulesets keep working on the databases they hold */
+	rules_cache_free(cache);
+	ruleset_free(cold);
+	eval_one(warm, cache_events[0], strlen(cache_events[0]), 0, &x);
+	assert_string_equal(x.ids, "lit,ends,");
+	ruleset_free(warm);
+	ruleset_free(plain);
+}
+
+/* Loads @yaml through @cache; returns the cache's new hits and misses. */
+static struct ruleset *reload(const char *yaml, struct rules_cache *cache, uint64_t *hits,
+			      uint64_t *misses)
+{
+	struct rules_source src = {"c.yml", yaml, strlen(yaml)};
+	struct rules_cache_stats a, b;
+	struct ruleset *rs;
+
+	rules_cache_get_stats(cache, &a);
+	rs = load_cached(&src, 1, cache);
+	rules_cache_get_stats(cache, &b);
+	*hits = b.hits - a.hits;
+	*misses = b.misses - a.misses;
+	return rs;
+}
+
+/* Copy of cache_rules with the first @from replaced by @to (static buffer). */
+static const char *edited(const char *from, const char *to)
+{
+	static char out[sizeof(cache_rules) + 64];
+	const char *at = strstr(cache_rules, from);
+	assert_non_null(at);
+	int k = snprintf(out, sizeof(out), "%.*s%s%s", (int)(at - cache_rules), cache_rules, to,
+			 at + strlen(from));
+	assert_true(k > 0 && (size_t)k < sizeof(out));
+	return out;
+}
+
+static void cache_misses_changed_patterns(void **state)
+{
+	struct rules_cache *cache = NULL;
+	struct ruleset *base, *rs, *plain;
+	struct rules_source src;
+	uint64_t hits, misses, all;
+	struct alerts x;
+	/*
+	 * Each edit changes one database's input (bytes, caseless flag, regex, on-demand regex),
+	 * but the one to endswith: where a literal sits is checked outside the database, which is
+	 * the same and found in the cache.
+	 */
+	static const struct {
+		const char *from, *to;
+		uint64_t misses;
+	} edits[] = {
+		{"startswith: ba}", "startswith: bb}", 1},
+		{"startswith: ba}", "istartswith: ba}", 1},
+		{"startswith: ba}", "endswith: ba}", 0},
+		/* a rule of every bucket: its literals are in the catch-all's and exec's databases */
+		{"icontains: [WGET", "contains: [WGET", 2},
+		{"'base64 +-d'", "'base64 +-D'", 1},
+		{"'pty\\.spawn\\('", "'pty\\.spawn\\(\\)'", 1},
+	};
+
+	assert_int_equal(rules_cache_new(0, 0, &cache), 0);
+	base = reload(cache_rules, cache, &hits, &misses);
+	all = base->n_dbs + base->n_lazy;
+	assert_int_equal(misses, all);
+	for (size_t i = 0; i < sizeof(edits) / sizeof(*edits); i++) {
+		const char *yaml = edited(edits[i].from, edits[i].to);
+		rs = reload(yaml, cache, &hits, &misses);
+		if (misses != edits[i].misses || hits != all - edits[i].misses)
+			fail_msg("edit to '%s': %llu hits, %llu misses", edits[i].to,
+				 (unsigned long long)hits, (unsigned long long)misses);
+		/* and the changed database is the new one, not the old one */
+		src = (struct rules_source){"c.yml", yaml, strlen(yaml)};
+		plain = load_cached(&src, 1, NULL);
+		expect_same_alerts(plain, rs, cache_events, sizeof(cache_events) / sizeof(*cache_events));
+		ruleset_free(plain);
+		ruleset_free(rs);
+	}
+	/* the first edit no longer matches bash */
+	rs = reload(edited("startswith: ba}", "startswith: bb}"), cache, &hits, &misses);
+	assert_int_equal(misses, 0);
+	eval_one(rs, cache_events[0], strlen(cache_events[0]), 0, &x);
+	assert_string_equal(x.ids, "ends,");
+	ruleset_free(rs);
+	ruleset_free(base);
+	rules_cache_free(cache);
+}
+
+static void cache_is_bounded(void **state)
+{
+	struct rules_cache *cache = NULL;
+	struct rules_cache_stats cs;
+	struct ruleset *a, *b;
+	uint64_t hits, misses;
+
+	/* room for four databases: the six of one ruleset do not all fit while it holds them */
+	assert_int_equal(rules_cache_new(4, 0, &cache), 0);
+	a = reload(cache_rules, cache, &hits, &misses);
+	assert_true(a->n_dbs + a->n_lazy > 4);
+	rules_cache_get_stats(cache, &cs);
+	assert_int_equal(cs.entries, 4);
+	assert_int_equal(cs.in_use, 4);
+	assert_int_equal(cs.evictions, 0);
+	/* once a is freed its entries may go, least recently used first */
+	ruleset_free(a);
+	b = reload(edited("'base64 +-d'", "'base64 +-D'"), cache, &hits, &misses);
+	rules_cache_get_stats(cache, &cs);
+	assert_int_equal(cs.entries, 4);
+	assert_true(cs.evictions > 0);
+	assert_true(cs.bytes > 0);
+	a = load(edited("'base64 +-d'", "'base64 +-D'"));
+	expect_same_alerts(a, b, cache_events, sizeof(cache_events) / sizeof(*cache_events));
+	ruleset_free(a);
+	ruleset_free(b);
+	/* a byte cap below any database keeps nothing, and still loads */
+	rules_cache_free(cache);
+	assert_int_equal(rules_cache_new(0, 1, &cache), 0);
+	a = reload(cache_rules, cache, &hits, &misses);
+	rules_cache_get_stats(cache, &cs);
+	assert_int_equal(cs.entries, 0);
+	assert_int_equal(cs.bytes, 0);
+	ruleset_free(a);
+	rules_cache_free(cache);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The shipped content/ (many regexes, lists, macros): with and without a cache, cold and warm. */
+static void cache_content_directory(void **state)
+{
+	char *names[64], path[512];
+	struct rules_source src[64];
+	size_t n = 0;
+	DIR *d = opendir("content");
+	struct dirent *de;
+
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		if (len > 4 && strcmp(de->d_name + len - 4, ".yml") == 0) {
+			assert_true(n < 64);
+			names[n++] = strdup(de->d_name);
+		}
+	}
+	closedir(d);
+	assert_true(n > 0);
+	qsort(names, n, sizeof(*names), cmp_name);
+	for (size_t i = 0; i < n; i++) {
+		FILE *f;
+		long len;
+		char *data;
+		int k = snprintf(path, sizeof(path), "content/%s", names[i]);
+		assert_true(k > 0 && (size_t)k < sizeof(path));
+		assert_non_null(f = fopen(path, "rb"));
+		assert_int_equal(fseek(f, 0, SEEK_END), 0);
+		assert_true((len = ftell(f)) > 0);
+		rewind(f);
+		assert_non_null(data = malloc((size_t)len));
+		assert_int_equal(fread(data, 1, (size_t)len, f), (size_t)len);
+		fclose(f);
+		src[i] = (struct rules_source){names[i], data, (size_t)len};
+	}
+
+	struct rules_cache *cache = NULL;
+	struct rules_cache_stats cs;
+	assert_int_equal(rules_cache_new(0, 0, &cache), 0);
+	struct ruleset *plain = load_cached(src, n, NULL);
+	struct ruleset *cold = load_cached(src, n, cache);
+	struct ruleset *warm = load_cached(src, n, cache);
+	/* a regex run on demand by several rules is compiled once, even cold */
+	rules_cache_get_stats(cache, &cs);
+	assert_int_equal(cs.hits + cs.misses, 2 * (plain->n_dbs + plain->n_lazy));
+	assert_int_equal(cs.misses, cs.entries);
+	assert_true(cs.misses < plain->n_dbs + plain->n_lazy);
+	expect_same_ruleset(plain, cold);
+	expect_same_ruleset(plain, warm);
+	assert_true(expect_same_alerts(plain, warm, NULL, 0) > 100);
+	expect_same_alerts(plain, cold, NULL, 0);
+	struct rules_test_result res;
+	assert_int_equal(ruleset_run_tests(warm, NULL, &res), 0);
+	assert_true(res.passed > 0);
+	ruleset_free(plain);
+	ruleset_free(cold);
+	ruleset_free(warm);
+	rules_cache_free(cache);
+	for (size_t i = 0; i < n; i++) {
+		free((void *)src[i].data);
+		free(names[i]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -300,6 +651,10 @@ int main(void)
 		cmocka_unit_test(compiled_shape),
 		cmocka_unit_test(shared_databases),
 		cmocka_unit_test(literal_positions),
+		cmocka_unit_test(cache_gives_same_alerts),
+		cmocka_unit_test(cache_misses_changed_patterns),
+		cmocka_unit_test(cache_is_bounded),
+		cmocka_unit_test(cache_content_directory),
 	};
 	return cmocka_run_group_tests_name("compile", tests, NULL, NULL);
 }
