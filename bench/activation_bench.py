@@ -5,8 +5,16 @@ SigmaHQ Linux set plus the default content (read, verify, version check, compile
 test-load, trial record, swap), taken from the agent's own step timings in state.json, while a
 continuous event stream runs through it; and how many events the swaps lost (must be 0).
 
+Two measurements, N activations each:
+  cold  a freshly started agent (its database cache holds only the built-in rule) activates the
+        bundle: every pattern database is compiled. One agent per activation.
+  warm  one agent activates versions 2, 3, ..., each differing from the one before by one rule
+        (a literal of one exec rule changed), as content updates do: the databases the previous
+        version compiled are reused. Version 2 (cold) is not counted.
+
 Usage: activation_bench.py [--build DIR] [--sigma DIR] [--reps N] [--out DIR]
-The last line is "activation-bench: total_ms=M ..." for bench/run.sh.
+The last line is "activation-bench: total_ms=M warm_total_ms=W ..." for bench/run.sh (total_ms
+is the cold median).
 """
 import argparse
 import json
@@ -35,6 +43,18 @@ rules:
     tests:
       match:
         - {event.action: exec, process.command_line: bench-marker-1}
+"""
+
+# the one rule that changes from a version to the next in the warm measurement
+EDIT_RULE = """\
+rules:
+  - id: bench-activation-edit
+    name: Activation benchmark edited rule
+    level: low
+    condition:
+      all:
+        - event.action: exec
+        - process.command_line: {{contains: "bench-edit-{n}-"}}
 """
 
 
@@ -107,14 +127,53 @@ def main():
     run(vigil, "keygen", "-o", work / "signer")
     run(vigil, "root", "create", "--root-key", work / "root.key", "--signer", work / "signer.pub",
         "-o", work / "root.json")
-    bundles = []
-    for i in range(a.reps):
-        out = work / f"full-v{i + 2}.bundle"
-        run(vigil, "content", "build", rules, "--version", i + 2, "--key", work / "signer.key",
-            "-o", out)
-        bundles.append(out)
-    size = bundles[0].stat().st_size
+    def build(version, edit):
+        (rules / "bench" / "edit.yml").write_text(EDIT_RULE.format(n=edit))
+        out = work / f"full-v{version}.bundle"
+        run(vigil, "content", "build", rules, "--version", version, "--key",
+            work / "signer.key", "-o", out)
+        return out
 
+    cold_bundle = build(2, 0)
+    warm_bundles = [cold_bundle] + [build(i + 3, i + 1) for i in range(a.reps)]
+    size = cold_bundle.stat().st_size
+
+    cold, warm = [], []
+    totals = {"written": 0, "evaluated": 0, "lost": 0, "markers": 0, "missing": 0,
+              "doubled": 0, "rules": -1}
+    for _ in range(a.reps):
+        cold += activate(work, agent, [cold_bundle], totals)
+    warm += activate(work, agent, warm_bundles, totals)[1:]
+
+    print(f"activation: bundle of {size} bytes, {totals['rules']} rules ({converted} Sigma + "
+          f"content/ + 2 bench rules + the built-in rule), under a continuous event stream; "
+          f"load average {open('/proc/loadavg').read().split()[0]}")
+    for name, results in (("cold", cold), ("warm", warm)):
+        print(f"  {name}: {len(results)} activations")
+        print(f"  {'step':10s} {'median ms':>10s} {'min':>8s} {'max':>8s}")
+        for step in STEPS + ["total"]:
+            vals = [r.get(step, 0.0) for r in results]
+            print(f"  {step:10s} {statistics.median(vals):10.1f} {min(vals):8.1f} "
+                  f"{max(vals):8.1f}")
+    print(f"  events written {totals['written']}, evaluated {totals['evaluated']}, lost "
+          f"{totals['lost']}; markers {totals['markers']}, missing alerts {totals['missing']}, "
+          f"doubled {totals['doubled']}")
+    if not a.out:
+        shutil.rmtree(work, ignore_errors=True)
+    lost = totals["lost"] + totals["missing"] + totals["doubled"]
+
+    def med(results, step):
+        return statistics.median(r[step] for r in results)
+
+    print(f"activation-bench: total_ms={med(cold, 'total'):.1f} compile_ms="
+          f"{med(cold, 'compile'):.1f} test_load_ms={med(cold, 'test-load'):.1f} "
+          f"warm_total_ms={med(warm, 'total'):.1f} warm_compile_ms={med(warm, 'compile'):.1f} "
+          f"lost={lost} rules={totals['rules']}")
+
+
+def activate(work, agent, bundles, totals):
+    """Starts a fresh agent fed a continuous stream, activates @bundles in turn and stops it.
+    Returns the activation records (state.json's activation.ms); adds its counts to @totals."""
     state, inbox, fifo = work / "state", work / "inbox", work / "events.fifo"
     shutil.rmtree(state, ignore_errors=True)
     shutil.rmtree(inbox, ignore_errors=True)
@@ -137,8 +196,8 @@ def main():
             if time.monotonic() > deadline or proc.poll() is not None:
                 sys.exit(f"activation-bench: the agent did not start: {err_path.read_text()}")
             time.sleep(0.05)
-        for i, bundle in enumerate(bundles):
-            version = i + 2
+        for bundle in bundles:
+            version = int(bundle.stem.rsplit("-v", 1)[1])
             tmp = inbox / f".{bundle.name}.tmp"
             shutil.copyfile(bundle, tmp)
             os.replace(tmp, inbox / bundle.name)
@@ -176,28 +235,14 @@ def main():
         elif k == "metric":
             final = rec
     engine_events = final["vigil"]["engine"]["events"] if final else -1
-    missing = sum(1 for n in range(stream.markers) if n not in alerts)
-    doubled = sum(1 for c in alerts.values() if c != 1)
-    lost = stream.written - engine_events
-    rules_n = final["vigil"]["engine"]["rules"] if final else -1
-
-    print(f"activation: bundle of {size} bytes, {rules_n} rules ({converted} Sigma + content/ + "
-          f"1 marker + the built-in rule), {len(results)} activations under a continuous event "
-          f"stream; load average {open('/proc/loadavg').read().split()[0]}")
-    print(f"  {'step':10s} {'median ms':>10s} {'min':>8s} {'max':>8s}")
-    for step in STEPS + ["total"]:
-        vals = [r.get(step, 0.0) for r in results]
-        print(f"  {step:10s} {statistics.median(vals):10.1f} {min(vals):8.1f} {max(vals):8.1f}")
-    total = statistics.median(r["total"] for r in results)
-    print(f"  events written {stream.written}, evaluated {engine_events}, lost {lost}; markers "
-          f"{stream.markers}, missing alerts {missing}, doubled {doubled}")
-    if not a.out:
-        shutil.rmtree(work, ignore_errors=True)
-    print(f"activation-bench: total_ms={total:.1f} compile_ms="
-          f"{statistics.median(r['compile'] for r in results):.1f} test_load_ms="
-          f"{statistics.median(r['test-load'] for r in results):.1f} lost={lost + missing + doubled}"
-          f" rules={rules_n}")
-
+    totals["written"] += stream.written
+    totals["evaluated"] += engine_events
+    totals["lost"] += stream.written - engine_events
+    totals["markers"] += stream.markers
+    totals["missing"] += sum(1 for n in range(stream.markers) if n not in alerts)
+    totals["doubled"] += sum(1 for c in alerts.values() if c != 1)
+    totals["rules"] = final["vigil"]["engine"]["rules"] if final else -1
+    return results
 
 if __name__ == "__main__":
     main()

@@ -1115,7 +1115,7 @@ int updater_open(struct agent *agent, const struct updater_options *opt, struct 
 		snprintf(err, errlen, "out of memory");
 		goto out_free;
 	}
-	ret = rules_cache_new(0, 0, &u->cache);
+	ret = rules_cache_new(UPDATER_CACHE_MAX_ENTRIES, UPDATER_CACHE_MAX_BYTES, &u->cache);
 	if (ret < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto out_free;

@@ -24,6 +24,10 @@ struct updater;
 #define UPDATER_DEFAULT_TEST_LOAD_TIMEOUT 30.0
 /* Seconds between two scans of the inbox when no inotify event arrives. */
 #define UPDATER_SCAN_INTERVAL 0.5
+/* Compiled pattern databases kept across activations: about two versions of a large set
+ * (SigmaHQ plus default content holds ~2 MB), unused ones dropped first. */
+#define UPDATER_CACHE_MAX_ENTRIES 1024u
+#define UPDATER_CACHE_MAX_BYTES	  (16u * 1024u * 1024u)
 /* Address space and CPU seconds the test-load child may use. */
 #define UPDATER_TEST_LOAD_MEMORY      (2ull * 1024 * 1024 * 1024)
 #define UPDATER_TEST_LOAD_CPU_SECONDS 20u

@@ -22,5 +22,9 @@ int cmd_sim(int argc, char **argv);
 /* vigil content build / verify (cmd_bundle.c), dispatched by cmd_content */
 int cmd_content_build(int argc, char **argv);
 int cmd_content_verify(int argc, char **argv);
+/* vigil agents, groups, releases, rollouts, alerts, tokens, audit (cmd_admin.c) */
+int cmd_admin(int argc, char **argv);
+/* vigil bench heartbeat (cmd_bench_heartbeat.c) */
+int cmd_bench(int argc, char **argv);
 
 #endif

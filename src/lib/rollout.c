@@ -15,19 +15,21 @@
 #include <string.h>
 #include <time.h>
 
+/* rollout_track.state: the cohort (low two bits), the problems the agent was counted for in
+ * it, and whether it reported running the release */
 enum { COHORT_NONE, COHORT_CONTROL, COHORT_EXPOSED };
-
-/* rollout_track.flags: the problems an agent was counted for in its cohort, and whether it
- * reported running the release */
-#define F_RESTARTS (1u << 0)
-#define F_REVERTS  (1u << 1)
-#define F_LIVENESS (1u << 2)
-#define F_DROPS	   (1u << 3)
-#define F_RUNNING  (1u << 4)
+#define COHORT_MASK 3u
+#define F_RESTARTS  (1u << 2)
+#define F_REVERTS   (1u << 3)
+#define F_LIVENESS  (1u << 4)
+#define F_DROPS	    (1u << 5)
+#define F_RUNNING   (1u << 6)
 
 /* Silence is found by a histogram of last heartbeats in buckets of a quarter interval; buckets
- * that age past the threshold are folded into a count. Slots: threshold / bucket + 4. */
-#define SILENCE_SLOTS 72u
+ * that age past the threshold are folded into a count. The live buckets (threshold / bucket + 4
+ * of them, at most 68) sit in a ring of SILENCE_SLOTS. */
+#define SILENCE_SLOTS 128u
+#define SLOT(b)	      ((uint64_t)(b) & (SILENCE_SLOTS - 1))
 
 #define SNAPSHOT_MAGIC	0x4f52475600000000ull /* "VGRO" */
 #define SNAPSHOT_FORMAT 1u
@@ -68,6 +70,9 @@ struct rollout {
 	uint32_t silence_s;
 	uint32_t slots;
 	int64_t cursor;		/* oldest bucket not yet folded into silent_now */
+	int64_t advanced_to;	/* the latest time advance() saw, and its bucket */
+	int64_t advanced_bucket;
+	double bucket_inv;	/* 1 / bucket_s */
 	struct cohort c[2];	/* [0] control, [1] exposed */
 	uint64_t n_decisions;	/* ever recorded; the log keeps the last ROLLOUT_MAX_DECISIONS */
 	struct rollout_decision log[ROLLOUT_MAX_DECISIONS];
@@ -604,10 +609,9 @@ int rollout_policy_parse(const char *text, struct rollout_policy *p, char *err, 
 
 bool rollout_policy_in_window(const struct rollout_policy *p, int64_t now)
 {
-	int64_t day = ((now % 86400) + 86400) % 86400;
-
 	if (p->n_windows == 0)
 		return true;
+	int64_t day = ((now % 86400) + 86400) % 86400;
 	for (uint32_t i = 0; i < p->n_windows && i < ROLLOUT_MAX_WINDOWS; i++) {
 		int64_t since = (day - (int64_t)p->windows[i].start_s + 86400) % 86400;
 		if (since < (int64_t)p->windows[i].len_s)
@@ -706,6 +710,7 @@ static void answer(struct rollout_answer *out, uint64_t v, enum rollout_why why)
 	out->why = why;
 }
 
+/* @first: the first step that reaches @a when known, else UINT32_MAX (set when computed) */
 static void desired(const struct rollout *r, const struct rollout_agent *a,
 		    const struct rollout_policy *p, int64_t now, uint32_t *first,
 		    struct rollout_answer *out)
@@ -714,7 +719,6 @@ static void desired(const struct rollout *r, const struct rollout_agent *a,
 	const bool halted = r->state == ROLLOUT_HALTED;
 	uint32_t pos = UINT32_MAX;
 
-	*first = UINT32_MAX;
 	out->baking = false;
 	if (halted && cur == V) {
 		/* a pull never waits for a window or a pause */
@@ -740,7 +744,8 @@ static void desired(const struct rollout *r, const struct rollout_agent *a,
 		} else if (p->delay_s) {
 			why = ROLLOUT_WHY_delayed;
 		} else {
-			*first = first_step(r, a, &pos);
+			if (*first == UINT32_MAX)
+				*first = first_step(r, a, &pos);
 			eligible = *first <= r->step;
 			why = eligible ? ROLLOUT_WHY_step : ROLLOUT_WHY_not_yet;
 		}
@@ -772,7 +777,7 @@ check_quarantine:
 void rollout_desired(const struct rollout *r, const struct rollout_agent *a,
 		     const struct rollout_policy *policy, int64_t now, struct rollout_answer *out)
 {
-	uint32_t first;
+	uint32_t first = UINT32_MAX;
 
 	desired(r, a, policy, now, &first, out);
 }
@@ -793,17 +798,35 @@ bool rollout_baking(const struct rollout *r, const struct rollout_agent *a, int6
 /* --- cohorts --- */
 
 /* Folds the buckets whose every heartbeat is older than the silence threshold. */
+/* floor(@rel / bucket_s) for @rel >= 0, without a division per heartbeat */
+static int64_t bucket_of(const struct rollout *r, int64_t rel)
+{
+	int64_t b = (int64_t)((double)rel * r->bucket_inv);
+
+	if (b * (int64_t)r->bucket_s > rel)
+		b--;
+	else if ((b + 1) * (int64_t)r->bucket_s <= rel)
+		b++;
+	return b;
+}
+
 static void advance(struct rollout *r, int64_t now)
 {
 	int64_t rel = now - r->started;
 
+	if (now == r->advanced_to)
+		return;
+	if (now > r->advanced_to) {
+		r->advanced_to = now;
+		r->advanced_bucket = bucket_of(r, rel);
+	}
 	if (rel <= (int64_t)r->silence_s)
 		return;
-	int64_t limit = (rel - (int64_t)r->silence_s) / r->bucket_s;
+	int64_t limit = bucket_of(r, rel - (int64_t)r->silence_s);
 	if (limit - r->cursor > (int64_t)r->slots) {
 		for (int c = 0; c < 2; c++) {
 			struct cohort *co = &r->c[c];
-			for (uint32_t i = 0; i < r->slots; i++) {
+			for (uint32_t i = 0; i < SILENCE_SLOTS; i++) {
 				co->silent_now += co->live[i];
 				co->bad[ROLLOUT_GATE_silence] += co->live[i];
 				co->live[i] = 0;
@@ -813,7 +836,7 @@ static void advance(struct rollout *r, int64_t now)
 		return;
 	}
 	for (; r->cursor < limit; r->cursor++) {
-		uint32_t slot = (uint32_t)(r->cursor % r->slots);
+		uint64_t slot = SLOT(r->cursor);
 		for (int c = 0; c < 2; c++) {
 			struct cohort *co = &r->c[c];
 			co->silent_now += co->live[slot];
@@ -830,14 +853,14 @@ static struct cohort *cohort_of(struct rollout *r, uint8_t cohort)
 
 static void silence_remove(struct rollout *r, const struct rollout_track *t)
 {
-	struct cohort *co = cohort_of(r, t->cohort);
-	int64_t b = (t->last_seen - r->started) / r->bucket_s;
+	struct cohort *co = cohort_of(r, t->state & COHORT_MASK);
+	int64_t b = bucket_of(r, t->last_seen - r->started);
 
 	if (b < r->cursor) {
 		if (co->silent_now > 0)
 			co->silent_now--;
 	} else {
-		uint64_t *n = &co->live[(uint64_t)b % r->slots];
+		uint64_t *n = &co->live[SLOT(b)];
 		if (*n > 0)
 			(*n)--;
 	}
@@ -845,8 +868,8 @@ static void silence_remove(struct rollout *r, const struct rollout_track *t)
 
 static void silence_add(struct rollout *r, struct rollout_track *t, int64_t now)
 {
-	struct cohort *co = cohort_of(r, t->cohort);
-	int64_t b = (now - r->started) / r->bucket_s;
+	struct cohort *co = cohort_of(r, t->state & COHORT_MASK);
+	int64_t b = now == r->advanced_to ? r->advanced_bucket : bucket_of(r, now - r->started);
 
 	if (b < r->cursor) {
 		/* older than what was already folded (a late heartbeat): count it as the oldest
@@ -854,7 +877,7 @@ static void silence_add(struct rollout *r, struct rollout_track *t, int64_t now)
 		b = r->cursor;
 		now = r->started + b * r->bucket_s;
 	}
-	co->live[(uint64_t)b % r->slots]++;
+	co->live[SLOT(b)]++;
 	t->last_seen = now;
 }
 
@@ -870,12 +893,14 @@ static void count_problems(struct cohort *co, struct rollout_track *t,
 	    {F_LIVENESS, ROLLOUT_GATE_liveness},
 	    {F_DROPS, ROLLOUT_GATE_drops},
 	};
+	if (!rep->restarts && !rep->reverts && !rep->liveness_failed && !rep->drops)
+		return; /* the common case */
 	const bool seen[] = {rep->restarts > 0, rep->reverts > 0, rep->liveness_failed,
 			     rep->drops > 0};
 
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-		if (seen[i] && !(t->flags & map[i].flag)) {
-			t->flags |= map[i].flag;
+		if (seen[i] && !(t->state & map[i].flag)) {
+			t->state |= map[i].flag;
 			co->bad[map[i].gate]++;
 		}
 	}
@@ -902,28 +927,28 @@ void rollout_heartbeat(struct rollout *r, struct rollout_track *t, const struct 
 		       int64_t now, struct rollout_answer *out)
 {
 	const bool runs = a->active == r->version;
-	uint32_t first;
+	uint32_t first, ring, pos = UINT32_MAX;
 
 	if (now < r->started)
 		now = r->started;
 	advance(r, now);
 	if (t->version != r->version || t->last_seen < r->started) {
 		t->version = r->version;
-		t->cohort = COHORT_NONE;
-		t->flags = 0;
+		t->state = COHORT_NONE;
 		t->entry_step = 0;
+		t->first_ring = 0;
 	}
-	if (t->cohort != COHORT_NONE)
+	if ((t->state & COHORT_MASK) != COHORT_NONE)
 		silence_remove(r, t);
 
-	switch (t->cohort) {
+	switch (t->state & COHORT_MASK) {
 	case COHORT_EXPOSED: {
 		struct cohort *e = EXPOSED(r);
 		count_problems(e, t, rep);
-		if (runs && (t->flags & F_RUNNING)) {
+		if (runs && (t->state & F_RUNNING)) {
 			count_rates(e, t, rep);
 		} else if (runs) {
-			t->flags |= F_RUNNING;
+			t->state |= F_RUNNING;
 			e->running++;
 			r->step_reported[t->entry_step]++;
 		}
@@ -935,35 +960,38 @@ void rollout_heartbeat(struct rollout *r, struct rollout_track *t, const struct 
 		cpu_baseline(t, rep);
 		break;
 	default:
-		t->cohort = COHORT_CONTROL;
+		t->state = COHORT_CONTROL;
 		CONTROL(r)->agents++;
 		cpu_baseline(t, rep);
 		break;
 	}
 
+	/* the step that first reaches the agent is the same for every heartbeat of this release,
+	 * as long as it stays in its ring */
+	ring = agent_ring(r, a);
+	first = t->first_ring == ring + 1 ? t->first_step : UINT32_MAX;
 	desired(r, a, policy, now, &first, out);
-	if (t->cohort == COHORT_CONTROL && (out->version == r->version || runs)) {
+	if ((t->state & COHORT_MASK) == COHORT_CONTROL && (out->version == r->version || runs)) {
 		struct cohort *e = EXPOSED(r);
-		uint32_t pos = UINT32_MAX;
 
-		t->cohort = COHORT_EXPOSED;
-		t->flags = 0;
+		t->state = COHORT_EXPOSED;
 		e->agents++;
 		r->offer_sum += (double)(now - r->started);
-		if (r->state == ROLLOUT_COMPLETE) {
-			first = r->plan.n_steps;
-		} else {
-			if (first == UINT32_MAX)
-				first = first_step(r, a, &pos);
-			if (first > r->step)
-				first = r->step; /* reached by its policy (a pin) */
-		}
-		t->entry_step = (uint8_t)first;
+		if (r->state != ROLLOUT_COMPLETE && first == UINT32_MAX)
+			first = first_step(r, a, &pos);
+		if (r->state == ROLLOUT_COMPLETE)
+			t->entry_step = (uint8_t)r->plan.n_steps;
+		else /* reached by its policy (a pin) before its step: counted in the current one */
+			t->entry_step = (uint8_t)(first < r->step ? first : r->step);
 		if (runs) {
-			t->flags |= F_RUNNING;
+			t->state |= F_RUNNING;
 			e->running++;
 			r->step_reported[t->entry_step]++;
 		}
+	}
+	if (first != UINT32_MAX) {
+		t->first_ring = (uint8_t)(ring + 1);
+		t->first_step = (uint8_t)first;
 	}
 	silence_add(r, t, now);
 }
@@ -996,14 +1024,15 @@ static uint64_t covered(const struct rollout *r, uint32_t step)
 	return n + (r->population[s->ring] * s->bp + ROLLOUT_BP - 1) / ROLLOUT_BP;
 }
 
-/* Agents that must have reported: min_agents, capped at half of @pop when it is known. */
+/* Agents that must have reported: min_agents, capped at a quarter of @pop when it is known
+ * (a step's share is found by hash, so a small one varies; some of it is held by policy). */
 static uint64_t needed(const struct rollout *r, const struct rollout_gates *g, uint64_t pop)
 {
-	uint64_t half = (pop + 1) / 2;
+	uint64_t quarter = (pop + 3) / 4;
 
 	if (!r->population_known)
 		return g->min_agents;
-	return half < g->min_agents ? half : g->min_agents;
+	return quarter < g->min_agents ? quarter : g->min_agents;
 }
 
 static double exposed_hours(const struct rollout *r, int64_t now)
@@ -1337,6 +1366,8 @@ int rollout_new(const struct rollout_plan *plan, uint64_t version, uint64_t prev
 	r->bucket_s = (plan->heartbeat_s + 3) / 4;
 	r->silence_s = plan->steps[0].gates.silence_k * plan->heartbeat_s;
 	r->slots = r->silence_s / r->bucket_s + 4;
+	r->bucket_inv = 1.0 / r->bucket_s;
+	r->advanced_to = now - 1;
 	set_reason(record(r, now, ROLLOUT_ACT_START, true), "release %" PRIu64 " (previous %" PRIu64
 							    "), %u steps",
 		   version, previous, plan->n_steps);
@@ -1573,6 +1604,10 @@ int rollout_restore(const void *src, size_t len, struct rollout **out, char *err
 		set_err(err, errlen, "rollout state: a field is out of range");
 		goto out_free;
 	}
+	/* derived fields are recomputed, not trusted */
+	r->bucket_inv = 1.0 / r->bucket_s;
+	r->advanced_to = r->started - 1;
+	r->advanced_bucket = -1;
 	for (size_t i = 0; i < ROLLOUT_MAX_DECISIONS; i++) {
 		struct rollout_decision *d = &r->log[i];
 		if (!memchr(d->reason, '\0', sizeof(d->reason)) || d->step >= ROLLOUT_MAX_STEPS ||

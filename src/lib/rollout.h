@@ -55,7 +55,8 @@ const char *rollout_gate_name(enum rollout_gate g);
 struct rollout_gates {
 	uint32_t enabled;	  /* bit (1u << enum rollout_gate) for each gate checked */
 	uint32_t min_agents;	  /* exposed agents reporting before a step may be promoted or a
-				     rate gate may fail (capped at half the step's population) */
+				     rate gate may fail (capped at a quarter of the agents the
+				     step reaches, when rollout_set_population() was called) */
 	uint32_t min_bad;	  /* agents with a problem before a count gate may fail */
 	double tolerance;	  /* exposed hazard allowed, as a multiple of control's */
 	double alpha;		  /* probability of a false failure per gate, at most */
@@ -208,10 +209,10 @@ struct rollout_track {
 	uint64_t version;   /* the release its counts belong to */
 	int64_t last_seen;  /* its last heartbeat counted for that release */
 	float cpu_base;	    /* its CPU before it ran the release; 0: not known yet */
-	uint8_t cohort;
-	uint8_t flags;
-	uint8_t entry_step;
-	uint8_t reserved;
+	uint8_t first_ring; /* the ring (plus 1) the cached first step was found for; 0: none */
+	uint8_t first_step; /* the first step of that release's plan that reaches it */
+	uint8_t state;	    /* its cohort and the problems it was counted for */
+	uint8_t entry_step; /* the step that offered it the release */
 };
 
 void rollout_track_init(struct rollout_track *t);
@@ -318,8 +319,9 @@ void rollout_free(struct rollout *r);
 
 /*
  * The number of agents enrolled in @ring (the server counts them; the simulator knows them).
- * With it a step's sample size is capped at half the agents it can reach, so a small ring can
- * still be promoted; without it (0) min_agents applies as is.
+ * With it a step's sample size is capped at a quarter of the agents it can reach, so a small
+ * ring can still be promoted (a ring with no agents is promoted through at the end of its
+ * bake); without it min_agents applies as is.
  */
 void rollout_set_population(struct rollout *r, uint32_t ring, uint64_t agents);
 

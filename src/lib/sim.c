@@ -54,6 +54,8 @@ void sim_scenario_default(struct sim_scenario *sc)
 	sc->n_rings = 3;
 	sc->ring_share[0] = 0.0005;
 	sc->ring_share[1] = 0.01;
+	sc->ring_min[0] = 10;
+	sc->ring_min[1] = 100;
 	rollout_plan_default(&sc->plan);
 	sc->epoch = DEFAULT_EPOCH;
 	sc->publish_s = 600;
@@ -380,7 +382,7 @@ static int parse_line(struct line *l, char *text, struct sim_scenario *sc,
 	    {"revert", 1},	    {"liveness_interval", 1}, {"crash_rate", 1},
 	    {"offline_rate", 1},    {"offline_time", 2},  {"alert_rate", 1},
 	    {"cpu", 2},		    {"drop_rate", 1},	  {"liveness_fail_rate", 1},
-	    {"away", 3},	    {"rings", -1},
+	    {"away", 3},	    {"rings", -1},	  {"ring_min", -1},
 	};
 	int want = -2;
 	for (size_t i = 0; i < sizeof(arity) / sizeof(arity[0]); i++)
@@ -424,6 +426,17 @@ static int parse_line(struct line *l, char *text, struct sim_scenario *sc,
 		if (sum >= 1)
 			return bad(l, "the shares leave nothing for the last ring");
 		sc->n_rings = (uint32_t)n + 1;
+		return 0;
+	}
+	if (strcmp(text, "ring_min") == 0) {
+		if (n < 1 || n > (int)ROLLOUT_MAX_RINGS - 1)
+			return bad(l, "want 1 to %u counts (rings 0 .. n-2)", ROLLOUT_MAX_RINGS - 1);
+		memset(sc->ring_min, 0, sizeof(sc->ring_min));
+		for (int i = 0; i < n; i++) {
+			int ret = get_u32(l, w[i], 0, 1000000, &sc->ring_min[i]);
+			if (ret)
+				return ret;
+		}
 		return 0;
 	}
 	if (strcmp(text, "heartbeat") == 0) {
@@ -611,6 +624,7 @@ enum { H_ONLINE, H_OFFLINE, H_ACTIVATING, H_LOOPING, H_BROKEN };
 #define PEND_REVERTED (1u << 0)
 #define PEND_LIVENESS (1u << 1)
 
+/* One cache line per host. */
 struct host {
 	struct rollout_track track;
 	uint32_t last_hb; /* NO_TIME: none yet */
@@ -626,7 +640,9 @@ struct host {
 	uint8_t group;	  /* n_groups: none (follows the rings) */
 	uint8_t pend_restarts;
 	uint8_t pend;
+	uint8_t pad[8];
 };
+_Static_assert(sizeof(struct host) == 64, "a host is one cache line");
 
 struct slot {
 	uint32_t *ids;
@@ -645,6 +661,8 @@ struct sim {
 	struct rollout *r;
 	struct rollout_policy policy[SIM_MAX_GROUPS + 1];
 	uint32_t hb;
+	double hb_inv;
+	double phase_per_host; /* heartbeat phase of host i: i * phase_per_host seconds */
 	uint32_t jitter_max;
 	uint32_t publish;
 	uint32_t end;
@@ -704,6 +722,12 @@ static inline double gauss_of(uint64_t x)
 	double sum = (double)(x & 0xffff) + (double)(x >> 16 & 0xffff) + (double)(x >> 32 & 0xffff) +
 		     (double)(x >> 48);
 	return (sum / 65536.0 - 2.0) * 1.7320508075688772;
+}
+
+/* 0 .. jitter_max, uniformly */
+static inline uint32_t jitter(struct sim *s)
+{
+	return (uint32_t)(((rnd(s) >> 32) * ((uint64_t)s->jitter_max + 1)) >> 32);
 }
 
 static uint32_t uniform_between(struct sim *s, uint32_t lo, uint32_t hi)
@@ -785,12 +809,28 @@ static void schedule(struct sim *s, uint32_t id, uint32_t t)
 }
 
 /* The next heartbeat after @t: the host's grid (its phase plus whole intervals) plus jitter. */
+static uint32_t phase_of(const struct sim *s, uint64_t id)
+{
+	uint32_t p = (uint32_t)((double)id * s->phase_per_host);
+	return p < s->hb ? p : s->hb - 1;
+}
+
 static uint32_t next_heartbeat(struct sim *s, uint32_t id, uint32_t t)
 {
-	uint32_t phase = (uint32_t)((uint64_t)id * s->hb / s->n);
-	uint32_t g = t < phase ? phase : phase + ((t - phase) / s->hb + 1) * s->hb;
+	uint32_t phase = phase_of(s, id), g, k;
 
-	return g + (s->jitter_max ? (uint32_t)(rnd(s) % (s->jitter_max + 1)) : 0);
+	if (t < phase) {
+		g = phase;
+	} else {
+		/* whole intervals since its phase, without a division */
+		k = (uint32_t)((double)(t - phase) * s->hb_inv);
+		if (k * s->hb > t - phase)
+			k--;
+		else if ((k + 1) * s->hb <= t - phase)
+			k++;
+		g = phase + (k + 1) * s->hb;
+	}
+	return g + jitter(s);
 }
 
 static void mark_crash(struct sim *s, struct host *h, uint32_t t, bool loops)
@@ -855,7 +895,7 @@ static void heartbeat(struct sim *s, uint32_t id, struct host *h, uint32_t t)
 	struct rollout_report rep;
 	struct rollout_answer ans;
 	uint32_t interval = h->last_hb == NO_TIME ? 0 : t - h->last_hb;
-	double hours = interval / 3600.0;
+	double hours = interval * (1.0 / 3600);
 	const bool hit = h->version == SIM_RELEASE && (h->flags & HF_AFFECTED);
 	const uint64_t release = SIM_RELEASE;
 	double u;
@@ -866,7 +906,8 @@ static void heartbeat(struct sim *s, uint32_t id, struct host *h, uint32_t t)
 	rep.reverts = (h->pend & PEND_REVERTED) ? 1 : 0;
 	rep.liveness_failed = (h->pend & PEND_LIVENESS) ||
 			      (hit && sc->effect == SIM_EFFECT_liveness && !s->local_revert);
-	/* rare things share one draw: a crash, a failed liveness probe, a burst of drops */
+	/* rare things share one draw: a crash, a failed liveness probe, a burst of drops, and
+	 * (below) the start of an offline spell */
 	u = uniform(s);
 	double p_crash = sc->crash_per_hour * hours, p_live = sc->liveness_fail_per_hour * hours;
 	double p_drops = sc->drops_per_hour * hours *
@@ -875,7 +916,7 @@ static void heartbeat(struct sim *s, uint32_t id, struct host *h, uint32_t t)
 		rep.restarts++;
 	else if (u < p_crash + p_live)
 		rep.liveness_failed = true;
-	if (p_drops > 0 && (p_drops >= 1 || uniform(s) < p_drops))
+	else if (p_drops >= 1 || u < p_crash + p_live + p_drops)
 		rep.drops = 50 + rnd(s) % 500;
 	if (interval) {
 		rep.alerts = poisson(s, h->alert_rate * hours *
@@ -914,7 +955,7 @@ static void heartbeat(struct sim *s, uint32_t id, struct host *h, uint32_t t)
 		return;
 	}
 	/* an offline spell (a laptop closed, a reboot) starting after this heartbeat */
-	if (!h->timer && sc->offline_per_hour > 0 && uniform(s) < sc->offline_per_hour * hours) {
+	if (!h->timer && u > 1 - sc->offline_per_hour * hours) {
 		double d = -log(1 - uniform(s)) * sc->offline_mean_s;
 		h->state = H_OFFLINE;
 		h->timer = t + 1 + (uint32_t)(d < sc->offline_max_s ? d : sc->offline_max_s);
@@ -1049,6 +1090,9 @@ static void populate(struct sim *s)
 	b = mix64(s->salt ^ 0x5bd1e995) % n;
 	for (uint32_t r = 0; r + 1 < sc->n_rings; r++) {
 		uint64_t k = (uint64_t)llround((double)n * sc->ring_share[r]);
+		/* the first rings keep a floor of hosts while they take at most half the fleet */
+		if (k < sc->ring_min[r] && acc + sc->ring_min[r] <= n / 2)
+			k = sc->ring_min[r];
 		if (k == 0 && n >= sc->n_rings)
 			k = 1;
 		if (acc + k > n)
@@ -1067,6 +1111,7 @@ static void populate(struct sim *s)
 
 		while (p >= bound[ring])
 			ring++;
+		memset(h, 0, sizeof(*h));
 		rollout_track_init(&h->track);
 		h->last_hb = NO_TIME;
 		h->state = H_ONLINE;
@@ -1098,8 +1143,7 @@ static void populate(struct sim *s)
 			res->away++;
 		} else {
 			/* first heartbeat: its phase plus jitter */
-			h->next_hb = (uint32_t)(i * s->hb / n) +
-				     (s->jitter_max ? (uint32_t)(rnd(s) % (s->jitter_max + 1)) : 0);
+			h->next_hb = phase_of(s, i) + jitter(s);
 		}
 	}
 }
@@ -1179,6 +1223,8 @@ int sim_run(const struct sim_scenario *sc, const struct sim_options *opt, struct
 	s.res = res;
 	s.n = opt->hosts;
 	s.hb = sc->plan.heartbeat_s;
+	s.phase_per_host = (double)s.hb / (double)s.n;
+	s.hb_inv = 1.0 / s.hb;
 	s.jitter_max = (uint32_t)(sc->jitter * s.hb);
 	s.publish = sc->publish_s;
 	s.end = sc->publish_s + sc->duration_s;
@@ -1207,7 +1253,7 @@ int sim_run(const struct sim_scenario *sc, const struct sim_options *opt, struct
 	res->n_rings = sc->n_rings;
 	res->n_groups = sc->n_groups;
 
-	if (size_mul(s.n, sizeof(*s.h), &bytes) || !(s.h = calloc(1, bytes)) ||
+	if (size_mul(s.n, sizeof(*s.h), &bytes) || !(s.h = aligned_alloc(64, bytes)) ||
 	    !(s.wheel = calloc(WHEEL_SLOTS, sizeof(*s.wheel)))) {
 		set_err(err, errlen, "out of memory for %" PRIu64 " hosts", s.n);
 		goto out_free;
@@ -1246,11 +1292,15 @@ int sim_run(const struct sim_scenario *sc, const struct sim_options *opt, struct
 					s.policy[g].approved = SIM_RELEASE;
 		}
 		for (uint32_t k = 0; k < sl->n; k++) {
-			if (k + 8 < sl->n)
-				__builtin_prefetch(&s.h[sl->ids[k + 8]]);
+			if (k + 16 < sl->n)
+				__builtin_prefetch(&s.h[sl->ids[k + 16]], 1);
 			process(&s, sl->ids[k], t);
 		}
+		/* the slot comes round again only in 72 h: give its memory back now */
+		free(sl->ids);
+		sl->ids = NULL;
 		sl->n = 0;
+		sl->cap = 0;
 		if (!s.r)
 			continue;
 		int act = rollout_tick(s.r, sc->epoch + t);

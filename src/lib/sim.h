@@ -57,6 +57,7 @@ struct sim_scenario {
 	/* the fleet: shares of rings 0 .. n-2, the last ring holds the rest */
 	uint32_t n_rings;
 	double ring_share[ROLLOUT_MAX_RINGS];
+	uint32_t ring_min[ROLLOUT_MAX_RINGS]; /* hosts at least, fleet size allowing */
 	uint32_t n_groups;
 	struct sim_group groups[SIM_MAX_GROUPS];
 	/* the plan (n_rings and heartbeat_s follow the fleet) */

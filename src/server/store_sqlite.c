@@ -1145,7 +1145,8 @@ int store_sqlite_open(const char *dir, struct store **out, char *err, size_t err
 	}
 	sqlite3_busy_timeout(s->db, 5000);
 	rc = sqlite3_exec(s->db,
-			  "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+			  "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL;"
+			  " PRAGMA synchronous=NORMAL;"
 			  " PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",
 			  NULL, NULL, &msg);
 	if (rc == SQLITE_OK)

@@ -705,3 +705,65 @@ def test_sigterm_stops_cleanly_while_requests_run(tmp_path):
     assert s.stop() == 0
     for so in socks:
         so.close()
+
+
+# --- the vigil CLI over the admin API ---
+
+def cli(srv, *args, token=None):
+    res = run(VIGIL, *args, "--server", f"http://127.0.0.1:{srv.port}", "--token",
+              token or srv.admin)
+    assert res.returncode >= 0, f"killed by signal {-res.returncode}"
+    return res
+
+
+def test_cli_over_the_admin_api(fleet, keys, tmp_path):
+    bundle = make_bundle(keys, 21, tmp_path)
+    res = cli(fleet, "groups", "set", "canary", "--ring", "0", "--window", "00:00-23:59")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["policy"]["ring"] == 0
+    res = cli(fleet, "tokens", "enroll", "--group", "canary", "--uses", "2")
+    assert res.returncode == 0, res.stderr
+    agent, cred = fleet.enroll_agent(token=json.loads(res.stdout)["token"])
+    res = cli(fleet, "releases", "create", bundle)
+    assert res.returncode == 0, res.stderr
+    rel = json.loads(res.stdout)
+    assert rel["version"] == 21
+    res = cli(fleet, "rollouts", "start", rel["hash"], "--plan", "0:100:1h 2:10:1h 2:100:0",
+              "--min-bad", "1")
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout)
+    assert [s["percent"] for s in r["plan"]] == [100, 10, 100]
+    assert fleet.heartbeat(agent, cred)["content"]["version"] == 21
+    res = cli(fleet, "rollouts", "pause", str(r["id"]), "--compact")
+    assert res.returncode == 0 and json.loads(res.stdout)["state"] == "paused"
+    assert len(res.stdout.strip().splitlines()) == 1
+    res = cli(fleet, "rollouts", "pause", str(r["id"]))
+    assert res.returncode == 1 and "409" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    res = cli(fleet, "rollouts", "halt", str(r["id"]))
+    assert res.returncode == 0 and json.loads(res.stdout)["state"] == "halted"
+    res = cli(fleet, "rollouts", "decisions", str(r["id"]))
+    kinds = [d["kind"] for d in json.loads(res.stdout)["decisions"]]
+    assert kinds[:2] == ["pull", "halt"] and "pause" in kinds and kinds[-1] == "start"
+    fleet.request("POST", f"/api/v1/agents/{agent}/alerts",
+                  {"records": [{"seq": 1, "data": {"rule": {"id": "cli-rule"}}}]}, token=cred)
+    res = cli(fleet, "alerts", "query", "--rule", "cli-rule")
+    assert res.returncode == 0 and json.loads(res.stdout)["alerts"][0]["agent_id"] == agent
+    res = cli(fleet, "agents", "show", agent)
+    assert json.loads(res.stdout)["group"] == "canary"
+    res = cli(fleet, "audit", "--limit", "5")
+    assert res.returncode == 0 and len(json.loads(res.stdout)["audit"]) == 5
+    # wrong token, bad usage, no server: one line and the right status, never a signal
+    res = cli(fleet, "agents", "list", token="x.y")
+    assert res.returncode == 1 and "401" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    for args in (["rollouts"], ["rollouts", "fly", "1"], ["groups", "set", "g", "--ring", "99"],
+                 ["agents", "list", "--bogus", "1"]):
+        res = cli(fleet, *args)
+        assert res.returncode == 2, (args, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    res = run(VIGIL, "agents", "list", "--server", "http://127.0.0.1:1", "--token", "x")
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
+    for noun in ("agents", "groups", "releases", "rollouts", "alerts", "tokens", "audit"):
+        res = run(VIGIL, noun, "--help")
+        assert res.returncode == 0 and "--server" in res.stdout, noun
