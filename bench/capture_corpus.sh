@@ -61,8 +61,9 @@ work_man() {
 	find /usr/share/man/man1 -name '*.gz' 2>/dev/null | head -n 300 |
 		while read -r f; do
 			zcat "$f" | head -n 20 | grep -m 1 '^\.TH' | cut -d' ' -f2
-		done | tr 'A-Z' 'a-z' | sort | uniq >/dev/null
+		done | tr '[:upper:]' '[:lower:]' | sort | uniq >/dev/null
 	for d in /usr/share/man/man8 /usr/share/zoneinfo/Europe /usr/share/i18n/locales; do
+		# shellcheck disable=SC2012 # listing with ls is the workload
 		ls -la "$d" | wc -l >/dev/null
 		find "$d" -type f 2>/dev/null | head -n 50 | xargs -r stat -c '%s %n' | sort -n |
 			tail -n 3 >/dev/null
@@ -171,11 +172,12 @@ lane() {
 for round in $(seq "$ROUNDS"); do
 	[ $((deadline - SECONDS)) -gt 0 ] || break
 	lane work_build work_git work_packages &
-	lanes=$!
+	lanes=($!)
 	lane work_shell &
-	lanes="$lanes $!"
+	lanes+=($!)
 	lane work_man work_python work_files &
-	wait $lanes $!
+	lanes+=($!)
+	wait "${lanes[@]}"
 	echo "capture_corpus: round $round done after $SECONDS s"
 done
 sleep 2 # let the agent drain its ring buffer

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Section "engine" of bench/run.sh (sourced by it): the rule engine against a naive evaluator
 # over the converted SigmaHQ rules and content/, on the committed live corpus, one CPU.
 # Targets (SigmaHQ set): >= 1,000,000 events/s, compile <= 100 ms, memory <= 10 MB; engine

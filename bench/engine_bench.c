@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,8 +28,8 @@
 
 /* Targets of the rule engine (issue: detection content, Performance). */
 #define TARGET_EVENTS_PER_SECOND 1000000.0
-#define TARGET_COMPILE_MS 100.0
-#define TARGET_MEMORY_MB 10.0
+#define TARGET_COMPILE_MS	 100.0
+#define TARGET_MEMORY_MB	 10.0
 
 /* Bytes of decompressed corpus accepted. */
 #define CORPUS_MAX_BYTES (2048ull * 1024 * 1024)
@@ -69,7 +68,7 @@ struct corpus {
 };
 
 struct measure {
-	double eps;      /* events per second of CPU time (the median run) */
+	double eps;	 /* events per second of CPU time (the median run) */
 	double wall_eps; /* events per second of wall-clock time */
 	double runs_eps[16];
 	double runs_wall[16];
@@ -96,8 +95,8 @@ struct row {
 	unsigned test_items, test_events; /* the rules' own test events, run through both */
 	uint64_t test_alerts_engine, test_alerts_naive;
 	unsigned test_differing; /* test events on which the two raised different alerts */
-	double scans_per_event; /* the engine's pattern database scans */
-	double evals_per_event; /* the engine's program evaluations */
+	double scans_per_event;	 /* the engine's pattern database scans */
+	double evals_per_event;	 /* the engine's program evaluations */
 	size_t rules_differing;
 	struct measure engine, naive;
 };
@@ -135,31 +134,33 @@ static double median(const double *v, int n)
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: engine_bench [OPTIONS]\n"
-		"\n"
-		"Events per second of the vigil rule engine and of a naive evaluator (each rule,\n"
-		"each predicate, strstr/strcasestr/PCRE2 in turn) over the converted SigmaHQ Linux\n"
-		"rules and over content/, on one CPU, with the same pre-parsed corpus; parse rate,\n"
-		"compile time and engine memory; checks both raise the same alerts. Run from the\n"
-		"repository root. Ends with one JSON line.\n"
-		"\n"
-		"  --corpus FILE        NDJSON events, .zst decompressed with zstd\n"
-		"                       (default bench/corpus/live.ndjson.zst)\n"
-		"  --sigma-src DIR      Sigma rules to convert (default ../shared/sigma/rules/linux;\n"
-		"                       when absent the Sigma row is skipped, an error when CI=true)\n"
-		"  --sigma-rules DIR    already converted Sigma rules (no conversion)\n"
-		"  --content DIR        vigil's own rules (default content)\n"
-		"  --vigil PATH         the vigil tool that converts (default $BUILD/vigil, build/vigil)\n"
-		"  --seconds S          least time per measurement (default 2)\n"
-		"  --runs N             measurements per figure, the median is kept (default 3)\n"
-		"  --compile-runs N     compiles of each ruleset timed (default 5)\n"
-		"  --cpu N              CPU to pin to (default: the one the benchmark starts on)\n"
-		"  --summary FILE       write a one-line summary, then one line per missed target\n"
-		"  --profile RULESET    only run the engine over RULESET (sigma or content) for\n"
-		"                       --seconds, one compile, no check: for perf record\n"
-		"\n"
-		"Exit status: 0 done, 1 error, 2 bad usage, 3 engine and naive evaluator disagree.\n");
+	fprintf(
+	    out,
+	    "usage: engine_bench [OPTIONS]\n"
+	    "\n"
+	    "Events per second of the vigil rule engine and of a naive evaluator (each rule,\n"
+	    "each predicate, strstr/strcasestr/PCRE2 in turn) over the converted SigmaHQ Linux\n"
+	    "rules and over content/, on one CPU, with the same pre-parsed corpus; parse rate,\n"
+	    "compile time and engine memory; checks both raise the same alerts. Run from the\n"
+	    "repository root. Ends with one JSON line.\n"
+	    "\n"
+	    "  --corpus FILE        NDJSON events, .zst decompressed with zstd\n"
+	    "                       (default bench/corpus/live.ndjson.zst)\n"
+	    "  --sigma-src DIR      Sigma rules to convert (default ../shared/sigma/rules/linux;\n"
+	    "                       when absent the Sigma row is skipped, an error when CI=true)\n"
+	    "  --sigma-rules DIR    already converted Sigma rules (no conversion)\n"
+	    "  --content DIR        vigil's own rules (default content)\n"
+	    "  --vigil PATH         the vigil tool that converts (default $BUILD/vigil, "
+	    "build/vigil)\n"
+	    "  --seconds S          least time per measurement (default 2)\n"
+	    "  --runs N             measurements per figure, the median is kept (default 3)\n"
+	    "  --compile-runs N     compiles of each ruleset timed (default 5)\n"
+	    "  --cpu N              CPU to pin to (default: the one the benchmark starts on)\n"
+	    "  --summary FILE       write a one-line summary, then one line per missed target\n"
+	    "  --profile RULESET    only run the engine over RULESET (sigma or content) for\n"
+	    "                       --seconds, one compile, no check: for perf record\n"
+	    "\n"
+	    "Exit status: 0 done, 1 error, 2 bad usage, 3 engine and naive evaluator disagree.\n");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -183,14 +184,14 @@ static int parse_args(int argc, char **argv, struct options *o)
 	if (snprintf(vigil, sizeof(vigil), "%s/vigil", build) >= (int)sizeof(vigil))
 		return -EINVAL;
 	*o = (struct options){
-		.corpus = "bench/corpus/live.ndjson.zst",
-		.sigma_src = "../shared/sigma/rules/linux",
-		.content = "content",
-		.vigil = vigil,
-		.min_seconds = 2.0,
-		.runs = 3,
-		.compile_runs = 5,
-		.cpu = -1,
+	    .corpus = "bench/corpus/live.ndjson.zst",
+	    .sigma_src = "../shared/sigma/rules/linux",
+	    .content = "content",
+	    .vigil = vigil,
+	    .min_seconds = 2.0,
+	    .runs = 3,
+	    .compile_runs = 5,
+	    .cpu = -1,
 	};
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -217,7 +218,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 			o->summary = v;
 		} else if (strcmp(a, "--profile") == 0) {
 			if (strcmp(v, "sigma") != 0 && strcmp(v, "content") != 0) {
-				fprintf(stderr, "engine_bench: --profile: sigma or content, not '%s'\n", v);
+				fprintf(stderr,
+					"engine_bench: --profile: sigma or content, not '%s'\n", v);
 				return -EINVAL;
 			}
 			o->profile = v;
@@ -225,24 +227,29 @@ static int parse_args(int argc, char **argv, struct options *o)
 			char *end;
 			errno = 0;
 			o->min_seconds = strtod(v, &end);
-			if (errno || end == v || *end || !(o->min_seconds > 0 && o->min_seconds <= 600)) {
-				fprintf(stderr, "engine_bench: --seconds: '%s' is not in (0, 600]\n", v);
+			if (errno || end == v || *end ||
+			    !(o->min_seconds > 0 && o->min_seconds <= 600)) {
+				fprintf(stderr,
+					"engine_bench: --seconds: '%s' is not in (0, 600]\n", v);
 				return -EINVAL;
 			}
 		} else if (strcmp(a, "--runs") == 0) {
 			if (parse_int(v, 1, 15, &o->runs) < 0) {
-				fprintf(stderr, "engine_bench: --runs: '%s' is not from 1 to 15\n", v);
+				fprintf(stderr, "engine_bench: --runs: '%s' is not from 1 to 15\n",
+					v);
 				return -EINVAL;
 			}
 		} else if (strcmp(a, "--compile-runs") == 0) {
 			if (parse_int(v, 1, 15, &o->compile_runs) < 0) {
-				fprintf(stderr, "engine_bench: --compile-runs: '%s' is not from 1 to 15\n",
+				fprintf(stderr,
+					"engine_bench: --compile-runs: '%s' is not from 1 to 15\n",
 					v);
 				return -EINVAL;
 			}
 		} else if (strcmp(a, "--cpu") == 0) {
 			if (parse_int(v, 0, CPU_SETSIZE - 1, &o->cpu) < 0) {
-				fprintf(stderr, "engine_bench: --cpu: '%s' is not a CPU number\n", v);
+				fprintf(stderr, "engine_bench: --cpu: '%s' is not a CPU number\n",
+					v);
 				return -EINVAL;
 			}
 		} else {
@@ -508,8 +515,8 @@ static int corpus_load(const char *path, struct corpus *c)
 			continue;
 		if (pr != EVENT_PARSED) {
 			if (c->rejected++ < 3)
-				fprintf(stderr, "engine_bench: %s: line %zu: %s\n", path, c->n_lines + 1,
-					why);
+				fprintf(stderr, "engine_bench: %s: line %zu: %s\n", path,
+					c->n_lines + 1, why);
 			continue;
 		}
 		size_t tl, bytes = 0;
@@ -556,8 +563,8 @@ static double measure_parse(const struct corpus *c, double min_s, double *wall_e
 	double w0 = wall_s(), c0 = cpu_s(), c1;
 	do {
 		for (size_t i = 0; i < c->n_lines; i++)
-			event_parse_json(ev, c->text + c->line_off[i], c->line_len[i], why, sizeof(why),
-					 NULL);
+			event_parse_json(ev, c->text + c->line_off[i], c->line_len[i], why,
+					 sizeof(why), NULL);
 		events += c->n_lines;
 	} while ((c1 = cpu_s()) - c0 < min_s);
 	*wall_eps = (double)events / (wall_s() - w0);
@@ -605,8 +612,8 @@ static double measure_naive(struct naive *nv, const struct corpus *c, double min
 		uint64_t alerts = 0;
 		naive_reset_state(nv);
 		for (size_t i = 0; i < c->n; i++)
-			alerts += (uint64_t)naive_eval(nv, c->ev[i], c->now[i], c->cstrings[i], NULL,
-						       NULL);
+			alerts += (uint64_t)naive_eval(nv, c->ev[i], c->now[i], c->cstrings[i],
+						       NULL, NULL);
 		if (first == UINT64_MAX)
 			first = alerts;
 		*stable &= alerts == first;
@@ -639,9 +646,12 @@ static int cmp_u32(const void *a, const void *b)
 
 static void show_event(const struct event *ev)
 {
-	static const enum field_id show[] = {F_EVENT_ACTION, F_PROCESS_EXECUTABLE,
-					     F_PROCESS_COMMAND_LINE, F_PROCESS_PARENT_EXECUTABLE,
-					     F_FILE_PATH, F_FILE_TARGET_PATH};
+	static const enum field_id show[] = {F_EVENT_ACTION,
+					     F_PROCESS_EXECUTABLE,
+					     F_PROCESS_COMMAND_LINE,
+					     F_PROCESS_PARENT_EXECUTABLE,
+					     F_FILE_PATH,
+					     F_FILE_TARGET_PATH};
 	for (size_t i = 0; i < sizeof(show) / sizeof(show[0]); i++) {
 		size_t len;
 		const char *s = event_str(ev, show[i], &len);
@@ -665,13 +675,15 @@ static int check_tests(struct row *r)
 	struct engine *e = NULL;
 	struct naive *nv = NULL;
 	struct event *scratch = event_new();
-	uint32_t *ke = calloc(rs->n_rules + 1, sizeof(*ke)), *kn = calloc(rs->n_rules + 1, sizeof(*kn));
+	uint32_t *ke = calloc(rs->n_rules + 1, sizeof(*ke)),
+		 *kn = calloc(rs->n_rules + 1, sizeof(*kn));
 	char err[512] = "";
 	int ret = -ENOMEM;
 
 	if (!scratch || !ke || !kn)
 		goto out_free;
-	if ((ret = engine_new(rs, NULL, &e)) < 0 || (ret = naive_new(rs, &nv, err, sizeof(err))) < 0)
+	if ((ret = engine_new(rs, NULL, &e)) < 0 ||
+	    (ret = naive_new(rs, &nv, err, sizeof(err))) < 0)
 		goto out_free;
 	for (uint32_t ri = 0; ri < rs->n_rules; ri++) {
 		const struct crule *cr = &rs->rules[ri];
@@ -686,8 +698,8 @@ static int check_tests(struct row *r)
 				size_t tl, bytes;
 				bool cstrings;
 				uint64_t at;
-				if (event_parse_json(scratch, test->json[k], test->lens[k], why, sizeof(why),
-						     NULL) != EVENT_PARSED)
+				if (event_parse_json(scratch, test->json[k], test->lens[k], why,
+						     sizeof(why), NULL) != EVENT_PARSED)
 					continue;
 				const char *ts = event_str(scratch, F_TIMESTAMP, &tl);
 				if (ts && timestamp_parse(ts, tl, &at) == 0)
@@ -709,10 +721,11 @@ static int check_tests(struct row *r)
 				qsort(kn, cn.n, sizeof(*kn), cmp_u32);
 				if (ce.n != cn.n || memcmp(ke, kn, ce.n * sizeof(*ke)) != 0) {
 					if (r->test_differing++ < SHOW_DIFFS)
-						printf("  DIFFERENCE (%s) on test event %u of %s:%u (rule %s): "
+						printf("  DIFFERENCE (%s) on test event %u of "
+						       "%s:%u (rule %s): "
 						       "engine %u alerts, naive %u\n",
-						       r->name, k + 1, cr->info.file, test->line, cr->info.id,
-						       ce.n, cn.n);
+						       r->name, k + 1, cr->info.file, test->line,
+						       cr->info.id, ce.n, cn.n);
 				}
 				event_free(ev);
 			}
@@ -721,7 +734,8 @@ static int check_tests(struct row *r)
 	ret = 0;
 out_free:
 	if (ret < 0)
-		fprintf(stderr, "engine_bench: %s: tests: %s\n", r->name, err[0] ? err : strerror(-ret));
+		fprintf(stderr, "engine_bench: %s: tests: %s\n", r->name,
+			err[0] ? err : strerror(-ret));
 	naive_free(nv);
 	engine_free(e);
 	event_free(scratch);
@@ -786,9 +800,10 @@ static int check_agreement(struct row *r, const struct corpus *c)
 			continue;
 		if (r->rules_differing++ < 20) {
 			const struct rule_info *ri = ruleset_rule(r->rs, k);
-			printf("  DIFFERENCE (%s) rule %s (%s:%u): engine %llu alerts, naive %llu\n",
-			       r->name, ri->id, ri->file, ri->line, (unsigned long long)per_e[k],
-			       (unsigned long long)per_n[k]);
+			printf(
+			    "  DIFFERENCE (%s) rule %s (%s:%u): engine %llu alerts, naive %llu\n",
+			    r->name, ri->id, ri->file, ri->line, (unsigned long long)per_e[k],
+			    (unsigned long long)per_n[k]);
 		}
 	}
 	if (shown > SHOW_DIFFS)
@@ -829,8 +844,8 @@ static int sigma_convert(const struct options *o, struct row *r, char dir[64])
 	snprintf(dir, 64, "/tmp/vigil-bench-sigma.XXXXXX");
 	if (!mkdtemp(dir))
 		return -errno;
-	char *const argv[] = {(char *)o->vigil, "sigma", "convert", (char *)o->sigma_src, "-o",
-			      dir, NULL};
+	char *const argv[] = {
+	    (char *)o->vigil, "sigma", "convert", (char *)o->sigma_src, "-o", dir, NULL};
 	buf_init(&out, 16u * 1024 * 1024);
 	ret = run_capture(argv, &out);
 	if (ret == 0) {
@@ -864,7 +879,8 @@ static int compile_timed(struct row *r, const char *path, int runs)
 		double ms = (cpu_s() - c0) * 1000;
 		r->compile_wall_ms[k] = (wall_s() - t0) * 1000;
 		if (ret < 0) {
-			fprintf(stderr, "engine_bench: %s: %s\n", path, err[0] ? err : strerror(-ret));
+			fprintf(stderr, "engine_bench: %s: %s\n", path,
+				err[0] ? err : strerror(-ret));
 			return ret;
 		}
 		r->compile_runs_ms[k] = ms;
@@ -955,9 +971,9 @@ static void json_row(const struct row *r)
 	       r->naive.eps, r->naive.wall_eps, r->naive.eps > 0 ? r->engine.eps / r->naive.eps : 0,
 	       (unsigned long long)r->engine_alerts, (unsigned long long)r->naive_alerts,
 	       r->engine_alerts == r->naive_alerts && r->rules_differing == 0 &&
-			       r->test_differing == 0
-		       ? "true"
-		       : "false",
+		       r->test_differing == 0
+		   ? "true"
+		   : "false",
 	       r->rules_differing, (unsigned long long)r->state_evictions,
 	       (unsigned long long)r->regex_errors, r->scans_per_event, r->evals_per_event,
 	       r->test_events, (unsigned long long)r->test_alerts_engine,
@@ -977,8 +993,8 @@ int main(int argc, char **argv)
 	struct options o;
 	struct corpus c;
 	struct row rows[2] = {
-		{.name = "sigma"},
-		{.name = "content"},
+	    {.name = "sigma"},
+	    {.name = "content"},
 	};
 	char sigma_dir[64] = "";
 	int status = 1, cpu;
@@ -1009,7 +1025,8 @@ int main(int argc, char **argv)
 				 "%s is absent: no SigmaHQ row", o.sigma_src);
 			printf("engine_bench: %s\n", sg->skip_reason);
 			if (ci) {
-				fprintf(stderr, "engine_bench: CI=true and the Sigma rules are absent\n");
+				fprintf(stderr,
+					"engine_bench: CI=true and the Sigma rules are absent\n");
 				goto out;
 			}
 		}
@@ -1040,7 +1057,8 @@ int main(int argc, char **argv)
 		uint64_t alerts;
 		bool stable;
 		if (!r->present || engine_new(r->rs, NULL, &e) < 0) {
-			fprintf(stderr, "engine_bench: --profile %s: no such ruleset here\n", o.profile);
+			fprintf(stderr, "engine_bench: --profile %s: no such ruleset here\n",
+				o.profile);
 			goto out_corpus;
 		}
 		eps = measure_engine(e, &c, o.min_seconds, &wall, &alerts, &stable);
@@ -1059,8 +1077,8 @@ int main(int argc, char **argv)
 			continue;
 		if (check_agreement(&rows[i], &c) < 0 || check_tests(&rows[i]) < 0)
 			goto out_corpus;
-		agree &= rows[i].engine_alerts == rows[i].naive_alerts && rows[i].rules_differing == 0 &&
-			 rows[i].test_differing == 0;
+		agree &= rows[i].engine_alerts == rows[i].naive_alerts &&
+			 rows[i].rules_differing == 0 && rows[i].test_differing == 0;
 	}
 
 	/* --- throughput: runs interleaved so that drift hits all columns alike --- */
@@ -1075,21 +1093,25 @@ int main(int argc, char **argv)
 			double wall;
 			if (!r->present)
 				continue;
-			if (engine_new(r->rs, NULL, &e) < 0 || naive_new(r->rs, &nv, err, sizeof(err)) < 0) {
-				fprintf(stderr, "engine_bench: %s: cannot set up the evaluators\n", r->name);
+			if (engine_new(r->rs, NULL, &e) < 0 ||
+			    naive_new(r->rs, &nv, err, sizeof(err)) < 0) {
+				fprintf(stderr, "engine_bench: %s: cannot set up the evaluators\n",
+					r->name);
 				engine_free(e);
 				goto out_corpus;
 			}
-			r->engine.runs_eps[k] = measure_engine(e, &c, o.min_seconds, &wall,
-							       &r->engine.alerts_per_pass,
-							       &r->engine.stable);
+			r->engine.runs_eps[k] =
+			    measure_engine(e, &c, o.min_seconds, &wall, &r->engine.alerts_per_pass,
+					   &r->engine.stable);
 			r->engine.runs_wall[k] = wall;
-			r->naive.runs_eps[k] = measure_naive(nv, &c, o.min_seconds, &wall,
-							     &r->naive.alerts_per_pass, &r->naive.stable);
+			r->naive.runs_eps[k] =
+			    measure_naive(nv, &c, o.min_seconds, &wall, &r->naive.alerts_per_pass,
+					  &r->naive.stable);
 			r->naive.runs_wall[k] = wall;
 			if (r->engine.alerts_per_pass != r->engine_alerts || !r->engine.stable ||
 			    r->naive.alerts_per_pass != r->naive_alerts || !r->naive.stable) {
-				printf("  WARNING (%s): alerts per pass changed between passes\n", r->name);
+				printf("  WARNING (%s): alerts per pass changed between passes\n",
+				       r->name);
 				agree = false;
 			}
 			engine_free(e);
@@ -1148,7 +1170,8 @@ int main(int argc, char **argv)
 		       "", r->st.memory_bytes, r->engine_bytes, r->st.programs, r->st.databases,
 		       r->st.buckets);
 		if (r->test_items)
-			printf("    %-22s rule tests: %u items, %u events: engine %llu alerts, naive %llu, "
+			printf("    %-22s rule tests: %u items, %u events: engine %llu alerts, "
+			       "naive %llu, "
 			       "%u events differ\n",
 			       "", r->test_items, r->test_events,
 			       (unsigned long long)r->test_alerts_engine,
@@ -1157,15 +1180,17 @@ int main(int argc, char **argv)
 		       "(the naive evaluator: %zu)\n",
 		       "", r->scans_per_event, r->evals_per_event, r->st.programs);
 		if (r->state_evictions)
-			printf("    %-22s the engine evicted %llu state entries at its cap (the naive "
-			       "evaluator keeps all)\n",
-			       "", (unsigned long long)r->state_evictions);
+			printf(
+			    "    %-22s the engine evicted %llu state entries at its cap (the naive "
+			    "evaluator keeps all)\n",
+			    "", (unsigned long long)r->state_evictions);
 		if (r->regex_errors)
 			printf("    %-22s PCRE2 failed %llu matches (counted as no match)\n", "",
 			       (unsigned long long)r->regex_errors);
 	}
 	if (sg->total)
-		printf("  sigma: %s converted %u of %u rules\n", o.sigma_src, sg->converted, sg->total);
+		printf("  sigma: %s converted %u of %u rules\n", o.sigma_src, sg->converted,
+		       sg->total);
 
 	/* --- targets --- */
 	char missed[3][160];
@@ -1187,11 +1212,12 @@ int main(int argc, char **argv)
 				 "engine sigma events/s %.0f < %.0f", sg->engine.eps,
 				 TARGET_EVENTS_PER_SECOND);
 		if (!compile_ok)
-			snprintf(missed[n_missed++], sizeof(missed[0]), "engine sigma compile ms %.1f > %.0f",
-				 sg->compile_ms, TARGET_COMPILE_MS);
+			snprintf(missed[n_missed++], sizeof(missed[0]),
+				 "engine sigma compile ms %.1f > %.0f", sg->compile_ms,
+				 TARGET_COMPILE_MS);
 		if (!mem_ok)
-			snprintf(missed[n_missed++], sizeof(missed[0]), "engine sigma memory MB %.2f > %.0f",
-				 mem_mb, TARGET_MEMORY_MB);
+			snprintf(missed[n_missed++], sizeof(missed[0]),
+				 "engine sigma memory MB %.2f > %.0f", mem_mb, TARGET_MEMORY_MB);
 	} else {
 		printf("\ntargets (SigmaHQ set): not measured (%s)\n", sg->skip_reason);
 	}
@@ -1205,11 +1231,13 @@ int main(int argc, char **argv)
 			goto out_corpus;
 		}
 		if (sg->present)
-			fprintf(f, "engine: sigma %.0f ev/s (>= %.0f %s), compile %.1f ms (<= %.0f %s), "
-				   "memory %.2f MB (<= %.0f %s), naive %.0f ev/s;",
-				sg->engine.eps, TARGET_EVENTS_PER_SECOND, verdict(eps_ok), sg->compile_ms,
-				TARGET_COMPILE_MS, verdict(compile_ok), mem_mb, TARGET_MEMORY_MB,
-				verdict(mem_ok), sg->naive.eps);
+			fprintf(
+			    f,
+			    "engine: sigma %.0f ev/s (>= %.0f %s), compile %.1f ms (<= %.0f %s), "
+			    "memory %.2f MB (<= %.0f %s), naive %.0f ev/s;",
+			    sg->engine.eps, TARGET_EVENTS_PER_SECOND, verdict(eps_ok),
+			    sg->compile_ms, TARGET_COMPILE_MS, verdict(compile_ok), mem_mb,
+			    TARGET_MEMORY_MB, verdict(mem_ok), sg->naive.eps);
 		else
 			fprintf(f, "engine: sigma not measured;");
 		fprintf(f, " content %.0f ev/s, naive %.0f ev/s; alerts %s\n", ct->engine.eps,

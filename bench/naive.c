@@ -17,14 +17,14 @@
 #include "lib/compile_int.h"
 
 /* Threshold windows slide in this many steps (docs/rules.md, the engine's unit of time). */
-#define SLOTS 16
+#define SLOTS	      16
 #define STATE_BUCKETS 65536u
 
 struct nstate {
 	struct nstate *next;
 	uint32_t rule;
-	uint32_t step;     /* sequence: next step expected */
-	uint64_t t_start;  /* sequence: window start; threshold: newest slot number */
+	uint32_t step;	  /* sequence: next step expected */
+	uint64_t t_start; /* sequence: window start; threshold: newest slot number */
 	uint32_t counts[SLOTS];
 	size_t key_len;
 	uint8_t key[];
@@ -34,7 +34,7 @@ struct naive {
 	const struct ruleset *rs;
 	pcre2_code **re; /* per string value: its compiled regex, NULL when not a regex */
 	pcre2_match_data *md;
-	bool *cvalue;    /* per string value: holds no NUL byte, so strstr may take it */
+	bool *cvalue; /* per string value: holds no NUL byte, so strstr may take it */
 	struct nstate **table;
 	uint64_t regex_errors;
 };
@@ -67,12 +67,13 @@ int naive_new(const struct ruleset *rs, struct naive **out, char *err, size_t er
 			uint32_t opts = (cp->flags & PF_CASELESS) ? PCRE2_CASELESS : 0;
 			int code;
 			PCRE2_SIZE at;
-			pcre2_code *re = pcre2_compile((PCRE2_SPTR)(rs->blob + s->off), s->len, opts,
-						       &code, &at, NULL);
+			pcre2_code *re = pcre2_compile((PCRE2_SPTR)(rs->blob + s->off), s->len,
+						       opts, &code, &at, NULL);
 			if (!re) {
 				PCRE2_UCHAR msg[160];
 				pcre2_get_error_message(code, msg, sizeof(msg));
-				snprintf(err, errlen, "predicate %u: PCRE2 rejects '%.200s' at %zu: %s", p,
+				snprintf(err, errlen,
+					 "predicate %u: PCRE2 rejects '%.200s' at %zu: %s", p,
 					 rs->blob + s->off, (size_t)at, (const char *)msg);
 				ret = -EINVAL;
 				goto out_free;
@@ -186,7 +187,8 @@ static bool str_match(struct naive *nv, const struct cpred *cp, const char *s, s
 					hit = bytes_contain(s, len, v, vlen, caseless);
 				break;
 			case ROP_REGEX: {
-				int rc = pcre2_match(nv->re[vi], (PCRE2_SPTR)s, len, 0, 0, nv->md, NULL);
+				int rc =
+				    pcre2_match(nv->re[vi], (PCRE2_SPTR)s, len, 0, 0, nv->md, NULL);
 				if (rc < 0 && rc != PCRE2_ERROR_NOMATCH)
 					nv->regex_errors++;
 				hit = rc >= 0;
@@ -234,8 +236,7 @@ static bool in_net(const struct cnet *n, const struct ev_ip *ip)
 	return true;
 }
 
-static bool pred(struct naive *nv, const struct cpred *cp, const struct event *ev,
-		 bool cstrings)
+static bool pred(struct naive *nv, const struct cpred *cp, const struct event *ev, bool cstrings)
 {
 	const struct ruleset *rs = nv->rs;
 	enum field_id f = (enum field_id)cp->field;
@@ -409,8 +410,7 @@ static struct nstate *state_get(struct naive *nv, uint32_t rule, const uint8_t *
 	return NULL;
 }
 
-static struct nstate *state_add(struct nstate **link, uint32_t rule, const uint8_t *key,
-				size_t len)
+static struct nstate *state_add(struct nstate **link, uint32_t rule, const uint8_t *key, size_t len)
 {
 	struct nstate *x = calloc(1, sizeof(*x) + len);
 	if (!x)
@@ -474,8 +474,8 @@ static bool threshold(struct naive *nv, const struct crule *r, uint32_t rule,
  * Sequence: step 0 (re)starts the window unless later steps are under way in an unexpired
  * one; step k > 0 advances it when k is the step expected; the last step fires the rule.
  */
-static bool sequence(struct naive *nv, const struct crule *r, uint32_t rule,
-		     const struct cprog *pr, const struct event *ev, uint64_t now)
+static bool sequence(struct naive *nv, const struct crule *r, uint32_t rule, const struct cprog *pr,
+		     const struct event *ev, uint64_t now)
 {
 	const uint8_t *key;
 	uint8_t tmp[24];

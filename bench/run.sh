@@ -20,6 +20,7 @@ cd "$(dirname "$0")/.."
 SECTIONS=(sensor)
 . bench/engine.sh # section "engine": the rule engine against a naive evaluator
 . bench/activation.sh # section "activation": content activation on the agent
+. bench/heartbeat.sh # section "heartbeat": vigil-server under simulated agents
 REPS=${BENCH_REPS:-3}
 EXEC_N=${BENCH_EXEC_N:-5000}
 FILE_N=${BENCH_FILE_N:-50000}

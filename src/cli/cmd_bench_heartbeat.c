@@ -45,6 +45,10 @@ struct bench {
 	unsigned n_agents;
 	double seconds;
 	unsigned threads;
+	double rate; /* heartbeats per second offered (0: each agent as fast as answered) */
+	unsigned *idle; /* agents with no request in flight (open loop) */
+	size_t n_idle;
+	int64_t late;	/* heartbeats due while every agent was still waiting */
 	char dir[64];
 	pid_t server;
 	unsigned port;
@@ -65,13 +69,16 @@ static double mono(void)
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: vigil bench heartbeat [--agents N] [--seconds S] [--threads T]\n"
+		"usage: vigil bench heartbeat [--agents N] [--seconds S] [--rate R] [--threads T]\n"
 		"\n"
 		"Starts vigil-server (next to this vigil) on a temporary store, enrolls N agents\n"
 		"(default 1000) and drives it over HTTP for S seconds (default 10) of heartbeats,\n"
 		"then S seconds of alert batches (%u alerts each); prints one JSON line with\n"
 		"heartbeats_per_second, p50_ms, p99_ms, alerts_per_second and the server's\n"
-		"cpu_seconds. T: the server's HTTP threads (default: its own default).\n",
+		"cpu_seconds. Heartbeats go at R per second in all (open loop: each from an agent\n"
+		"with nothing in flight; \"late\" counts those due while none was free), or without\n"
+		"--rate each agent sends again as soon as it is answered. Alert batches are always\n"
+		"sent that way. T: the server's HTTP threads (default: its own default).\n",
 		BENCH_ALERT_BATCH);
 }
 
@@ -266,31 +273,55 @@ static int cmp_double(const void *x, const void *y)
 	return a < c ? -1 : a > c;
 }
 
-/* Runs one phase for b->seconds; returns completed requests, or -1. */
+/*
+ * Runs one phase for b->seconds; returns completed requests, or -1. Closed loop (an agent
+ * sends again as soon as it is answered) unless b->rate is set for heartbeats: then requests
+ * start at that rate, each from an agent with nothing in flight.
+ */
 static int64_t drive(struct bench *b, bool alerts, int64_t *failed)
 {
 	CURLM *m = curl_multi_init();
-	int64_t done = 0;
-	double end;
+	bool paced = !alerts && b->rate > 0;
+	int64_t done = 0, started = 0;
+	double start, end;
 	int running = 0;
 
 	*failed = 0;
 	if (!m)
 		return -1;
 	curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)b->n_agents);
-	for (unsigned i = 0; i < b->n_agents; i++)
-		if (submit(b, m, &b->agents[i], alerts))
+	b->n_idle = 0;
+	for (unsigned i = 0; i < b->n_agents; i++) {
+		if (paced)
+			b->idle[b->n_idle++] = i;
+		else if (submit(b, m, &b->agents[i], alerts))
 			return -1;
-	end = mono() + b->seconds;
+	}
+	start = mono();
+	end = start + b->seconds;
 	for (;;) {
 		CURLMsg *msg;
 		int left;
+		double now = mono();
 
+		if (paced && now < end) {
+			int64_t due = (int64_t)((now - start) * b->rate);
+			while (started < due) {
+				if (b->n_idle == 0) {
+					b->late += due - started;
+					started = due;
+					break;
+				}
+				if (submit(b, m, &b->agents[b->idle[--b->n_idle]], false))
+					return -1;
+				started++;
+			}
+		}
 		curl_multi_perform(m, &running);
 		while ((msg = curl_multi_info_read(m, &left))) {
 			struct sim_agent *a = NULL;
 			long status = 0;
-			double now = mono();
+			now = mono();
 			if (msg->msg != CURLMSG_DONE)
 				continue;
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&a);
@@ -303,12 +334,14 @@ static int64_t drive(struct bench *b, bool alerts, int64_t *failed)
 			} else {
 				(*failed)++;
 			}
-			if (now < end && submit(b, m, a, alerts))
+			if (paced)
+				b->idle[b->n_idle++] = (unsigned)(a - b->agents);
+			else if (now < end && submit(b, m, a, alerts))
 				return -1;
 		}
 		if (mono() >= end && running == 0)
 			break;
-		curl_multi_poll(m, NULL, 0, 50, NULL);
+		curl_multi_poll(m, NULL, 0, paced ? 1 : 50, NULL);
 	}
 	curl_multi_cleanup(m);
 	return done;
@@ -339,14 +372,17 @@ int cmd_bench(int argc, char **argv)
 			return 0;
 		}
 		if (i + 1 >= argc || (strcmp(a, "--agents") && strcmp(a, "--seconds") &&
-				      strcmp(a, "--threads"))) {
+				      strcmp(a, "--threads") && strcmp(a, "--rate"))) {
 			fprintf(stderr, "vigil bench heartbeat: bad argument '%s' (try --help)\n", a);
 			return 2;
 		}
 		errno = 0;
 		v = strtoull(argv[++i], &end, 10);
 		if (errno || *end || end == argv[i] || v < 1 ||
-		    v > (a[2] == 'a' ? BENCH_MAX_AGENTS : a[2] == 's' ? BENCH_MAX_SECONDS : 256)) {
+		    v > (a[2] == 'a'   ? BENCH_MAX_AGENTS
+			 : a[2] == 's' ? BENCH_MAX_SECONDS
+			 : a[2] == 'r' ? 10000000
+				       : 256)) {
 			fprintf(stderr, "vigil bench heartbeat: %s out of range (try --help)\n", a);
 			return 2;
 		}
@@ -354,6 +390,8 @@ int cmd_bench(int argc, char **argv)
 			b.n_agents = (unsigned)v;
 		else if (a[2] == 's')
 			b.seconds = (double)v;
+		else if (a[2] == 'r')
+			b.rate = (double)v;
 		else
 			b.threads = (unsigned)v;
 	}
@@ -366,9 +404,10 @@ int cmd_bench(int argc, char **argv)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	buf_init(&b.body, 1u << 20);
 	b.agents = calloc(b.n_agents, sizeof(*b.agents));
+	b.idle = calloc(b.n_agents, sizeof(*b.idle));
 	b.cap_lat = 5000000;
 	b.lat = malloc(b.cap_lat * sizeof(*b.lat));
-	if (!b.agents || !b.lat || start_server(&b) || enroll_all(&b))
+	if (!b.agents || !b.idle || !b.lat || start_server(&b) || enroll_all(&b))
 		goto out;
 	for (unsigned i = 0; i < b.n_agents; i++) {
 		struct sim_agent *a = &b.agents[i];
@@ -398,12 +437,13 @@ int cmd_bench(int argc, char **argv)
 	qsort(b.lat, b.n_lat, sizeof(*b.lat), cmp_double);
 	double p50 = b.n_lat ? b.lat[b.n_lat / 2] * 1e3 : 0;
 	double p99 = b.n_lat ? b.lat[(size_t)((double)(b.n_lat - 1) * 0.99)] * 1e3 : 0;
-	printf("{\"bench\":\"heartbeat\",\"agents\":%u,\"seconds\":%.0f,\"heartbeats\":%" PRId64
+	printf("{\"bench\":\"heartbeat\",\"agents\":%u,\"seconds\":%.0f,\"rate\":%.0f,"
+	       "\"late\":%" PRId64 ",\"heartbeats\":%" PRId64
 	       ",\"heartbeats_per_second\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,"
 	       "\"heartbeat_errors\":%" PRId64 ",\"alerts\":%" PRId64
 	       ",\"alerts_per_second\":%.0f,\"alert_errors\":%" PRId64
 	       ",\"cpu_seconds\":%.2f,\"heartbeat_cpu_seconds\":%.2f,\"alert_cpu_seconds\":%.2f}\n",
-	       b.n_agents, b.seconds, hb, (double)hb / (t1 - t0), p50, p99, hb_failed,
+	       b.n_agents, b.seconds, b.rate, b.late, hb, (double)hb / (t1 - t0), p50, p99, hb_failed,
 	       batches * (int64_t)BENCH_ALERT_BATCH,
 	       (double)batches * BENCH_ALERT_BATCH / (t2 - t1), al_failed, cpu2 - cpu0, cpu1 - cpu0,
 	       cpu2 - cpu1);
@@ -420,6 +460,7 @@ out:
 		buf_release(&b.agents[i].reply);
 	}
 	free(b.agents);
+	free(b.idle);
 	free(b.lat);
 	buf_release(&b.body);
 	curl_global_cleanup();
