@@ -116,6 +116,13 @@ $(BUILD)/tests/test_server_%: tests/unit/test_server_%.c $(SERVER_LIB_OBJS) $(BU
 	$(CC) $(CFLAGS) -o $@ $< $(SERVER_LIB_OBJS) $(BUILD)/libvigil.a $(LDFLAGS) $(LDLIBS) \
 		-lmicrohttpd -lsqlite3 -lcmocka
 
+# agent unit tests link the agent file they test
+$(BUILD)/tests/test_agent_spool: tests/unit/test_agent_spool.c $(BUILD)/obj/src/agent/spool.o \
+		$(BUILD)/libvigil.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/obj/src/agent/spool.o $(BUILD)/libvigil.a $(LDFLAGS) \
+		$(LDLIBS) -lcmocka
+
 unit: $(UNIT_BINS)
 	@./tests/run-unit.sh $(UNIT_BINS)
 

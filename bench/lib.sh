@@ -60,7 +60,6 @@ rate_of() {
 
 AGENT_PID=
 AGENT_OUT=
-AGENT_CPU0=0
 
 # agent_start OUTFILE [ARGS...] : starts vigil-agent --print (stdout to OUTFILE) and waits
 # for its "ready" line
@@ -251,6 +250,8 @@ audit_stop() {
 	read -r enabled failure backlog wait_time <<<"$AUDIT_SAVED"
 	auditctl -e "$enabled" -f "$failure" -b "$backlog" --backlog_wait_time "$wait_time" \
 		>/dev/null
+	# the kernel's count of lost records was 0 before: put it back too
+	[ "$AUDIT_LOST0" != 0 ] || auditctl --reset-lost >/dev/null
 	AUDIT_RECORDS=$(cat "$AUDIT_DIR"/audit.log* 2>/dev/null |
 		grep -c "type=SYSCALL.*key=\"$AUDIT_KEY\"" || true)
 	rm -rf "$AUDIT_DIR"

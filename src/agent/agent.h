@@ -16,6 +16,7 @@
 #include "source.h"
 
 struct updater;
+struct uplink;
 
 #define AGENT_VERSION "0.1.0"
 
@@ -50,6 +51,12 @@ struct agent_options {
 	double liveness_interval;
 	double test_load_timeout;
 	bool status; /* --status: print the state of state_dir and exit */
+	/* the uplink to vigil-server (uplink.h), state in state_dir */
+	const char *server;
+	const char *enroll_token_file;
+	const char *cacert;
+	unsigned long long spool_bytes;
+	bool upload_events;
 };
 
 struct agent_counters {
@@ -93,6 +100,7 @@ struct agent {
 	struct engine *engine;
 	struct event *alert_scratch;
 	struct updater *updater;    /* content activation, or NULL */
+	struct uplink *uplink;      /* the link to vigil-server, or NULL */
 	bool content_on_trial;      /* the active content is on trial: responses are audited */
 	struct engine_totals engine_retired;
 	uint64_t engine_probe_events; /* the agent's own liveness probes, not source events */

@@ -18,6 +18,7 @@
 #include "proc_scan.h"
 #include "response.h"
 #include "updater.h"
+#include "uplink.h"
 
 /* Longest output line; an event past it is counted and replaced by a truncation notice. */
 #define AGENT_LINE_MAX (4u * 1024u * 1024u)
@@ -130,7 +131,7 @@ static void on_alert(void *ctx, const struct rule_info *rule, const struct event
 		fprintf(stderr, "vigil-agent: rule %s: kill response %s\n", rule->id,
 			response_result_name(r));
 	}
-	if (!agent->opt.print)
+	if (!agent->opt.print && !agent->uplink)
 		return;
 	buf_reset(&agent->line);
 	int err = alert_write_json(rule, ev, agent->alert_scratch, &agent->line);
@@ -138,8 +139,12 @@ static void on_alert(void *ctx, const struct rule_info *rule, const struct event
 		agent->counters.oversize_events++;
 	else if (err)
 		agent->counters.write_errors++;
-	else
-		write_line(agent);
+	else {
+		if (agent->uplink)
+			uplink_record(agent->uplink, true, agent->line.data, agent->line.len);
+		if (agent->opt.print)
+			write_line(agent);
+	}
 }
 
 int agent_emit(struct agent *agent, struct event *ev)
@@ -171,15 +176,21 @@ int agent_emit(struct agent *agent, struct event *ev)
 	agent->counters.emitted[action ? agent_action_of(action, len) : ACT_other]++;
 
 	err = 0;
-	if (agent->opt.print && !agent->opt.alerts_only) {
+	bool upload = uplink_wants_events(agent->uplink);
+	if ((agent->opt.print && !agent->opt.alerts_only) || upload) {
 		buf_reset(&agent->line);
 		err = event_write_json(ev, &agent->line);
 		if (err == -E2BIG)
 			agent->counters.oversize_events++;
 		else if (err)
 			agent->counters.write_errors++;
-		else
-			err = write_line(agent);
+		else {
+			if (upload)
+				uplink_record(agent->uplink, false, agent->line.data,
+					      agent->line.len);
+			if (agent->opt.print && !agent->opt.alerts_only)
+				err = write_line(agent);
+		}
 	}
 	if (agent->engine)
 		engine_eval(agent->engine, ev, event_time(ev), on_alert, agent);
@@ -254,6 +265,8 @@ static void emit_metrics(struct agent *agent, bool final, uint64_t started_ns)
 	}
 	if (agent->updater)
 		err |= updater_metrics(agent->updater, b);
+	if (agent->uplink)
+		err |= uplink_metrics(agent->uplink, b);
 	if (agent->source && agent->source_ops->metrics)
 		err |= agent->source_ops->metrics(agent->source, b);
 	err |= buf_append_str(b, "}}");
@@ -294,6 +307,13 @@ static void usage(FILE *out)
 		"  --liveness-interval SEC seconds between detection liveness probes (default 60)\n"
 		"  --test-load-timeout SEC wall-clock limit of the sandboxed test-load (default 30)\n"
 		"  --status                print the state of --state-dir as JSON and exit\n"
+		"  --server URL            report to vigil-server: enroll, heartbeat, fetch content\n"
+		"                          into --content-dir, upload alerts (needs --state-dir)\n"
+		"  --enroll-token-file F   enrollment token for the first start with --server\n"
+		"  --cacert FILE           CA certificates for an https --server\n"
+		"  --spool-max BYTES       alerts (and events) kept for the server while it is away\n"
+		"                          (default 64 MiB each; the oldest go first, counted)\n"
+		"  --upload-events         upload every event too, not only alerts\n"
 		"  --response-audit        report kill responses instead of killing\n"
 		"  --metric-interval SEC   seconds between metric lines (default 60)\n"
 		"  --cache-max N           process cache entries (default %u)\n"
@@ -318,7 +338,8 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 {
 	enum { OPT_METRIC_INTERVAL = 256, OPT_CACHE_MAX, OPT_RULES, OPT_ALERTS_ONLY,
 	       OPT_RESPONSE_AUDIT, OPT_ROOT, OPT_STATE_DIR, OPT_CONTENT_DIR, OPT_HEALTH_WINDOW,
-	       OPT_TRIAL_STARTS, OPT_LIVENESS_INTERVAL, OPT_TEST_LOAD_TIMEOUT, OPT_STATUS };
+	       OPT_TRIAL_STARTS, OPT_LIVENESS_INTERVAL, OPT_TEST_LOAD_TIMEOUT, OPT_STATUS,
+	       OPT_SERVER, OPT_ENROLL_TOKEN_FILE, OPT_CACERT, OPT_SPOOL_MAX, OPT_UPLOAD_EVENTS };
 	static const struct option longopts[] = {
 		{"print", no_argument, NULL, 'p'},
 		{"duration", required_argument, NULL, 'd'},
@@ -336,6 +357,11 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 		{"liveness-interval", required_argument, NULL, OPT_LIVENESS_INTERVAL},
 		{"test-load-timeout", required_argument, NULL, OPT_TEST_LOAD_TIMEOUT},
 		{"status", no_argument, NULL, OPT_STATUS},
+		{"server", required_argument, NULL, OPT_SERVER},
+		{"enroll-token-file", required_argument, NULL, OPT_ENROLL_TOKEN_FILE},
+		{"cacert", required_argument, NULL, OPT_CACERT},
+		{"spool-max", required_argument, NULL, OPT_SPOOL_MAX},
+		{"upload-events", no_argument, NULL, OPT_UPLOAD_EVENTS},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -436,6 +462,31 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 		case OPT_STATUS:
 			opt->status = true;
 			break;
+		case OPT_SERVER:
+			opt->server = optarg;
+			break;
+		case OPT_ENROLL_TOKEN_FILE:
+			opt->enroll_token_file = optarg;
+			break;
+		case OPT_CACERT:
+			opt->cacert = optarg;
+			break;
+		case OPT_UPLOAD_EVENTS:
+			opt->upload_events = true;
+			break;
+		case OPT_SPOOL_MAX: {
+			char *end;
+			errno = 0;
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (errno || *end || end == optarg || v < (1ull << 21) || v > (1ull << 40)) {
+				fprintf(stderr, "vigil-agent: --spool-max: '%s' is not a number of "
+						"bytes from 2097152 to 1099511627776\n",
+					optarg);
+				return 2;
+			}
+			opt->spool_bytes = v;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 1;
@@ -466,7 +517,17 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 		fprintf(stderr, "vigil-agent: --content-dir needs --root and --state-dir\n");
 		return 2;
 	}
-	if ((opt->root_path || opt->state_dir) && !opt->content_dir) {
+	if (opt->server && !opt->state_dir) {
+		fprintf(stderr, "vigil-agent: --server needs --state-dir\n");
+		return 2;
+	}
+	if ((opt->enroll_token_file || opt->cacert || opt->spool_bytes || opt->upload_events) &&
+	    !opt->server) {
+		fprintf(stderr, "vigil-agent: --enroll-token-file, --cacert, --spool-max and "
+				"--upload-events go with --server\n");
+		return 2;
+	}
+	if ((opt->root_path || (opt->state_dir && !opt->server)) && !opt->content_dir) {
 		fprintf(stderr, "vigil-agent: --root and --state-dir go with --content-dir\n");
 		return 2;
 	}
@@ -478,9 +539,9 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 		fprintf(stderr, "vigil-agent: --alerts-only needs --rules or --content-dir\n");
 		return 2;
 	}
-	if (!opt->print) {
+	if (!opt->print && !opt->server) {
 		fprintf(stderr, "vigil-agent: nothing to do: give --print to write events to "
-				"stdout\n");
+				"stdout, or --server\n");
 		return 2;
 	}
 	return 0;
@@ -553,6 +614,26 @@ static int start_updater(struct agent *agent)
 
 	if (ret < 0)
 		fprintf(stderr, "vigil-agent: content: %s\n", err);
+	return ret;
+}
+
+/* Starts the uplink to the server the options name. */
+static int start_uplink(struct agent *agent)
+{
+	struct uplink_options uo = {
+		.server = agent->opt.server,
+		.enroll_token_file = agent->opt.enroll_token_file,
+		.cacert = agent->opt.cacert,
+		.state_dir = agent->opt.state_dir,
+		.content_dir = agent->opt.content_dir,
+		.spool_bytes = agent->opt.spool_bytes,
+		.events = agent->opt.upload_events,
+	};
+	char err[1024];
+	int ret = uplink_open(agent, &uo, &agent->uplink, err, sizeof(err));
+
+	if (ret < 0)
+		fprintf(stderr, "vigil-agent: uplink: %s\n", err);
 	return ret;
 }
 
@@ -648,6 +729,10 @@ int main(int argc, char **argv)
 		status = 1;
 		goto out_free;
 	}
+	if (agent.opt.server && start_uplink(&agent) < 0) {
+		status = 1;
+		goto out_free;
+	}
 	if (open_source(&agent) < 0) {
 		status = 1;
 		goto out_free;
@@ -672,6 +757,8 @@ int main(int argc, char **argv)
 		}
 		if (agent.updater)
 			updater_tick(agent.updater);
+		if (agent.uplink)
+			uplink_publish(agent.uplink, &agent);
 		uint64_t now = clock_ns(CLOCK_MONOTONIC);
 		if (now >= deadline)
 			break;
@@ -688,6 +775,9 @@ int main(int argc, char **argv)
 		status = 1;
 
 out_free:
+	if (agent.uplink)
+		uplink_publish(agent.uplink, &agent);
+	uplink_close(agent.uplink);
 	updater_close(agent.updater);
 	if (agent.source_ops)
 		agent.source_ops->close(agent.source);

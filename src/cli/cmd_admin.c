@@ -18,14 +18,15 @@
 
 #define DEFAULT_SERVER "http://127.0.0.1:8080"
 /* Bytes of a reply read, and of a release file sent. */
-#define REPLY_MAX (64u * 1024u * 1024u)
-#define UPLOAD_MAX (64u * 1024u * 1024u)
+#define REPLY_MAX      (64u * 1024u * 1024u)
+#define UPLOAD_MAX     (64u * 1024u * 1024u)
 #define TOKEN_FILE_MAX 4096u
 
 struct client {
 	const char *prog; /* "vigil rollouts start", for messages */
 	char server[512];
 	char token[256];
+	const char *cacert; /* CA bundle that verifies an https server */
 	bool compact;
 };
 
@@ -34,6 +35,7 @@ static const char common_help[] =
     "  --server URL        vigil-server (default $VIGIL_SERVER or " DEFAULT_SERVER ")\n"
     "  --token TOKEN       admin token (default $VIGIL_TOKEN)\n"
     "  --token-file FILE   read the admin token from FILE\n"
+    "  --cacert FILE       CA certificates for an https server (default $VIGIL_CACERT)\n"
     "  --compact           print replies as one line of JSON\n";
 
 /* --- the client --- */
@@ -50,10 +52,11 @@ static int client_init(struct client *c, const char *prog, int *argc, char **arg
 
 	memset(c, 0, sizeof(*c));
 	c->prog = prog;
+	c->cacert = getenv("VIGIL_CACERT");
 	for (int i = 0; i < *argc; i++) {
 		const char *a = argv[i];
 		bool takes = strcmp(a, "--server") == 0 || strcmp(a, "--token") == 0 ||
-			     strcmp(a, "--token-file") == 0;
+			     strcmp(a, "--token-file") == 0 || strcmp(a, "--cacert") == 0;
 		if (takes && i + 1 >= *argc) {
 			fprintf(stderr, "%s: %s needs a value\n", prog, a);
 			return 2;
@@ -64,6 +67,8 @@ static int client_init(struct client *c, const char *prog, int *argc, char **arg
 			token = argv[++i];
 		else if (strcmp(a, "--token-file") == 0)
 			token_file = argv[++i];
+		else if (strcmp(a, "--cacert") == 0)
+			c->cacert = argv[++i];
 		else if (strcmp(a, "--compact") == 0)
 			c->compact = true;
 		else
@@ -80,7 +85,8 @@ static int client_init(struct client *c, const char *prog, int *argc, char **arg
 			return 2;
 		}
 		size_t n = b.len;
-		while (n && (b.data[n - 1] == '\n' || b.data[n - 1] == '\r' || b.data[n - 1] == ' '))
+		while (n &&
+		       (b.data[n - 1] == '\n' || b.data[n - 1] == '\r' || b.data[n - 1] == ' '))
 			n--;
 		if (n >= sizeof(c->token)) {
 			fprintf(stderr, "%s: %s: not a token\n", prog, token_file);
@@ -161,6 +167,8 @@ static int call(struct client *c, const char *method, const char *path, const vo
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, 300L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (c->cacert && c->cacert[0])
+		curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
 	if (body) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
@@ -242,7 +250,8 @@ static bool is_help(int argc, char **argv)
 	return false;
 }
 
-static int usage_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const char *prog, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static int usage_error(const char *prog, const char *fmt, ...)
 {
@@ -313,8 +322,9 @@ static int agents(struct client *c, int argc, char **argv)
 		snprintf(path, sizeof(path), "agents/%s", argv[2]);
 		return call_json(c, "PUT", path, json_pack("{s:s}", "group", argv[3]));
 	}
-	return usage_error(c->prog, "%s", "want list [--group G] [--limit N] [--after ID], "
-					  "show ID or move ID GROUP");
+	return usage_error(c->prog, "%s",
+			   "want list [--group G] [--limit N] [--after ID], "
+			   "show ID or move ID GROUP");
 }
 
 /* --- groups --- */
@@ -362,14 +372,17 @@ static int groups(struct client *c, int argc, char **argv)
 			const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 			if (strcmp(a, "--pause") == 0 || strcmp(a, "--unpause") == 0) {
 				json_object_set_new(p, "paused", json_boolean(a[2] == 'p'));
-			} else if (strcmp(a, "--approval") == 0 || strcmp(a, "--no-approval") == 0) {
-				json_object_set_new(p, "approval_required", json_boolean(a[2] == 'a'));
+			} else if (strcmp(a, "--approval") == 0 ||
+				   strcmp(a, "--no-approval") == 0) {
+				json_object_set_new(p, "approval_required",
+						    json_boolean(a[2] == 'a'));
 			} else if (strcmp(a, "--no-windows") == 0) {
 				json_object_set_new(p, "maintenance_windows", json_null());
 			} else if (!v) {
 				json_decref(p);
 				json_decref(windows);
-				return usage_error(c->prog, "unknown or incomplete argument '%s'", a);
+				return usage_error(c->prog, "unknown or incomplete argument '%s'",
+						   a);
 			} else if (strcmp(a, "--ring") == 0 && !parse_count(v, 7, &n)) {
 				json_object_set_new(p, "ring", json_integer(n));
 				i++;
@@ -404,10 +417,11 @@ static int groups(struct client *c, int argc, char **argv)
 		snprintf(path, sizeof(path), "groups/%s", argv[2]);
 		return call_json(c, "PUT", path, p);
 	}
-	return usage_error(c->prog, "%s", "want list, show NAME or set NAME [--ring N] "
-					  "[--delay-hours N] [--pin V|none] [--pause|--unpause] "
-					  "[--approval|--no-approval] [--window HH:MM-HH:MM]... "
-					  "[--no-windows]");
+	return usage_error(c->prog, "%s",
+			   "want list, show NAME or set NAME [--ring N] "
+			   "[--delay-hours N] [--pin V|none] [--pause|--unpause] "
+			   "[--approval|--no-approval] [--window HH:MM-HH:MM]... "
+			   "[--no-windows]");
 }
 
 /* --- releases --- */
@@ -484,9 +498,9 @@ static json_t *plan_json(const char *text)
 			goto bad;
 		if (c2 && rollout_duration_parse(c2 + 1, &bake))
 			goto bad;
-		json_array_append_new(plan, json_pack("{s:I,s:f,s:I}", "ring", (json_int_t)ring,
-						      "percent", pct, "bake_seconds",
-						      (json_int_t)bake));
+		json_array_append_new(plan,
+				      json_pack("{s:I,s:f,s:I}", "ring", (json_int_t)ring,
+						"percent", pct, "bake_seconds", (json_int_t)bake));
 	}
 	if (plan && json_array_size(plan) > 0)
 		return plan;
@@ -570,9 +584,9 @@ static int rollouts(struct client *c, int argc, char **argv)
 			json_decref(g2);
 		return call_json(c, "POST", "rollouts", req);
 	}
-	if (argc == 3 && (strcmp(act, "pause") == 0 || strcmp(act, "resume") == 0 ||
-			  strcmp(act, "halt") == 0 || strcmp(act, "rollback") == 0 ||
-			  strcmp(act, "promote") == 0) &&
+	if (argc == 3 &&
+	    (strcmp(act, "pause") == 0 || strcmp(act, "resume") == 0 || strcmp(act, "halt") == 0 ||
+	     strcmp(act, "rollback") == 0 || strcmp(act, "promote") == 0) &&
 	    valid_path_word(argv[2])) {
 		snprintf(path, sizeof(path), "rollouts/%s/%s", argv[2], act);
 		return call(c, "POST", path, "{}", 2, "application/json");
@@ -641,8 +655,9 @@ static int tokens(struct client *c, int argc, char **argv)
 				(json_int_t)uses, "expires_seconds", (json_int_t)exp);
 		return call_json(c, "POST", "enrollment-tokens", req);
 	}
-	return usage_error(c->prog, "%s", "want list, create NAME admin|operator|viewer, or "
-					  "enroll [--group G] [--uses N] [--expires DURATION]");
+	return usage_error(c->prog, "%s",
+			   "want list, create NAME admin|operator|viewer, or "
+			   "enroll [--group G] [--uses N] [--expires DURATION]");
 }
 
 static int audit(struct client *c, int argc, char **argv)

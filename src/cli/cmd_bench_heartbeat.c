@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -24,11 +25,11 @@
 #include "cli.h"
 #include "lib/buf.h"
 
-#define BENCH_MAX_AGENTS 100000u
+#define BENCH_MAX_AGENTS  100000u
 #define BENCH_MAX_SECONDS 3600u
 /* Alerts in one uploaded batch. */
 #define BENCH_ALERT_BATCH 500u
-#define BENCH_REPLY_MAX (1u << 20)
+#define BENCH_REPLY_MAX	  (1u << 20)
 
 struct sim_agent {
 	char id[40];
@@ -37,18 +38,20 @@ struct sim_agent {
 	struct curl_slist *hdrs;
 	CURL *h;
 	struct buf reply;
-	double sent;	 /* monotonic seconds */
+	double sent;	  /* monotonic seconds */
 	int64_t next_seq; /* alerts */
+	int mode;	  /* what the handle is set up for: 0 nothing, 1 heartbeats, 2 alerts */
+	struct buf body;  /* the alert batch in flight */
 };
 
 struct bench {
 	unsigned n_agents;
 	double seconds;
 	unsigned threads;
-	double rate; /* heartbeats per second offered (0: each agent as fast as answered) */
+	double rate;	/* heartbeats per second offered (0: each agent as fast as answered) */
 	unsigned *idle; /* agents with no request in flight (open loop) */
 	size_t n_idle;
-	int64_t late;	/* heartbeats due while every agent was still waiting */
+	int64_t late; /* heartbeats due while every agent was still waiting */
 	char dir[64];
 	pid_t server;
 	unsigned port;
@@ -68,18 +71,19 @@ static double mono(void)
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: vigil bench heartbeat [--agents N] [--seconds S] [--rate R] [--threads T]\n"
-		"\n"
-		"Starts vigil-server (next to this vigil) on a temporary store, enrolls N agents\n"
-		"(default 1000) and drives it over HTTP for S seconds (default 10) of heartbeats,\n"
-		"then S seconds of alert batches (%u alerts each); prints one JSON line with\n"
-		"heartbeats_per_second, p50_ms, p99_ms, alerts_per_second and the server's\n"
-		"cpu_seconds. Heartbeats go at R per second in all (open loop: each from an agent\n"
-		"with nothing in flight; \"late\" counts those due while none was free), or without\n"
-		"--rate each agent sends again as soon as it is answered. Alert batches are always\n"
-		"sent that way. T: the server's HTTP threads (default: its own default).\n",
-		BENCH_ALERT_BATCH);
+	fprintf(
+	    out,
+	    "usage: vigil bench heartbeat [--agents N] [--seconds S] [--rate R] [--threads T]\n"
+	    "\n"
+	    "Starts vigil-server (next to this vigil) on a temporary store, enrolls N agents\n"
+	    "(default 1000) and drives it over HTTP for S seconds (default 10) of heartbeats,\n"
+	    "then S seconds of alert batches (%u alerts each); prints one JSON line with\n"
+	    "heartbeats_per_second, p50_ms, p99_ms, alerts_per_second and the server's\n"
+	    "cpu_seconds. Heartbeats go at R per second in all (open loop: each from an agent\n"
+	    "with nothing in flight; \"late\" counts those due while none was free), or without\n"
+	    "--rate each agent sends again as soon as it is answered. Alert batches are always\n"
+	    "sent that way. T: the server's HTTP threads (default: its own default).\n",
+	    BENCH_ALERT_BATCH);
 }
 
 static size_t on_data(char *p, size_t size, size_t n, void *ctx)
@@ -159,6 +163,14 @@ static int start_server(struct bench *b)
 	return 0;
 }
 
+static double own_cpu_seconds(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 static double server_cpu_seconds(pid_t pid)
 {
 	char path[64], text[2048];
@@ -173,8 +185,8 @@ static double server_cpu_seconds(pid_t pid)
 	fclose(f);
 	text[n] = '\0';
 	char *p = strrchr(text, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-			 &st) != 2)
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
 		return -1;
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -245,24 +257,43 @@ static int next_body(struct bench *b, struct sim_agent *a, bool alerts)
 				  "\"rss_bytes\":50000000}");
 	int ret = buf_append_str(&b->body, "{\"records\":[");
 	for (unsigned i = 0; !ret && i < BENCH_ALERT_BATCH; i++)
-		ret = buf_printf(&b->body,
-				 "%s{\"seq\":%" PRId64 ",\"data\":{\"@timestamp\":"
-				 "\"2026-01-01T00:00:00.000Z\",\"event\":{\"kind\":\"alert\"},"
-				 "\"rule\":{\"id\":\"bench-rule\",\"name\":\"Bench\",\"level\":\"low\"},"
-				 "\"process\":{\"pid\":%u,\"executable\":\"/usr/bin/bench\"}}}",
-				 i ? "," : "", ++a->next_seq, i);
+		ret = buf_printf(
+		    &b->body,
+		    "%s{\"seq\":%" PRId64 ",\"data\":{\"@timestamp\":"
+		    "\"2026-01-01T00:00:00.000Z\",\"event\":{\"kind\":\"alert\"},"
+		    "\"rule\":{\"id\":\"bench-rule\",\"name\":\"Bench\",\"level\":\"low\"},"
+		    "\"process\":{\"pid\":%u,\"executable\":\"/usr/bin/bench\"}}}",
+		    i ? "," : "", ++a->next_seq, i);
 	return ret ? ret : buf_append_str(&b->body, "]}");
 }
 
 static int submit(struct bench *b, CURLM *m, struct sim_agent *a, bool alerts)
 {
-	if (next_body(b, a, alerts))
-		return -1;
-	snprintf(a->url, sizeof(a->url), "http://127.0.0.1:%u/api/v1/agents/%s/%s", b->port,
-		 a->id, alerts ? "alerts" : "heartbeat");
+	int mode = alerts ? 2 : 1;
+
+	/* every heartbeat is the same request: the handle keeps its URL and body */
+	if (a->mode != mode) {
+		snprintf(a->url, sizeof(a->url), "http://127.0.0.1:%u/api/v1/agents/%s/%s", b->port,
+			 a->id, alerts ? "alerts" : "heartbeat");
+		curl_easy_setopt(a->h, CURLOPT_URL, a->url);
+		if (!alerts) {
+			if (next_body(b, a, false))
+				return -1;
+			curl_easy_setopt(a->h, CURLOPT_COPYPOSTFIELDS, b->body.data);
+		}
+		a->mode = mode;
+	}
+	if (alerts) {
+		/* new sequence numbers each time; the handle reads the body in place */
+		if (next_body(b, a, true))
+			return -1;
+		buf_reset(&a->body);
+		if (buf_append(&a->body, b->body.data, b->body.len))
+			return -1;
+		curl_easy_setopt(a->h, CURLOPT_POSTFIELDSIZE, (long)a->body.len);
+		curl_easy_setopt(a->h, CURLOPT_POSTFIELDS, a->body.data);
+	}
 	buf_reset(&a->reply);
-	curl_easy_setopt(a->h, CURLOPT_URL, a->url);
-	curl_easy_setopt(a->h, CURLOPT_COPYPOSTFIELDS, b->body.data);
 	a->sent = mono();
 	return curl_multi_add_handle(m, a->h) == CURLM_OK ? 0 : -1;
 }
@@ -290,6 +321,8 @@ static int64_t drive(struct bench *b, bool alerts, int64_t *failed)
 	if (!m)
 		return -1;
 	curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)b->n_agents);
+	/* keep every agent's connection open between its requests, as a real agent would */
+	curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)b->n_agents);
 	b->n_idle = 0;
 	for (unsigned i = 0; i < b->n_agents; i++) {
 		if (paced)
@@ -373,7 +406,8 @@ int cmd_bench(int argc, char **argv)
 		}
 		if (i + 1 >= argc || (strcmp(a, "--agents") && strcmp(a, "--seconds") &&
 				      strcmp(a, "--threads") && strcmp(a, "--rate"))) {
-			fprintf(stderr, "vigil bench heartbeat: bad argument '%s' (try --help)\n", a);
+			fprintf(stderr, "vigil bench heartbeat: bad argument '%s' (try --help)\n",
+				a);
 			return 2;
 		}
 		errno = 0;
@@ -416,6 +450,7 @@ int cmd_bench(int argc, char **argv)
 		a->hdrs = curl_slist_append(a->hdrs, "Content-Type: application/json");
 		a->hdrs = curl_slist_append(a->hdrs, "Expect:");
 		buf_init(&a->reply, BENCH_REPLY_MAX);
+		buf_init(&a->body, 1u << 20);
 		if (!a->h || !a->hdrs)
 			goto out;
 		curl_easy_setopt(a->h, CURLOPT_HTTPHEADER, a->hdrs);
@@ -424,10 +459,10 @@ int cmd_bench(int argc, char **argv)
 		curl_easy_setopt(a->h, CURLOPT_PRIVATE, (char *)a);
 		curl_easy_setopt(a->h, CURLOPT_NOSIGNAL, 1L);
 	}
-	double cpu0 = server_cpu_seconds(b.server), t0 = mono();
+	double cpu0 = server_cpu_seconds(b.server), t0 = mono(), own0 = own_cpu_seconds();
 	int64_t hb_failed, al_failed;
 	int64_t hb = drive(&b, false, &hb_failed);
-	double t1 = mono(), cpu1 = server_cpu_seconds(b.server);
+	double t1 = mono(), cpu1 = server_cpu_seconds(b.server), own1 = own_cpu_seconds();
 	int64_t batches = drive(&b, true, &al_failed);
 	double t2 = mono(), cpu2 = server_cpu_seconds(b.server);
 	if (hb < 0 || batches < 0) {
@@ -442,11 +477,12 @@ int cmd_bench(int argc, char **argv)
 	       ",\"heartbeats_per_second\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,"
 	       "\"heartbeat_errors\":%" PRId64 ",\"alerts\":%" PRId64
 	       ",\"alerts_per_second\":%.0f,\"alert_errors\":%" PRId64
-	       ",\"cpu_seconds\":%.2f,\"heartbeat_cpu_seconds\":%.2f,\"alert_cpu_seconds\":%.2f}\n",
-	       b.n_agents, b.seconds, b.rate, b.late, hb, (double)hb / (t1 - t0), p50, p99, hb_failed,
-	       batches * (int64_t)BENCH_ALERT_BATCH,
+	       ",\"cpu_seconds\":%.2f,\"heartbeat_cpu_seconds\":%.2f,\"alert_cpu_seconds\":%.2f,"
+	       "\"client_heartbeat_cpu_seconds\":%.2f}\n",
+	       b.n_agents, b.seconds, b.rate, b.late, hb, (double)hb / (t1 - t0), p50, p99,
+	       hb_failed, batches * (int64_t)BENCH_ALERT_BATCH,
 	       (double)batches * BENCH_ALERT_BATCH / (t2 - t1), al_failed, cpu2 - cpu0, cpu1 - cpu0,
-	       cpu2 - cpu1);
+	       cpu2 - cpu1, own1 - own0);
 	status = hb > 0 && hb_failed == 0 && al_failed == 0 ? 0 : 1;
 out:
 	if (b.server > 0) {
@@ -458,6 +494,7 @@ out:
 			curl_easy_cleanup(b.agents[i].h);
 		curl_slist_free_all(b.agents[i].hdrs);
 		buf_release(&b.agents[i].reply);
+		buf_release(&b.agents[i].body);
 	}
 	free(b.agents);
 	free(b.idle);

@@ -24,8 +24,6 @@
 #define SIM_MAX_THREADS 8u
 /* Bytes of the SVG written by --plot. */
 #define SIM_SVG_MAX (8u * 1024u * 1024u)
-/* Points per curve in the plot. */
-#define SIM_PLOT_POINTS 600u
 
 static void usage(FILE *out)
 {
@@ -354,10 +352,8 @@ static int run_one(const struct sim_scenario *sc, const struct sim_options *opt,
 	for (size_t i = 0; i < n; i++) {
 		jobs[i].sc = sc;
 		jobs[i].opt = *opt;
-		if (plot_path) {
-			uint32_t step = sc->duration_s / SIM_PLOT_POINTS;
-			jobs[i].opt.sample_s = step ? step : 1;
-		}
+		if (plot_path)
+			jobs[i].opt.sample_s = 1; /* the plot keeps a point per column */
 	}
 	/* with --plot the other mode runs beside it */
 	if (plot_path)

@@ -178,6 +178,7 @@ void rollout_gates_default(struct rollout_gates *g)
 	g->alert_ratio = 5.0;
 	g->cpu_ratio = 1.15;
 	g->silence_k = 2;
+	g->revert_floor_per_hour = 1e-5;
 }
 
 void rollout_plan_default(struct rollout_plan *p)
@@ -239,6 +240,8 @@ static int gates_validate(const struct rollout_gates *g, uint32_t i, char *err, 
 		bad = "alpha must be in (0, 0.5]";
 	else if (!(isfinite(g->floor_per_hour) && g->floor_per_hour > 0))
 		bad = "floor_per_hour must be above 0";
+	else if (!(isfinite(g->revert_floor_per_hour) && g->revert_floor_per_hour > 0))
+		bad = "revert_floor_per_hour must be above 0";
 	else if (!finite_at_least(g->alert_ratio, 1.0))
 		bad = "alert_ratio must be at least 1";
 	else if (!finite_at_least(g->cpu_ratio, 1.0))
@@ -932,7 +935,12 @@ void rollout_heartbeat(struct rollout *r, struct rollout_track *t, const struct 
 	if (now < r->started)
 		now = r->started;
 	advance(r, now);
-	if (t->version != r->version || t->last_seen < r->started) {
+	/* a track read back from a store is checked like any input before it is used */
+	if (t->version != r->version || t->last_seen < r->started || t->last_seen > now ||
+	    (t->state & COHORT_MASK) > COHORT_EXPOSED || t->entry_step > r->plan.n_steps ||
+	    t->first_step > r->plan.n_steps || !(t->cpu_base >= 0 && t->cpu_base < 1e9f)) {
+		if (!(t->cpu_base >= 0 && t->cpu_base < 1e9f))
+			t->cpu_base = 0;
 		t->version = r->version;
 		t->state = COHORT_NONE;
 		t->entry_step = 0;
@@ -1046,6 +1054,7 @@ static void gate_count(const struct rollout *r, enum rollout_gate g, const struc
 {
 	const struct cohort *e = EXPOSED(r), *c = CONTROL(r);
 	double ctl_hours = c->run_s / 3600;
+	double floor = g == ROLLOUT_GATE_reverts ? cfg->revert_floor_per_hour : cfg->floor_per_hour;
 	double base, lam, ln_p;
 
 	ev->agents = e->agents;
@@ -1053,7 +1062,7 @@ static void gate_count(const struct rollout *r, enum rollout_gate g, const struc
 	ev->hours = hours;
 	ev->exposed_rate = hours > 0 ? (double)ev->bad / hours : 0;
 	ev->control_rate = ctl_hours > 0 ? (double)c->bad[g] / ctl_hours : 0;
-	base = ev->control_rate > cfg->floor_per_hour ? ev->control_rate : cfg->floor_per_hour;
+	base = ev->control_rate > floor ? ev->control_rate : floor;
 	ev->limit = cfg->tolerance * base;
 	lam = ev->limit * hours;
 	ln_p = poisson_tail_ln((double)ev->bad, lam);
@@ -1565,10 +1574,26 @@ void rollout_snapshot(const struct rollout *r, void *dst)
 	memcpy(dst, r, sizeof(*r));
 }
 
+/* A bool read from outside is a byte that must be 0 or 1 before it may be loaded as a bool. */
+static bool bool_ok(const bool *b)
+{
+	uint8_t v;
+
+	memcpy(&v, b, 1);
+	return v <= 1;
+}
+
 static bool cohort_ok(const struct cohort *c)
 {
 	return isfinite(c->run_s) && c->run_s >= 0 && isfinite(c->cpu_n) && c->cpu_n >= 0 &&
-	       isfinite(c->cpu_sum) && isfinite(c->cpu_sq) && c->running <= c->agents;
+	       c->cpu_n < 1e18 && isfinite(c->cpu_sum) && isfinite(c->cpu_sq) &&
+	       c->running <= c->agents;
+}
+
+/* Times far from now by more than 2^62 s would overflow differences. */
+static bool time_ok(int64_t t)
+{
+	return t > -(INT64_C(1) << 62) && t < (INT64_C(1) << 62);
 }
 
 int rollout_restore(const void *src, size_t len, struct rollout **out, char *err, size_t errlen)
@@ -1591,6 +1616,16 @@ int rollout_restore(const void *src, size_t len, struct rollout **out, char *err
 		set_err(err, errlen, "rollout state: not a state of this format");
 		goto out_free;
 	}
+	if (!bool_ok(&r->population_known)) {
+		set_err(err, errlen, "rollout state: a field is out of range");
+		goto out_free;
+	}
+	for (size_t i = 0; i < ROLLOUT_MAX_DECISIONS; i++) {
+		if (!bool_ok(&r->log[i].manual)) {
+			set_err(err, errlen, "rollout state: decision %zu is malformed", i);
+			goto out_free;
+		}
+	}
 	ret = rollout_plan_validate(&r->plan, true, err, errlen);
 	if (ret)
 		goto out_free;
@@ -1599,7 +1634,10 @@ int rollout_restore(const void *src, size_t len, struct rollout **out, char *err
 	    r->bucket_s != (r->plan.heartbeat_s + 3) / 4 ||
 	    r->silence_s != r->plan.steps[0].gates.silence_k * r->plan.heartbeat_s ||
 	    r->slots != r->silence_s / r->bucket_s + 4 || r->slots > SILENCE_SLOTS ||
-	    r->cursor < 0 || r->paused_s < 0 || !isfinite(r->offer_sum) ||
+	    r->cursor < 0 || r->cursor > (INT64_C(1) << 62) || r->paused_s < 0 ||
+	    !time_ok(r->started) || !time_ok(r->step_started) || !time_ok(r->paused_at) ||
+	    !time_ok(r->paused_s) || !time_ok(r->available_at) || !time_ok(r->halted_at) ||
+	    !isfinite(r->offer_sum) ||
 	    !cohort_ok(&r->c[0]) || !cohort_ok(&r->c[1])) {
 		set_err(err, errlen, "rollout state: a field is out of range");
 		goto out_free;
@@ -1610,7 +1648,8 @@ int rollout_restore(const void *src, size_t len, struct rollout **out, char *err
 	r->advanced_bucket = -1;
 	for (size_t i = 0; i < ROLLOUT_MAX_DECISIONS; i++) {
 		struct rollout_decision *d = &r->log[i];
-		if (!memchr(d->reason, '\0', sizeof(d->reason)) || d->step >= ROLLOUT_MAX_STEPS ||
+		if (!memchr(d->reason, '\0', sizeof(d->reason)) || !time_ok(d->at) ||
+		    d->step >= ROLLOUT_MAX_STEPS ||
 		    d->to_step >= ROLLOUT_MAX_STEPS || d->failed_gate < -1 ||
 		    d->failed_gate >= ROLLOUT_GATE_COUNT || (unsigned)d->action > ROLLOUT_ACT_RESUME) {
 			set_err(err, errlen, "rollout state: decision %zu is malformed", i);

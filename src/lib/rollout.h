@@ -64,6 +64,8 @@ struct rollout_gates {
 	double alert_ratio;	  /* exposed alert rate allowed, as a multiple of control's */
 	double cpu_ratio;	  /* exposed CPU allowed, as a multiple of control's (paired) */
 	uint32_t silence_k;	  /* silent: no heartbeat for more than K intervals since offered */
+	double revert_floor_per_hour; /* the same floor for crash-loop reverts, far rarer by
+					 chance than a restart */
 };
 
 /* --- plans --- */

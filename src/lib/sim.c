@@ -253,6 +253,8 @@ static int parse_gate(const struct line *l, char **w, int n, struct rollout_gate
 		ret = get_double(l, w[1], 1e-300, 0.5, &g->alpha);
 	} else if (strcmp(w[0], "floor_per_hour") == 0) {
 		ret = get_double(l, w[1], 1e-12, 1e6, &g->floor_per_hour);
+	} else if (strcmp(w[0], "revert_floor_per_hour") == 0) {
+		ret = get_double(l, w[1], 1e-12, 1e6, &g->revert_floor_per_hour);
 	} else if (strcmp(w[0], "alert_ratio") == 0) {
 		ret = get_double(l, w[1], 1, 1e6, &g->alert_ratio);
 	} else if (strcmp(w[0], "cpu_ratio") == 0) {
@@ -516,6 +518,18 @@ int sim_scenario_parse(const char *text, size_t len, const char *file, struct si
 	sim_scenario_default(sc);
 	rollout_gates_default(&gates);
 	plan_text[0] = '\0';
+	if (file) {
+		/* a file without a name line is named after itself: dir/my-case.scn is my-case */
+		const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
+		size_t n = strcspn(base, ".");
+		char name[SIM_NAME_BYTES];
+		if (n > 0 && n < sizeof(name)) {
+			memcpy(name, base, n);
+			name[n] = '\0';
+			if (name_ok(name, sizeof(name)))
+				memcpy(sc->name, name, n + 1);
+		}
+	}
 	if (len > SIM_MAX_SCENARIO_BYTES) {
 		set_err(err, errlen, "%s: larger than %u bytes", l.file, SIM_MAX_SCENARIO_BYTES);
 		return -EINVAL;
@@ -1252,6 +1266,8 @@ int sim_run(const struct sim_scenario *sc, const struct sim_options *opt, struct
 	res->recovery_s = -1;
 	res->n_rings = sc->n_rings;
 	res->n_groups = sc->n_groups;
+	for (uint32_t g = 0; g < sc->n_groups; g++)
+		memcpy(res->group_names[g], sc->groups[g].name, sizeof(res->group_names[g]));
 
 	if (size_mul(s.n, sizeof(*s.h), &bytes) || !(s.h = aligned_alloc(64, bytes)) ||
 	    !(s.wheel = calloc(WHEEL_SLOTS, sizeof(*s.wheel)))) {
@@ -1433,7 +1449,17 @@ int sim_result_json(const struct sim_result *res, struct buf *out)
 		err = buf_printf(out, "%s{\"hosts\":%" PRIu64 ",\"exposed\":%" PRIu64 "}",
 				 r ? "," : "", res->ring_hosts[r], res->ring_exposed[r]);
 	if (!err)
-		err = buf_printf(out, "],\"away\":%" PRIu64 ",\"away_back_after_halt\":%" PRIu64
+		err = buf_append_str(out, "],\"groups\":{");
+	for (uint32_t g = 0; !err && g < res->n_groups; g++)
+		err = buf_printf(out, "%s\"%s\":{\"hosts\":%" PRIu64 ",\"on_release\":%" PRIu64 "}",
+				 g ? "," : "", res->group_names[g], res->groups[g].hosts,
+				 res->groups[g].on_release);
+	if (!err)
+		err = buf_printf(out, "%s\"follow\":{\"hosts\":%" PRIu64 ",\"on_release\":%" PRIu64 "}",
+				 res->n_groups ? "," : "", res->groups[res->n_groups].hosts,
+				 res->groups[res->n_groups].on_release);
+	if (!err)
+		err = buf_printf(out, "},\"away\":%" PRIu64 ",\"away_back_after_halt\":%" PRIu64
 				      ",\"away_back_after_halt_activated\":%" PRIu64
 				      ",\"policy_violations\":%" PRIu64 ",\"follow_online\":%" PRIu64
 				      ",\"follow_on_release\":%" PRIu64 ",\"heartbeats\":%" PRIu64
@@ -1447,47 +1473,65 @@ int sim_result_json(const struct sim_result *res, struct buf *out)
 
 /* --- SVG --- */
 
-#define PANEL_W 520
-#define PANEL_H 340
+#define PANEL_W	 520
+#define PANEL_H	 356
 #define MARGIN_L 64
 #define MARGIN_R 16
-#define MARGIN_T 48
+#define MARGIN_T 64
 #define MARGIN_B 48
+#define PLOT_W	 (PANEL_W - MARGIN_L - MARGIN_R)
+#define PLOT_H	 (PANEL_H - MARGIN_T - MARGIN_B)
+/* Columns a curve is reduced to (two per pixel). */
+#define COLUMNS (2 * PLOT_W)
+
+/* Time runs on a log scale (the first minutes matter as much as the hours): the share of the
+ * width at @t seconds of a run lasting @span. */
+static double plot_x(double t, double span)
+{
+	return log10(1 + t / 10) / log10(1 + span / 10);
+}
 
 static double plot_y(double v, double top)
 {
-	double h = PANEL_H - MARGIN_T - MARGIN_B;
-
 	if (v < 1)
-		return MARGIN_T + h + 4; /* zero: just under the axis */
-	return MARGIN_T + h - h * log10(v) / log10(top);
+		return MARGIN_T + PLOT_H + 4; /* zero: just under the axis */
+	return MARGIN_T + PLOT_H - PLOT_H * log10(v) / log10(top);
 }
 
+/* The curve of @series: the largest value of the samples in each column. */
 static int polyline(struct buf *out, const struct sim_result *res, const uint32_t *series,
-		    double x0, double top, const char *colour)
+		    double x0, double top, const char *style)
 {
-	double w = PANEL_W - MARGIN_L - MARGIN_R;
-	double span = res->n_samples > 1 ? (double)(res->n_samples - 1) : 1;
-	int err = buf_printf(out, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" "
-				  "points=\"",
-			     colour);
+	double span = (double)(res->n_samples - 1) * res->sample_s;
+	int err = buf_printf(out, "<polyline fill=\"none\" %s points=\"", style);
+	size_t i = 0;
 
-	for (size_t i = 0; !err && i < res->n_samples; i++) {
-		/* drop points on a flat run, keeping its ends */
-		if (i > 0 && i + 1 < res->n_samples && series[i] == series[i - 1] &&
-		    series[i] == series[i + 1])
-			continue;
-		err = buf_printf(out, "%.1f,%.1f ", x0 + MARGIN_L + w * (double)i / span,
-				 plot_y(series[i], top));
+	for (int c = 0; !err && c < COLUMNS && i < res->n_samples; c++) {
+		uint32_t v = 0;
+		bool any = false;
+		while (i < res->n_samples &&
+		       plot_x((double)i * res->sample_s, span) * COLUMNS < c + 1) {
+			if (!any || series[i] > v)
+				v = series[i];
+			any = true;
+			i++;
+		}
+		if (any)
+			err = buf_printf(out, "%.1f,%.1f ", x0 + MARGIN_L + (c + 0.5) * PLOT_W / COLUMNS,
+					 plot_y(v, top));
 	}
 	return err ? err : buf_append_str(out, "\"/>\n");
 }
 
 static int panel(struct buf *out, const struct sim_result *res, double x0, const char *title)
 {
-	double w = PANEL_W - MARGIN_L - MARGIN_R, h = PANEL_H - MARGIN_T - MARGIN_B;
+	static const struct {
+		double s;
+		const char *label;
+	} ticks[] = {{0, "0"},	     {10, "10 s"},  {60, "1 min"}, {600, "10 min"},
+		     {3600, "1 h"},  {21600, "6 h"}, {86400, "1 d"}, {604800, "7 d"}};
 	double top = res->hosts > 10 ? (double)res->hosts : 10;
-	double hours = (double)(res->n_samples ? res->n_samples - 1 : 0) * res->sample_s / 3600;
+	double span = (double)(res->n_samples ? res->n_samples - 1 : 0) * res->sample_s;
 	int err;
 
 	err = buf_printf(out, "<g font-family=\"sans-serif\" font-size=\"12\">\n"
@@ -1495,46 +1539,55 @@ static int panel(struct buf *out, const struct sim_result *res, double x0, const
 			      "</text>\n",
 			 x0 + MARGIN_L, title);
 	if (!err)
-		err = buf_printf(out, "<text x=\"%.0f\" y=\"36\">%s: exposed at most %" PRIu64
-				      " (%.3g%%), manual repair %" PRIu64 "</text>\n",
-				 x0 + MARGIN_L, res->scenario, res->exposed_max,
-				 100.0 * (double)res->exposed_max / (double)res->hosts,
+		err = buf_printf(out, "<text x=\"%.0f\" y=\"36\">scenario %s, %" PRIu64 " hosts"
+				      "</text><text x=\"%.0f\" y=\"52\">exposed at most %" PRIu64
+				      " (%.3g%%), %" PRIu64 " need manual repair</text>\n",
+				 x0 + MARGIN_L, res->scenario, res->hosts, x0 + MARGIN_L,
+				 res->exposed_max, 100.0 * (double)res->exposed_max / (double)res->hosts,
 				 res->manual_repair);
 	if (!err)
-		err = buf_printf(out, "<rect x=\"%.0f\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" "
+		err = buf_printf(out, "<rect x=\"%.0f\" y=\"%d\" width=\"%d\" height=\"%d\" "
 				      "fill=\"none\" stroke=\"#888\"/>\n",
-				 x0 + MARGIN_L, MARGIN_T, w, h);
-	/* log scale: a line per power of ten */
+				 x0 + MARGIN_L, MARGIN_T, PLOT_W, PLOT_H);
+	/* hosts on a log scale: a line per power of ten */
 	for (double v = 1; !err && v <= top * 1.0001; v *= 10) {
 		double y = plot_y(v, top);
 		err = buf_printf(out, "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" "
 				      "stroke=\"#ddd\"/><text x=\"%.0f\" y=\"%.1f\" "
 				      "text-anchor=\"end\">%.0f</text>\n",
-				 x0 + MARGIN_L, x0 + MARGIN_L + w, y, y, x0 + MARGIN_L - 4, y + 4, v);
+				 x0 + MARGIN_L, x0 + MARGIN_L + PLOT_W, y, y, x0 + MARGIN_L - 4, y + 4,
+				 v);
 	}
-	for (int i = 0; !err && i <= 4; i++) {
-		double x = x0 + MARGIN_L + w * i / 4;
-		err = buf_printf(out, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%.1f h"
-				      "</text>\n",
-				 x, PANEL_H - MARGIN_B + 16, hours * i / 4);
+	for (size_t i = 0; !err && span > 0 && i < sizeof(ticks) / sizeof(ticks[0]); i++) {
+		if (ticks[i].s > span)
+			break;
+		double x = x0 + MARGIN_L + PLOT_W * plot_x(ticks[i].s, span);
+		err = buf_printf(out, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" "
+				      "stroke=\"#eee\"/><text x=\"%.1f\" y=\"%d\" "
+				      "text-anchor=\"middle\">%s</text>\n",
+				 x, x, MARGIN_T, MARGIN_T + PLOT_H, x, PANEL_H - MARGIN_B + 16,
+				 ticks[i].label);
 	}
 	if (!err)
 		err = buf_printf(out, "<text x=\"%.0f\" y=\"%d\" text-anchor=\"middle\">time since "
-				      "publication</text>\n",
-				 x0 + MARGIN_L + w / 2, PANEL_H - 8);
-	if (!err && res->halted && hours > 0) {
-		double x = x0 + MARGIN_L + w * (double)res->time_to_halt_s / (hours * 3600);
-		err = buf_printf(out, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%.0f\" "
+				      "publication (log scale)</text>\n",
+				 x0 + MARGIN_L + PLOT_W / 2.0, PANEL_H - 8);
+	if (!err && res->halted && span > 0) {
+		double x = x0 + MARGIN_L + PLOT_W * plot_x((double)res->time_to_halt_s, span);
+		err = buf_printf(out, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" "
 				      "stroke=\"#2ca02c\" stroke-dasharray=\"4 3\"/>"
 				      "<text x=\"%.1f\" y=\"%d\" fill=\"#2ca02c\">halted after %" PRId64
 				      " s</text>\n",
-				 x, x, MARGIN_T, MARGIN_T + h, x + 4, MARGIN_T + 14,
+				 x, x, MARGIN_T, MARGIN_T + PLOT_H, x + 4, MARGIN_T + 14,
 				 res->time_to_halt_s);
 	}
 	if (!err && res->n_samples) {
-		err = polyline(out, res, res->exposed_series, x0, top, "#1f77b4");
+		err = polyline(out, res, res->exposed_series, x0, top,
+			       "stroke=\"#1f77b4\" stroke-width=\"4\" stroke-opacity=\"0.6\"");
 		if (!err)
-			err = polyline(out, res, res->crashed_series, x0, top, "#d62728");
+			err = polyline(out, res, res->crashed_series, x0, top,
+				       "stroke=\"#d62728\" stroke-width=\"2\" "
+				       "stroke-dasharray=\"6 3\"");
 	}
 	return err ? err : buf_append_str(out, "</g>\n");
 }

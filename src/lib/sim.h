@@ -145,6 +145,7 @@ struct sim_result {
 	uint64_t heartbeats;
 	uint32_t n_groups;
 	struct sim_group_result groups[SIM_MAX_GROUPS + 1]; /* last: hosts in no group */
+	char group_names[SIM_MAX_GROUPS][32];
 	/* exposed and crashed hosts every sample_s from publication */
 	uint32_t sample_s;
 	size_t n_samples;

@@ -18,7 +18,7 @@
 #include "server.h"
 
 #define LIST_DEFAULT 100u
-#define LIST_MAX 10000u
+#define LIST_MAX     10000u
 /* The agent version the server verifies releases as: any minimum agent version passes. */
 #define ANY_AGENT_VERSION "999999.999999.999999"
 
@@ -63,8 +63,11 @@ static int query_time(struct request *rq, struct reply *rp, const char *key, int
 	errno = 0;
 	n = strtoll(s, &end, 10);
 	if (errno || *end || end == s || n < 1)
-		return reply_error(rp, 400, "%s must be seconds since the epoch or "
-					    "YYYY-MM-DDTHH:MM:SSZ", key), -EINVAL;
+		return reply_error(rp, 400,
+				   "%s must be seconds since the epoch or "
+				   "YYYY-MM-DDTHH:MM:SSZ",
+				   key),
+		       -EINVAL;
 	*out = n;
 	return 0;
 }
@@ -100,7 +103,8 @@ static int agent_json(struct buf *b, const struct store_agent *a)
 	if (!ret)
 		ret = time_json(b, a->last_seen);
 	if (!ret)
-		ret = buf_printf(b, ",\"heartbeats\":%" PRId64 ",\"content_version\":", a->heartbeats);
+		ret = buf_printf(b,
+				 ",\"heartbeats\":%" PRId64 ",\"content_version\":", a->heartbeats);
 	if (!ret)
 		ret = h->has_content ? buf_printf(b, "%" PRIu64, h->content_version)
 				     : buf_append_str(b, "null");
@@ -121,7 +125,9 @@ static int agent_json(struct buf *b, const struct store_agent *a)
 				 ",\"last\":\"%s\"},\"drops\":%" PRId64 ",\"alerts\":%" PRId64
 				 ",\"rss_bytes\":%" PRId64 ",\"cpu_percent\":",
 				 h->liveness_ok, h->liveness_failed,
-				 h->liveness_last < 0 ? "never" : h->liveness_last ? "ok" : "failed",
+				 h->liveness_last < 0 ? "never"
+				 : h->liveness_last   ? "ok"
+						      : "failed",
 				 h->drops, h->alerts, h->rss_bytes);
 	if (!ret)
 		ret = h->cpu_percent < 0 ? buf_append_str(b, "null}")
@@ -256,7 +262,7 @@ void admin_group_put(struct request *rq, struct reply *rp)
 	ret = st->ops->group_get(st, rq->arg[0], &g);
 	if (ret == -ENOENT) {
 		memset(&g, 0, sizeof(g));
-		snprintf(g.name, sizeof(g.name), "%s", rq->arg[0]);
+		snprintf(g.name, sizeof(g.name), "%.63s", rq->arg[0]);
 		g.policy.ring = FLEET_DEFAULT_RING;
 	} else if (ret) {
 		reply_store_error(rp, ret, "group");
@@ -335,9 +341,8 @@ void admin_release_create(struct request *rq, struct reply *rp)
 {
 	struct server *srv = rq->srv;
 	const char *kind = request_query(rq, "kind");
-	struct bundle_verify_options opt = {.now = rq->now,
-					    .schema_version = SCHEMA_VERSION,
-					    .agent_version = ANY_AGENT_VERSION};
+	struct bundle_verify_options opt = {
+	    .now = rq->now, .schema_version = SCHEMA_VERSION, .agent_version = ANY_AGENT_VERSION};
 	const struct bundle_manifest *m;
 	struct store_release r;
 	struct bundle *b = NULL;
@@ -352,7 +357,8 @@ void admin_release_create(struct request *rq, struct reply *rp)
 		return;
 	}
 	if (!srv->root) {
-		reply_error(rp, 409, "the server has no trust root (start it with --root root.json)");
+		reply_error(rp, 409,
+			    "the server has no trust root (start it with --root root.json)");
 		return;
 	}
 	if (rq->body.len == 0) {
@@ -388,7 +394,7 @@ void admin_release_create(struct request *rq, struct reply *rp)
 		goto out;
 	}
 	snprintf(r.kind, sizeof(r.kind), "%s", kind);
-	snprintf(r.name, sizeof(r.name), "%s", m->name);
+	snprintf(r.name, sizeof(r.name), "%.63s", m->name);
 	r.version = m->version;
 	r.size = (int64_t)rq->body.len;
 	r.created = rq->now;
@@ -420,8 +426,8 @@ void admin_rollouts(struct request *rq, struct reply *rp)
 	reply_json(rp, 200);
 	if (buf_append_str(&rp->body, "{\"rollouts\":") ||
 	    fleet_rollout_json(rq->srv->fleet, 0, rq->now, &rp->body) ||
-	    buf_append_str(&rp->body, ",\"default_plan\":") ||
-	    fleet_default_plan_json(&rp->body) || buf_append_str(&rp->body, "}\n"))
+	    buf_append_str(&rp->body, ",\"default_plan\":") || fleet_default_plan_json(&rp->body) ||
+	    buf_append_str(&rp->body, "}\n"))
 		oom(rp);
 }
 
@@ -471,7 +477,8 @@ void admin_rollout_start(struct request *rq, struct reply *rp)
 		return;
 	}
 	reply_json(rp, 201);
-	if (fleet_rollout_json(rq->srv->fleet, id, rq->now, &rp->body) || buf_append_char(&rp->body, '\n'))
+	if (fleet_rollout_json(rq->srv->fleet, id, rq->now, &rp->body) ||
+	    buf_append_char(&rp->body, '\n'))
 		oom(rp);
 	snprintf(rp->audit, sizeof(rp->audit), "rollout %" PRId64 " of %s started%s", id,
 		 req.release, req.force ? " (forced)" : "");
@@ -482,12 +489,9 @@ void admin_rollout_action(struct request *rq, struct reply *rp)
 	static const struct {
 		const char *name;
 		enum fleet_action act;
-	} acts[] = {{"pause", FLEET_PAUSE},
-		    {"resume", FLEET_RESUME},
-		    {"halt", FLEET_HALT},
-		    {"rollback", FLEET_ROLLBACK},
-		    {"approve", FLEET_APPROVE},
-		    {"promote", FLEET_PROMOTE}};
+	} acts[] = {{"pause", FLEET_PAUSE},	{"resume", FLEET_RESUME},
+		    {"halt", FLEET_HALT},	{"rollback", FLEET_ROLLBACK},
+		    {"approve", FLEET_APPROVE}, {"promote", FLEET_PROMOTE}};
 	char group[STORE_NAME_BYTES] = "", err[512];
 	int64_t id = rollout_id(rq);
 	size_t i;
@@ -497,9 +501,10 @@ void admin_rollout_action(struct request *rq, struct reply *rp)
 		if (strcmp(rq->arg[1], acts[i].name) == 0)
 			break;
 	if (i == sizeof(acts) / sizeof(acts[0])) {
-		reply_error(rp, 404,
-			    "no rollout action %s (pause, resume, halt, rollback, approve, promote)",
-			    rq->arg[1]);
+		reply_error(
+		    rp, 404,
+		    "no rollout action %s (pause, resume, halt, rollback, approve, promote)",
+		    rq->arg[1]);
 		return;
 	}
 	if (acts[i].act == FLEET_APPROVE &&
@@ -515,7 +520,8 @@ void admin_rollout_action(struct request *rq, struct reply *rp)
 		return;
 	}
 	reply_json(rp, 200);
-	if (fleet_rollout_json(rq->srv->fleet, id, rq->now, &rp->body) || buf_append_char(&rp->body, '\n'))
+	if (fleet_rollout_json(rq->srv->fleet, id, rq->now, &rp->body) ||
+	    buf_append_char(&rp->body, '\n'))
 		oom(rp);
 	snprintf(rp->audit, sizeof(rp->audit), "rollout %" PRId64 " %s%s%s", id, acts[i].name,
 		 group[0] ? " group " : "", group);
@@ -543,8 +549,8 @@ static int list_record(const struct store_record *r, void *p)
 	struct list_ctx *c = p;
 	int ret = c->n++ ? buf_append_char(c->b, ',') : 0;
 	if (!ret)
-		ret = buf_printf(c->b, "{\"agent_id\":\"%s\",\"seq\":%" PRId64 ",\"at\":",
-				 r->agent_id, r->seq);
+		ret = buf_printf(
+		    c->b, "{\"agent_id\":\"%s\",\"seq\":%" PRId64 ",\"at\":", r->agent_id, r->seq);
 	if (!ret)
 		ret = time_json(c->b, r->at);
 	if (!ret)
@@ -744,13 +750,13 @@ static void token_create(struct request *rq, struct reply *rp, bool enrollment)
 	reply_json(rp, 201);
 	if (buf_printf(&rp->body, "{\"id\":\"%s\",\"token\":\"%s\",\"kind\":\"%s\",", t.id, token,
 		       enrollment ? "enrollment" : "admin") ||
-	    (enrollment ? buf_printf(&rp->body, "\"group\":\"%s\",\"uses\":%" PRId64 "}\n",
-				     t.group, t.uses_left)
+	    (enrollment ? buf_printf(&rp->body, "\"group\":\"%s\",\"uses\":%" PRId64 "}\n", t.group,
+				     t.uses_left)
 			: buf_printf(&rp->body, "\"name\":\"%s\",\"role\":\"%s\"}\n", t.name,
 				     proto_role_name(t.role))))
 		oom(rp);
-	snprintf(rp->audit, sizeof(rp->audit), "%s token %s made", enrollment ? "enrollment" : "admin",
-		 t.id);
+	snprintf(rp->audit, sizeof(rp->audit), "%s token %s made",
+		 enrollment ? "enrollment" : "admin", t.id);
 out:
 	sodium_memzero(token, sizeof(token));
 }

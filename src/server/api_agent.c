@@ -66,6 +66,7 @@ void api_enroll(struct request *rq, struct reply *rp)
 	memcpy(a.group, t.group, sizeof(a.group));
 	a.enrolled_at = rq->now;
 	a.health.liveness_last = -1;
+	a.health.cpu_percent = -1.0;
 	memcpy(a.health.hostname, e.hostname, sizeof(a.health.hostname));
 	memcpy(a.health.sensor_version, e.sensor_version, sizeof(a.health.sensor_version));
 	ret = st->ops->agent_add(st, &a);
@@ -233,7 +234,7 @@ void api_bundle(struct request *rq, struct reply *rp)
 		reply_error(rp, 404, "no bundle %s", hash);
 		return;
 	}
-	snprintf(rp->etag, sizeof(rp->etag), "\"%s\"", hash);
+	snprintf(rp->etag, sizeof(rp->etag), "\"%.64s\"", hash);
 	rp->immutable = true;
 	if (inm && etag_matches(inm, hash)) {
 		close(fd);

@@ -11,7 +11,7 @@
 #include "proto.h"
 #include "server.h"
 
-#define ID_RAW_BYTES 16
+#define ID_RAW_BYTES	 16
 #define SECRET_RAW_BYTES 32
 #define SECRET_HEX_BYTES (2 * SECRET_RAW_BYTES)
 
@@ -90,7 +90,8 @@ int auth_admin(struct request *rq, enum store_role need, struct reply *rp)
 	if (auth_split(bearer, id, hash))
 		return reply_error(rp, 401, "malformed bearer token"), -EACCES;
 	ret = rq->srv->store->ops->token_get(rq->srv->store, id, &t);
-	if (ret == -ENOENT || (ret == 0 && (t.kind != TOKEN_ADMIN || !auth_hash_equal(hash, t.secret_hash))))
+	if (ret == -ENOENT ||
+	    (ret == 0 && (t.kind != TOKEN_ADMIN || !auth_hash_equal(hash, t.secret_hash))))
 		return reply_error(rp, 401, "unknown or wrong token"), -EACCES;
 	if (ret)
 		return reply_store_error(rp, ret, "token"), ret;
@@ -168,7 +169,8 @@ int auth_bootstrap(struct server *srv, bool force, void *outp, int64_t now)
 	(void)force;
 	ret = make_token(srv, TOKEN_ADMIN, "bootstrap", ROLE_ADMIN, "", now, admin);
 	if (!ret)
-		ret = make_token(srv, TOKEN_ENROLL, "bootstrap", ROLE_VIEWER, "default", now, enroll);
+		ret =
+		    make_token(srv, TOKEN_ENROLL, "bootstrap", ROLE_VIEWER, "default", now, enroll);
 	if (!ret)
 		ret = srv->store->ops->meta_set(srv->store, "bootstrapped", "1");
 	if (!ret) {

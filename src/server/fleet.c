@@ -19,9 +19,9 @@
 #include "lib/rollout.h"
 
 /* Rollouts held in memory (the newest); older ones stay in the store. */
-#define FLEET_MAX_ROLLOUTS 64u
-#define FLEET_MAX_GROUPS 4096u
-#define FLEET_MAX_RELEASES 4096u
+#define FLEET_MAX_ROLLOUTS  64u
+#define FLEET_MAX_GROUPS    4096u
+#define FLEET_MAX_RELEASES  4096u
 #define FLEET_MAX_APPROVALS 64u
 
 _Static_assert(sizeof(struct rollout_track) <= STORE_TRACK_BYTES, "track fits the store");
@@ -130,8 +130,8 @@ static bool approved(const struct fl_rollout *r, const char *group)
 }
 
 /* The controller's view of a group's policy for rollout @r. */
-static void to_policy(const struct store_policy *sp, const struct fl_rollout *r,
-		      const char *group, struct rollout_policy *p)
+static void to_policy(const struct store_policy *sp, const struct fl_rollout *r, const char *group,
+		      struct rollout_policy *p)
 {
 	rollout_policy_default(p);
 	p->pin = sp->has_pin ? sp->pin : 0;
@@ -197,8 +197,8 @@ static void persist_decisions(struct fleet *f, struct fl_rollout *r)
 		snprintf(sd.kind, sizeof(sd.kind), "%s", rollout_action_name(d->action));
 		sd.detail = b.data;
 		if (f->st->ops->decision_add(f->st, &sd))
-			fprintf(stderr, "vigil-server: cannot store a decision of rollout %" PRId64
-					"\n",
+			fprintf(stderr,
+				"vigil-server: cannot store a decision of rollout %" PRId64 "\n",
 				r->id);
 	}
 	buf_release(&b);
@@ -272,8 +272,8 @@ static int load_rollout(const struct store_rollout *sr, void *ctx)
 			      strlen(sr->controller), NULL, &len, NULL,
 			      sodium_base64_VARIANT_ORIGINAL) ||
 	    rollout_restore(f->snap, len, &ctl, err, sizeof(err))) {
-		fprintf(stderr, "vigil-server: rollout %" PRId64 " cannot be resumed (%s)\n", sr->id,
-			len ? err : "no controller state");
+		fprintf(stderr, "vigil-server: rollout %" PRId64 " cannot be resumed (%s)\n",
+			sr->id, len ? err : "no controller state");
 		return 0;
 	}
 	if (f->n_rollouts == FLEET_MAX_ROLLOUTS)
@@ -346,8 +346,8 @@ void fleet_free(struct fleet *f)
 	free(f);
 }
 
-int fleet_open(struct store *st, unsigned heartbeat_s, int64_t now, struct fleet **out,
-	       char *err, size_t errlen)
+int fleet_open(struct store *st, unsigned heartbeat_s, int64_t now, struct fleet **out, char *err,
+	       size_t errlen)
 {
 	struct fleet *f = calloc(1, sizeof(*f));
 	int ret;
@@ -357,8 +357,8 @@ int fleet_open(struct store *st, unsigned heartbeat_s, int64_t now, struct fleet
 	pthread_mutex_init(&f->lock, NULL);
 	f->st = st;
 	f->heartbeat_s = heartbeat_s;
-	f->snap_b64_len = sodium_base64_ENCODED_LEN(rollout_snapshot_size(),
-						    sodium_base64_VARIANT_ORIGINAL);
+	f->snap_b64_len =
+	    sodium_base64_ENCODED_LEN(rollout_snapshot_size(), sodium_base64_VARIANT_ORIGINAL);
 	f->rollouts = calloc(FLEET_MAX_ROLLOUTS, sizeof(*f->rollouts));
 	f->groups = calloc(FLEET_MAX_GROUPS, sizeof(*f->groups));
 	f->releases = calloc(FLEET_MAX_RELEASES, sizeof(*f->releases));
@@ -401,8 +401,8 @@ int fleet_heartbeat(struct fleet *f, const struct store_agent *a, const struct s
 		memcpy(&t, a->track, sizeof(t));
 	else
 		rollout_track_init(&t);
-	rep.interval_s = a->last_seen > 0 && now > a->last_seen ? clamp32((uint64_t)(now - a->last_seen))
-								 : 0;
+	rep.interval_s =
+	    a->last_seen > 0 && now > a->last_seen ? clamp32((uint64_t)(now - a->last_seen)) : 0;
 	rep.restarts = clamp32(delta(h->restarts, prev->restarts));
 	rep.reverts = clamp32(delta(h->crash_loop_reverts, prev->crash_loop_reverts));
 	rep.liveness_failed = delta(h->liveness_failed, prev->liveness_failed) > 0;
@@ -519,8 +519,9 @@ int fleet_default_plan_json(struct buf *out)
 static void apply_gates(const struct proto_gates *g, struct rollout_gates *out)
 {
 	static const enum rollout_gate order[PROTO_GATE_COUNT] = {
-	    ROLLOUT_GATE_silence, ROLLOUT_GATE_reverts, ROLLOUT_GATE_restarts,
-	    ROLLOUT_GATE_liveness, ROLLOUT_GATE_alerts, ROLLOUT_GATE_drops, ROLLOUT_GATE_cpu};
+	    ROLLOUT_GATE_silence,  ROLLOUT_GATE_reverts, ROLLOUT_GATE_restarts,
+	    ROLLOUT_GATE_liveness, ROLLOUT_GATE_alerts,	 ROLLOUT_GATE_drops,
+	    ROLLOUT_GATE_cpu};
 
 	if (!g->set)
 		return;
@@ -599,8 +600,8 @@ int fleet_start(struct fleet *f, const struct proto_rollout_start *req, const ch
 			goto out;
 		}
 		/* the previous good version: what the newest rollout left generally available */
-		previous = s == ROLLOUT_COMPLETE ? rollout_version(cur->ctl)
-						 : rollout_previous(cur->ctl);
+		previous =
+		    s == ROLLOUT_COMPLETE ? rollout_version(cur->ctl) : rollout_previous(cur->ctl);
 	}
 	for (size_t i = 0; i < f->n_rollouts && !req->force; i++) {
 		const struct fl_rollout *o = &f->rollouts[i];

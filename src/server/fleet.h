@@ -24,25 +24,31 @@ struct fleet;
 
 /* The content an agent is told to run. */
 struct fleet_target {
-	bool has;	      /* false: no instruction (no release known for it) */
+	bool has; /* false: no instruction (no release known for it) */
 	uint64_t version;
-	bool known;	      /* the version is a release of this server (hash and size set) */
+	bool known; /* the version is a release of this server (hash and size set) */
 	char hash[STORE_HASH_BYTES];
 	int64_t size;
-	bool audit_mode;      /* response actions stay in audit mode while the release bakes */
-	int64_t rollout_id;   /* the rollout that decided, 0 none */
-	const char *why;      /* the controller's reason ("step", "pulled", ...) */
+	bool audit_mode;    /* response actions stay in audit mode while the release bakes */
+	int64_t rollout_id; /* the rollout that decided, 0 none */
+	const char *why;    /* the controller's reason ("step", "pulled", ...) */
 };
 
-enum fleet_action { FLEET_PAUSE, FLEET_RESUME, FLEET_HALT, FLEET_ROLLBACK, FLEET_APPROVE,
-		    FLEET_PROMOTE };
+enum fleet_action {
+	FLEET_PAUSE,
+	FLEET_RESUME,
+	FLEET_HALT,
+	FLEET_ROLLBACK,
+	FLEET_APPROVE,
+	FLEET_PROMOTE
+};
 
 /*
  * Loads releases, policies and rollouts from @st; agents heartbeat every @heartbeat_s
  * seconds. Returns 0 or -errno with a reason in @err.
  */
-int fleet_open(struct store *st, unsigned heartbeat_s, int64_t now, struct fleet **out,
-	       char *err, size_t errlen);
+int fleet_open(struct store *st, unsigned heartbeat_s, int64_t now, struct fleet **out, char *err,
+	       size_t errlen);
 void fleet_free(struct fleet *f);
 
 /*

@@ -46,24 +46,41 @@ static const struct route routes[] = {
 
     {"GET", "admin/agents", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {0}, admin_agents},
     {"GET", "admin/agents/*", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {ARG_NAME}, admin_agent_show},
-    {"PUT", "admin/agents/*", AUTH_ADMIN, ROLE_OPERATOR, BODY_SMALL, {ARG_NAME},
+    {"PUT",
+     "admin/agents/*",
+     AUTH_ADMIN,
+     ROLE_OPERATOR,
+     BODY_SMALL,
+     {ARG_NAME},
      admin_agent_update},
     {"GET", "admin/groups", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {0}, admin_groups},
     {"GET", "admin/groups/*", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {ARG_NAME}, admin_group_show},
-    {"PUT", "admin/groups/*", AUTH_ADMIN, ROLE_OPERATOR, BODY_SMALL, {ARG_NAME},
-     admin_group_put},
+    {"PUT", "admin/groups/*", AUTH_ADMIN, ROLE_OPERATOR, BODY_SMALL, {ARG_NAME}, admin_group_put},
     {"GET", "admin/releases", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {0}, admin_releases},
-    {"GET", "admin/releases/*", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {ARG_HASH},
-     admin_release_show},
-    {"POST", "admin/releases", AUTH_ADMIN, ROLE_OPERATOR, BODY_RELEASE, {0},
-     admin_release_create},
+    {"GET", "admin/releases/*", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {ARG_HASH}, admin_release_show},
+    {"POST", "admin/releases", AUTH_ADMIN, ROLE_OPERATOR, BODY_RELEASE, {0}, admin_release_create},
     {"GET", "admin/rollouts", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {0}, admin_rollouts},
-    {"GET", "admin/rollouts/*", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {ARG_NUMBER},
+    {"GET",
+     "admin/rollouts/*",
+     AUTH_ADMIN,
+     ROLE_VIEWER,
+     BODY_NONE,
+     {ARG_NUMBER},
      admin_rollout_show},
     {"POST", "admin/rollouts", AUTH_ADMIN, ROLE_OPERATOR, BODY_SMALL, {0}, admin_rollout_start},
-    {"POST", "admin/rollouts/*/*", AUTH_ADMIN, ROLE_OPERATOR, BODY_SMALL, {ARG_NUMBER, ARG_NAME},
+    {"POST",
+     "admin/rollouts/*/*",
+     AUTH_ADMIN,
+     ROLE_OPERATOR,
+     BODY_SMALL,
+     {ARG_NUMBER, ARG_NAME},
      admin_rollout_action},
-    {"POST", "admin/emergency-stop", AUTH_ADMIN, ROLE_OPERATOR, BODY_SMALL, {0},
+    {"POST",
+     "admin/emergency-stop",
+     AUTH_ADMIN,
+     ROLE_OPERATOR,
+     BODY_SMALL,
+     {0},
      admin_emergency_stop},
     {"GET", "admin/alerts", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {0}, admin_alerts},
     {"GET", "admin/events", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {0}, admin_events},
@@ -71,7 +88,12 @@ static const struct route routes[] = {
     {"GET", "admin/audit", AUTH_ADMIN, ROLE_ADMIN, BODY_NONE, {0}, admin_audit},
     {"GET", "admin/tokens", AUTH_ADMIN, ROLE_ADMIN, BODY_NONE, {0}, admin_tokens},
     {"POST", "admin/tokens", AUTH_ADMIN, ROLE_ADMIN, BODY_SMALL, {0}, admin_token_create},
-    {"POST", "admin/enrollment-tokens", AUTH_ADMIN, ROLE_ADMIN, BODY_SMALL, {0},
+    {"POST",
+     "admin/enrollment-tokens",
+     AUTH_ADMIN,
+     ROLE_ADMIN,
+     BODY_SMALL,
+     {0},
      admin_enroll_token_create},
 };
 
@@ -115,7 +137,8 @@ int reply_store_error(struct reply *rp, int err, const char *what)
 	if (err == -EEXIST)
 		return reply_error(rp, 409, "%s already exists", what);
 	if (err == -E2BIG)
-		return reply_error(rp, 413, "%s too large", what);
+		return reply_error(rp, 500, "the reply on %s is too large: ask for fewer (limit)",
+				   what);
 	return reply_error(rp, 500, "store failure on %s", what);
 }
 
@@ -211,8 +234,8 @@ static enum MHD_Result send_reply(struct request *rq, struct reply *rp)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 					"application/octet-stream");
 	} else {
-		resp = MHD_create_response_from_buffer(rp->body.len, rp->body.data ? rp->body.data : "",
-						       MHD_RESPMEM_MUST_COPY);
+		resp = MHD_create_response_from_buffer(
+		    rp->body.len, rp->body.data ? rp->body.data : "", MHD_RESPMEM_MUST_COPY);
 		if (!resp)
 			return MHD_NO;
 		if (rp->body.len)
@@ -330,8 +353,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 				reply_error(&rp, 404, "no such endpoint: %s", url);
 			return answer_early(rq, &rp);
 		}
-		if (rq->route->auth == AUTH_ADMIN &&
-		    auth_admin(rq, rq->route->role, &rp) != 0)
+		if (rq->route->auth == AUTH_ADMIN && auth_admin(rq, rq->route->role, &rp) != 0)
 			return answer_early(rq, &rp);
 		if (rq->route->auth == AUTH_AGENT && auth_agent(rq, &rp) != 0)
 			return answer_early(rq, &rp);
@@ -463,22 +485,33 @@ int http_start(struct server *srv, char *err, size_t errlen)
 	const union MHD_DaemonInfo *info;
 
 	if (parse_listen(srv->cfg.listen, &ss, &sslen)) {
-		snprintf(err, errlen, "--listen %s: want ADDR:PORT or [ADDR]:PORT", srv->cfg.listen);
+		snprintf(err, errlen, "--listen %s: want ADDR:PORT or [ADDR]:PORT",
+			 srv->cfg.listen);
 		return -EINVAL;
 	}
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES)
 		flags |= MHD_USE_EPOLL;
+	if (srv->tls_cert.len) {
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+			snprintf(err, errlen, "this libmicrohttpd has no TLS");
+			return -ENOTSUP;
+		}
+		flags |= MHD_USE_TLS;
+	}
+	/* the PEM options are ignored unless MHD_USE_TLS is set */
 	srv->mhd = MHD_start_daemon(
 	    flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, log_mhd, srv,
-	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv->cfg.threads,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)20000,
-	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096, MHD_OPTION_END);
+	    MHD_OPTION_HTTPS_MEM_CERT, srv->tls_cert.len ? srv->tls_cert.data : "",
+	    MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key.len ? srv->tls_key.data : "",
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+	    (unsigned)srv->cfg.threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)20000, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096, MHD_OPTION_END);
 	if (!srv->mhd) {
-		snprintf(err, errlen, "cannot listen on %s", srv->cfg.listen);
+		snprintf(err, errlen, "cannot listen on %s%s", srv->cfg.listen,
+			 srv->tls_cert.len ? " (or the TLS certificate and key do not load)" : "");
 		return -EADDRINUSE;
 	}
 	info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);

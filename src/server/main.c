@@ -19,35 +19,40 @@
 #include "server.h"
 
 #define CONFIG_MAX_BYTES (64u * 1024u)
-#define DEFAULT_LISTEN "127.0.0.1:8080"
-#define MAX_THREADS 256u
+#define DEFAULT_LISTEN	 "127.0.0.1:8080"
+#define MAX_THREADS	 256u
+/* Bytes of a PEM certificate chain or key file. */
+#define TLS_FILE_MAX (256u * 1024u)
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: vigil-server --data DIR [--listen ADDR:PORT] [--config FILE]\n"
-		"                    [--root root.json] [--threads N] [--tick SECONDS]\n"
-		"                    [--heartbeat-seconds N] [--max-body BYTES]\n"
-		"                    [--max-upload BYTES] [--quiet]\n"
-		"       vigil-server --data DIR --init\n"
-		"\n"
-		"Serves the agent API and the admin API under /api/v1/ (docs/SERVER.md) from the\n"
-		"store in DIR (SQLite, DIR/vigil.db; bundles in DIR/bundles/HASH).\n"
-		"\n"
-		"  --data DIR              data directory (created mode 0700 when missing)\n"
-		"  --listen ADDR:PORT      where to listen (default " DEFAULT_LISTEN
-		"; port 0 picks one)\n"
-		"  --config FILE           JSON object with any of: listen, root, threads, tick,\n"
-		"                          heartbeat_seconds, max_body, max_upload (flags win)\n"
-		"  --root root.json        trust root releases are verified against\n"
-		"  --threads N             HTTP worker threads (default: 2 per CPU)\n"
-		"  --tick SECONDS          rollout controller period (default 1)\n"
-		"  --heartbeat-seconds N   heartbeat period told to agents (default 60)\n"
-		"  --max-body BYTES        cap of JSON request bodies (default 65536)\n"
-		"  --max-upload BYTES      cap of alert and event batches (default 16 MiB)\n"
-		"  --init                  make the first admin and enrollment tokens, print them\n"
-		"                          once and exit (a first start does the same and serves)\n"
-		"  --quiet                 no request-level log lines\n");
+	fprintf(
+	    out,
+	    "usage: vigil-server --data DIR [--listen ADDR:PORT] [--config FILE]\n"
+	    "                    [--root root.json] [--threads N] [--tick SECONDS]\n"
+	    "                    [--heartbeat-seconds N] [--max-body BYTES]\n"
+	    "                    [--max-upload BYTES] [--tls-cert PEM --tls-key PEM] [--quiet]\n"
+	    "       vigil-server --data DIR --init\n"
+	    "\n"
+	    "Serves the agent API and the admin API under /api/v1/ (docs/SERVER.md) from the\n"
+	    "store in DIR (SQLite, DIR/vigil.db; bundles in DIR/bundles/HASH).\n"
+	    "\n"
+	    "  --data DIR              data directory (created mode 0700 when missing)\n"
+	    "  --listen ADDR:PORT      where to listen (default " DEFAULT_LISTEN
+	    "; port 0 picks one)\n"
+	    "  --config FILE           JSON object with any of: listen, root, threads, tick,\n"
+	    "                          heartbeat_seconds, max_body, max_upload (flags win)\n"
+	    "  --root root.json        trust root releases are verified against\n"
+	    "  --threads N             HTTP worker threads (default: 2 per CPU)\n"
+	    "  --tick SECONDS          rollout controller period (default 1)\n"
+	    "  --heartbeat-seconds N   heartbeat period told to agents (default 60)\n"
+	    "  --max-body BYTES        cap of JSON request bodies (default 65536)\n"
+	    "  --max-upload BYTES      cap of alert and event batches (default 16 MiB)\n"
+	    "  --init                  make the first admin and enrollment tokens, print them\n"
+	    "                          once and exit (a first start does the same and serves)\n"
+	    "  --tls-cert PEM          serve HTTPS with this certificate (chain) ...\n"
+	    "  --tls-key PEM           ... and this private key\n"
+	    "  --quiet                 no request-level log lines\n");
 }
 
 struct opts {
@@ -55,6 +60,7 @@ struct opts {
 	const char *config_path;
 	bool init;
 	bool listen_set, root_set, threads_set, tick_set, hb_set, body_set, upload_set;
+	bool cert_set, key_set;
 };
 
 static int parse_uint(const char *s, unsigned long long min, unsigned long long max,
@@ -119,6 +125,13 @@ static int load_config(struct opts *o, char *err, size_t errlen)
 			ok = json_is_string(v);
 			if (ok && !o->root_set)
 				o->cfg.root_path = json_string_value(v);
+		} else if (strcmp(key, "tls_cert") == 0 || strcmp(key, "tls_key") == 0) {
+			bool cert = key[4] == 'c';
+			ok = json_is_string(v);
+			if (ok && cert && !o->cert_set)
+				o->cfg.tls_cert = json_string_value(v);
+			if (ok && !cert && !o->key_set)
+				o->cfg.tls_key = json_string_value(v);
 		} else if (strcmp(key, "threads") == 0) {
 			ok = json_is_integer(v) && json_integer_value(v) >= 1 &&
 			     json_integer_value(v) <= MAX_THREADS;
@@ -187,7 +200,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				  strcmp(a, "--config") == 0 || strcmp(a, "--root") == 0 ||
 				  strcmp(a, "--threads") == 0 || strcmp(a, "--tick") == 0 ||
 				  strcmp(a, "--heartbeat-seconds") == 0 ||
-				  strcmp(a, "--max-body") == 0 || strcmp(a, "--max-upload") == 0)) {
+				  strcmp(a, "--max-body") == 0 || strcmp(a, "--max-upload") == 0 ||
+				  strcmp(a, "--tls-cert") == 0 || strcmp(a, "--tls-key") == 0)) {
 			fprintf(stderr, "vigil-server: %s needs a value\n", a);
 			return 2;
 		} else if (strcmp(a, "--data") == 0) {
@@ -200,9 +214,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		} else if (strcmp(a, "--root") == 0) {
 			o->cfg.root_path = v;
 			o->root_set = true;
+		} else if (strcmp(a, "--tls-cert") == 0) {
+			o->cfg.tls_cert = v;
+			o->cert_set = true;
+		} else if (strcmp(a, "--tls-key") == 0) {
+			o->cfg.tls_key = v;
+			o->key_set = true;
 		} else if (strcmp(a, "--threads") == 0) {
 			if (parse_uint(v, 1, MAX_THREADS, &n)) {
-				fprintf(stderr, "vigil-server: --threads wants 1..%u\n", MAX_THREADS);
+				fprintf(stderr, "vigil-server: --threads wants 1..%u\n",
+					MAX_THREADS);
 				return 2;
 			}
 			o->cfg.threads = (unsigned)n;
@@ -215,7 +236,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			o->tick_set = true;
 		} else if (strcmp(a, "--heartbeat-seconds") == 0) {
 			if (parse_uint(v, 1, 86400, &n)) {
-				fprintf(stderr, "vigil-server: --heartbeat-seconds wants 1..86400\n");
+				fprintf(stderr,
+					"vigil-server: --heartbeat-seconds wants 1..86400\n");
 				return 2;
 			}
 			o->cfg.heartbeat_seconds = (unsigned)n;
@@ -268,11 +290,11 @@ static int data_dir_open(struct server *srv, char *err, size_t errlen)
 		return -ENAMETOOLONG;
 	}
 	if (mkdir(srv->bundles_dir, 0755) && errno != EEXIST) {
-		snprintf(err, errlen, "%s: %s", srv->bundles_dir, strerror(errno));
+		snprintf(err, errlen, "%.400s: %s", srv->bundles_dir, strerror(errno));
 		return -errno;
 	}
 	if (lstat(srv->bundles_dir, &sb) || !S_ISDIR(sb.st_mode)) {
-		snprintf(err, errlen, "%s: not a directory", srv->bundles_dir);
+		snprintf(err, errlen, "%.400s: not a directory", srv->bundles_dir);
 		return -ENOTDIR;
 	}
 	return 0;
@@ -310,12 +332,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vigil-server: %s\n", err);
 		return 2;
 	}
+	if (!o.cfg.tls_cert != !o.cfg.tls_key) {
+		fprintf(stderr, "vigil-server: --tls-cert and --tls-key go together\n");
+		return 2;
+	}
 	if (sodium_init() < 0) {
 		fprintf(stderr, "vigil-server: libsodium cannot start\n");
 		return 1;
 	}
 	memset(&srv, 0, sizeof(srv));
 	srv.cfg = o.cfg;
+	buf_init(&srv.tls_cert, TLS_FILE_MAX);
+	buf_init(&srv.tls_key, TLS_FILE_MAX);
 	signal(SIGPIPE, SIG_IGN);
 	/* the signals that stop the server are taken by sigtimedwait in the main loop */
 	sigemptyset(&sigs);
@@ -331,25 +359,39 @@ int main(int argc, char **argv)
 	}
 	ret = auth_bootstrap(&srv, o.init, stdout, now_seconds());
 	if (ret < 0) {
-		fprintf(stderr, "vigil-server: cannot make the first tokens (%s)\n", strerror(-ret));
+		fprintf(stderr, "vigil-server: cannot make the first tokens (%s)\n",
+			strerror(-ret));
 		goto out;
 	}
 	if (o.init) {
 		if (ret == 0) {
-			fprintf(stderr, "vigil-server: %s is already initialised: its tokens were "
-					"shown once\n",
+			fprintf(stderr,
+				"vigil-server: %s is already initialised: its tokens were "
+				"shown once\n",
 				srv.cfg.data_dir);
 			goto out;
 		}
 		status = 0;
 		goto out;
 	}
-	if (srv.cfg.root_path &&
-	    trust_root_load(srv.cfg.root_path, &srv.root, err, sizeof(err))) {
+	if (srv.cfg.root_path && trust_root_load(srv.cfg.root_path, &srv.root, err, sizeof(err))) {
 		fprintf(stderr, "vigil-server: %s: %s\n", srv.cfg.root_path, err);
 		goto out;
 	}
-	if (fleet_open(srv.store, srv.cfg.heartbeat_seconds, now_seconds(), &srv.fleet, err, sizeof(err))) {
+	if (srv.cfg.tls_cert) {
+		int e = trust_file_read(srv.cfg.tls_cert, TLS_FILE_MAX, &srv.tls_cert);
+		const char *bad = e ? srv.cfg.tls_cert : NULL;
+		if (!e) {
+			e = trust_file_read(srv.cfg.tls_key, TLS_FILE_MAX, &srv.tls_key);
+			bad = e ? srv.cfg.tls_key : NULL;
+		}
+		if (e) {
+			fprintf(stderr, "vigil-server: %s: %s\n", bad, strerror(-e));
+			goto out;
+		}
+	}
+	if (fleet_open(srv.store, srv.cfg.heartbeat_seconds, now_seconds(), &srv.fleet, err,
+		       sizeof(err))) {
 		fprintf(stderr, "vigil-server: %s\n", err);
 		goto out;
 	}
@@ -357,8 +399,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vigil-server: %s\n", err);
 		goto out;
 	}
-	fprintf(stderr, "vigil-server: listening on port %u, store %s in %s, %u threads\n",
-		srv.port, srv.store->ops->name, srv.cfg.data_dir, srv.cfg.threads);
+	fprintf(stderr, "vigil-server: listening on port %u (%s), store %s in %s, %u threads\n",
+		srv.port, srv.tls_cert.len ? "https" : "http", srv.store->ops->name,
+		srv.cfg.data_dir, srv.cfg.threads);
 	fflush(stderr);
 	for (;;) {
 		struct timespec ts;
@@ -379,6 +422,10 @@ out:
 	trust_root_free(srv.root);
 	store_close(srv.store);
 	json_decref(config_doc);
+	buf_release(&srv.tls_cert);
+	if (srv.tls_key.data)
+		sodium_memzero(srv.tls_key.data, srv.tls_key.len);
+	buf_release(&srv.tls_key);
 	if (status == 0 && !o.init)
 		fprintf(stderr, "vigil-server: stopped\n");
 	return status;

@@ -111,8 +111,8 @@ bool proto_hash_ok(const char *s, size_t len)
 
 /* --- typed getters: each returns 0 (absent leaves *out alone), or -EINVAL with a reason --- */
 
-static int get_string(json_t *o, const char *key, char *out, size_t size, bool required,
-		      char *err, size_t errlen)
+static int get_string(json_t *o, const char *key, char *out, size_t size, bool required, char *err,
+		      size_t errlen)
 {
 	json_t *v = json_object_get(o, key);
 	size_t n;
@@ -167,8 +167,8 @@ static int get_bool(json_t *o, const char *key, bool *out, char *err, size_t err
 	return 0;
 }
 
-static int get_number(json_t *o, const char *key, double min, double max, double *out,
-		      char *err, size_t errlen)
+static int get_number(json_t *o, const char *key, double min, double max, double *out, char *err,
+		      size_t errlen)
 {
 	json_t *v = json_object_get(o, key);
 	double x;
@@ -198,8 +198,7 @@ int proto_parse_enroll(const char *body, size_t len, struct proto_enroll *out, c
 	if (ret)
 		return ret;
 	if ((ret = get_string(j, "token", e.token, sizeof(e.token), true, err, errlen)) ||
-	    (ret = get_string(j, "hostname", e.hostname, sizeof(e.hostname), false, err,
-			      errlen)) ||
+	    (ret = get_string(j, "hostname", e.hostname, sizeof(e.hostname), false, err, errlen)) ||
 	    (ret = get_string(j, "sensor_version", e.sensor_version, sizeof(e.sensor_version),
 			      false, err, errlen)))
 		goto out;
@@ -230,8 +229,8 @@ int proto_parse_heartbeat(const char *body, size_t len, struct store_health *out
 		return ret;
 	v = json_object_get(j, "content_version");
 	if (v && !json_is_null(v)) {
-		if ((ret = get_int(j, "content_version", 1, (int64_t)BUNDLE_MAX_VERSION, &cv,
-				   false, err, errlen)))
+		if ((ret = get_int(j, "content_version", 1, (int64_t)BUNDLE_MAX_VERSION, &cv, false,
+				   err, errlen)))
 			goto out;
 		h.has_content = true;
 		h.content_version = (uint64_t)cv;
@@ -239,16 +238,15 @@ int proto_parse_heartbeat(const char *body, size_t len, struct store_health *out
 	if ((ret = get_string(j, "sensor_version", h.sensor_version, sizeof(h.sensor_version),
 			      false, err, errlen)) ||
 	    (ret = get_string(j, "hostname", h.hostname, sizeof(h.hostname), false, err, errlen)) ||
-	    (ret = get_int(j, "uptime_seconds", 0, PROTO_MAX_COUNTER, &h.uptime_seconds, false,
-			   err, errlen)) ||
-	    (ret = get_int(j, "restarts", 0, PROTO_MAX_COUNTER, &h.restarts, false, err,
+	    (ret = get_int(j, "uptime_seconds", 0, PROTO_MAX_COUNTER, &h.uptime_seconds, false, err,
 			   errlen)) ||
+	    (ret = get_int(j, "restarts", 0, PROTO_MAX_COUNTER, &h.restarts, false, err, errlen)) ||
 	    (ret = get_int(j, "crash_loop_reverts", 0, PROTO_MAX_COUNTER, &h.crash_loop_reverts,
 			   false, err, errlen)) ||
 	    (ret = get_int(j, "drops", 0, PROTO_MAX_COUNTER, &h.drops, false, err, errlen)) ||
 	    (ret = get_int(j, "alerts", 0, PROTO_MAX_COUNTER, &h.alerts, false, err, errlen)) ||
-	    (ret = get_int(j, "rss_bytes", 0, PROTO_MAX_COUNTER, &h.rss_bytes, false, err,
-			   errlen)) ||
+	    (ret =
+		 get_int(j, "rss_bytes", 0, PROTO_MAX_COUNTER, &h.rss_bytes, false, err, errlen)) ||
 	    (ret = get_number(j, "cpu_percent", 0.0, 100000.0, &h.cpu_percent, err, errlen)))
 		goto out;
 	q = json_object_get(j, "quarantined");
@@ -316,7 +314,8 @@ void proto_batch_free(struct proto_batch *b)
 
 static int cmp_seq(const void *a, const void *b)
 {
-	int64_t x = ((const struct proto_record *)a)->seq, y = ((const struct proto_record *)b)->seq;
+	int64_t x = ((const struct proto_record *)a)->seq,
+		y = ((const struct proto_record *)b)->seq;
 	return x < y ? -1 : x > y;
 }
 
@@ -337,7 +336,8 @@ static void record_keys(json_t *data, struct proto_record *r)
 	}
 	if (json_is_object(rule)) {
 		json_t *id = json_object_get(rule, "id");
-		if (json_is_string(id) && proto_name_ok(json_string_value(id), json_string_length(id)))
+		if (json_is_string(id) &&
+		    proto_name_ok(json_string_value(id), json_string_length(id)))
 			memcpy(r->rule_id, json_string_value(id), json_string_length(id) + 1);
 	}
 }
@@ -430,8 +430,8 @@ out:
 
 static int parse_hhmm(const char *s, uint16_t *minute)
 {
-	if (strlen(s) != 5 || s[2] != ':' || s[0] < '0' || s[0] > '2' || s[1] < '0' ||
-	    s[1] > '9' || s[3] < '0' || s[3] > '5' || s[4] < '0' || s[4] > '9')
+	if (strlen(s) != 5 || s[2] != ':' || s[0] < '0' || s[0] > '2' || s[1] < '0' || s[1] > '9' ||
+	    s[3] < '0' || s[3] > '5' || s[4] < '0' || s[4] > '9')
 		return -EINVAL;
 	int h = (s[0] - '0') * 10 + (s[1] - '0'), m = (s[3] - '0') * 10 + (s[4] - '0');
 	if (h > 24 || (h == 24 && m != 0))
@@ -462,7 +462,8 @@ static int parse_windows(json_t *w, struct store_policy *p, char *err, size_t er
 		    get_string(x, "end", end, sizeof(end), true, err, errlen) ||
 		    parse_hhmm(start, &win->start_minute) || parse_hhmm(end, &win->end_minute))
 			return fail(err, errlen,
-				    "maintenance_windows[%zu]: \"start\" and \"end\" must be HH:MM", i);
+				    "maintenance_windows[%zu]: \"start\" and \"end\" must be HH:MM",
+				    i);
 		if (win->start_minute % 1440 == win->end_minute % 1440)
 			return fail(err, errlen, "maintenance_windows[%zu] is empty", i);
 		p->n_windows = i + 1;
@@ -482,8 +483,8 @@ int proto_parse_policy(const char *body, size_t len, struct store_policy *out, c
 	if (ret)
 		return ret;
 	if ((ret = get_int(j, "ring", 0, PROTO_MAX_RING, &ring, false, err, errlen)) ||
-	    (ret = get_int(j, "delay_hours", 0, PROTO_MAX_DELAY_HOURS, &delay, false, err,
-			   errlen)) ||
+	    (ret =
+		 get_int(j, "delay_hours", 0, PROTO_MAX_DELAY_HOURS, &delay, false, err, errlen)) ||
 	    (ret = get_bool(j, "paused", &p.paused, err, errlen)) ||
 	    (ret = get_bool(j, "approval_required", &p.approval_required, err, errlen)))
 		goto out;
@@ -513,15 +514,17 @@ out:
 
 int proto_policy_json(const struct store_policy *p, struct buf *out)
 {
-	int ret = buf_printf(out, "{\"ring\":%u,\"delay_hours\":%u,\"pin\":", p->ring,
-			     p->delay_hours);
+	int ret =
+	    buf_printf(out, "{\"ring\":%u,\"delay_hours\":%u,\"pin\":", p->ring, p->delay_hours);
 	if (!ret)
 		ret = p->has_pin ? buf_printf(out, "%llu", (unsigned long long)p->pin)
 				 : buf_append_str(out, "null");
 	if (!ret)
-		ret = buf_printf(out, ",\"paused\":%s,\"approval_required\":%s,"
-				      "\"maintenance_windows\":[",
-				 p->paused ? "true" : "false", p->approval_required ? "true" : "false");
+		ret = buf_printf(out,
+				 ",\"paused\":%s,\"approval_required\":%s,"
+				 "\"maintenance_windows\":[",
+				 p->paused ? "true" : "false",
+				 p->approval_required ? "true" : "false");
 	for (size_t i = 0; !ret && i < p->n_windows; i++) {
 		const struct store_window *w = &p->windows[i];
 		ret = buf_printf(out, "%s{\"start\":\"%02u:%02u\",\"end\":\"%02u:%02u\"}",
@@ -577,10 +580,12 @@ static int parse_gates(json_t *g, struct proto_gates *out, char *err, size_t err
 		{
 			size_t k;
 			for (k = 0; k < PROTO_GATE_COUNT; k++)
-				if (json_is_string(x) && strcmp(json_string_value(x), gate_names[k]) == 0)
+				if (json_is_string(x) &&
+				    strcmp(json_string_value(x), gate_names[k]) == 0)
 					break;
 			if (k == PROTO_GATE_COUNT)
-				return fail(err, errlen, "gates.disabled[%zu] is not a gate name", i);
+				return fail(err, errlen, "gates.disabled[%zu] is not a gate name",
+					    i);
 			out->disabled |= 1u << k;
 		}
 	}
@@ -636,8 +641,8 @@ int proto_parse_rollout_start(const char *body, size_t len, struct proto_rollout
 				goto out;
 			}
 			if (!(pct > 0.0)) {
-				ret = fail(err, errlen, "plan[%zu]: \"percent\" must be in (0, 100]",
-					   i);
+				ret = fail(err, errlen,
+					   "plan[%zu]: \"percent\" must be in (0, 100]", i);
 				goto out;
 			}
 			s->ring = (unsigned)ring;
@@ -720,7 +725,8 @@ int proto_parse_token_request(const char *body, size_t len, bool enrollment,
 				   false, err, errlen)))
 			goto out;
 		if (!proto_name_ok(t.group, strlen(t.group))) {
-			ret = fail(err, errlen, "\"group\" must be 1..%d characters of [A-Za-z0-9._-]",
+			ret = fail(err, errlen,
+				   "\"group\" must be 1..%d characters of [A-Za-z0-9._-]",
 				   STORE_NAME_BYTES - 1);
 			goto out;
 		}
@@ -729,8 +735,9 @@ int proto_parse_token_request(const char *body, size_t len, bool enrollment,
 		    (ret = get_string(j, "role", role, sizeof(role), true, err, errlen)))
 			goto out;
 		if (!proto_name_ok(t.name, strlen(t.name))) {
-			ret = fail(err, errlen, "\"name\" must be 1..%d characters of [A-Za-z0-9._-]",
-				   STORE_NAME_BYTES - 1);
+			ret =
+			    fail(err, errlen, "\"name\" must be 1..%d characters of [A-Za-z0-9._-]",
+				 STORE_NAME_BYTES - 1);
 			goto out;
 		}
 		if (proto_role_parse(role, &t.role)) {

@@ -18,14 +18,14 @@
 /* Quarantined versions one heartbeat may report. */
 #define PROTO_MAX_QUARANTINED STORE_MAX_QUARANTINED
 /* Records (alerts or events) in one upload batch, and bytes of one record as stored. */
-#define PROTO_MAX_BATCH 5000u
+#define PROTO_MAX_BATCH	       5000u
 #define PROTO_MAX_RECORD_BYTES (64u * 1024u)
 /* Steps of a rollout plan and maintenance windows of a policy. */
 #define PROTO_MAX_PLAN_STEPS 16u
-#define PROTO_MAX_WINDOWS STORE_MAX_WINDOWS
+#define PROTO_MAX_WINDOWS    STORE_MAX_WINDOWS
 /* Largest bake time of one plan step (30 days) and delay of a policy (one year). */
 #define PROTO_MAX_BAKE_SECONDS (30ll * 86400)
-#define PROTO_MAX_DELAY_HOURS 8760u
+#define PROTO_MAX_DELAY_HOURS  8760u
 /* Rings are 0 (internal) .. PROTO_MAX_RING. */
 #define PROTO_MAX_RING 7u
 /* The controller's health gates, in its order (lib/rollout.h ROLLOUT_GATES). */
@@ -72,8 +72,8 @@ int proto_parse_heartbeat(const char *body, size_t len, struct store_health *out
 
 /* One record of an upload batch, its JSON re-serialized compactly (owned by the batch). */
 struct proto_record {
-	int64_t seq;	      /* >= 1, unique within the batch */
-	int64_t at;	      /* @timestamp in seconds since the epoch, or 0 when absent */
+	int64_t seq; /* >= 1, unique within the batch */
+	int64_t at;  /* @timestamp in seconds since the epoch, or 0 when absent */
 	char rule_id[STORE_NAME_BYTES]; /* rule.id of an alert, or "" */
 	char *json;
 	size_t json_len;
@@ -98,8 +98,9 @@ void proto_batch_free(struct proto_batch *b);
 /*
  * A group policy: {"ring": n, "delay_hours": n, "pin": n|null, "paused": b,
  * "approval_required": b, "maintenance_windows": [{"start": "HH:MM", "end": "HH:MM"}]}
- * (daily, UTC; a window whose end is before its start runs past midnight). Keys not given keep the value in @out, so a caller can pass the current policy
- * to update it. Returns 0 or -EINVAL with a reason; @out is unchanged on error.
+ * (daily, UTC; a window whose end is before its start runs past midnight). Keys not given keep the
+ * value in @out, so a caller can pass the current policy to update it. Returns 0 or -EINVAL with a
+ * reason; @out is unchanged on error.
  */
 int proto_parse_policy(const char *body, size_t len, struct store_policy *out, char *err,
 		       size_t errlen);
@@ -145,7 +146,7 @@ int proto_parse_group_ref(const char *body, size_t len, char group[STORE_NAME_BY
 
 struct proto_token_request {
 	char name[STORE_NAME_BYTES];
-	enum store_role role; /* admin tokens */
+	enum store_role role;	      /* admin tokens */
 	char group[STORE_NAME_BYTES]; /* enrollment tokens */
 	int64_t uses;		      /* enrollment tokens: 0 = unlimited */
 	int64_t expires_seconds;      /* 0 = never */

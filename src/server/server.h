@@ -16,16 +16,18 @@
 #define SERVER_VERSION "0.1.0"
 
 /* Bytes of a request body, per kind of request (413 past them). */
-#define SERVER_DEFAULT_MAX_BODY (64u * 1024u)	     /* enroll, heartbeat, admin JSON */
+#define SERVER_DEFAULT_MAX_BODY	  (64u * 1024u)		/* enroll, heartbeat, admin JSON */
 #define SERVER_DEFAULT_MAX_UPLOAD (16u * 1024u * 1024u) /* alert and event batches */
 /* Bytes of one reply built in memory. */
-#define SERVER_MAX_REPLY (64u * 1024u * 1024u)
+#define SERVER_MAX_REPLY		 (64u * 1024u * 1024u)
 #define SERVER_DEFAULT_HEARTBEAT_SECONDS 60u
 
 struct server_config {
 	const char *data_dir;
 	const char *listen;    /* "ADDR:PORT", "[ADDR]:PORT" */
 	const char *root_path; /* trust root releases are verified against; NULL: none */
+	const char *tls_cert;  /* PEM certificate chain and key: HTTPS when both are set */
+	const char *tls_key;
 	unsigned threads;
 	unsigned heartbeat_seconds; /* told to agents */
 	double tick_seconds;	    /* controller tick */
@@ -44,8 +46,9 @@ struct server {
 	struct trust_root *root;
 	struct fleet *fleet;
 	struct MHD_Daemon *mhd;
-	char bundles_dir[PATH_MAX]; /* DATA/bundles: one file per bundle, named by its hash */
-	unsigned port;		    /* bound port */
+	char bundles_dir[PATH_MAX];   /* DATA/bundles: one file per bundle, named by its hash */
+	struct buf tls_cert, tls_key; /* PEM, held for the daemon's lifetime */
+	unsigned port;		      /* bound port */
 };
 
 /* Who made a request, once authenticated. */

@@ -12,17 +12,17 @@
 #include <stdint.h>
 
 /* Sizes with the terminating NUL. */
-#define STORE_ID_BYTES	    40	/* agent and token ids: 32 hex digits */
-#define STORE_TOKEN_BYTES   128 /* "ID.SECRET" as presented */
-#define STORE_NAME_BYTES    64	/* group, token and rule names */
-#define STORE_HOST_BYTES    256
-#define STORE_VERSION_BYTES 64 /* sensor versions "MAJOR.MINOR.PATCH" */
-#define STORE_HASH_BYTES    65 /* 64 hex digits of BLAKE2b-256 */
-#define STORE_STATE_BYTES   16 /* rollout state names */
-#define STORE_SECRET_HASH   32 /* BLAKE2b-256 of a secret */
+#define STORE_ID_BYTES	      40  /* agent and token ids: 32 hex digits */
+#define STORE_TOKEN_BYTES     128 /* "ID.SECRET" as presented */
+#define STORE_NAME_BYTES      64  /* group, token and rule names */
+#define STORE_HOST_BYTES      256
+#define STORE_VERSION_BYTES   64 /* sensor versions "MAJOR.MINOR.PATCH" */
+#define STORE_HASH_BYTES      65 /* 64 hex digits of BLAKE2b-256 */
+#define STORE_STATE_BYTES     16 /* rollout state names */
+#define STORE_SECRET_HASH     32 /* BLAKE2b-256 of a secret */
 #define STORE_MAX_QUARANTINED 16u
-#define STORE_MAX_WINDOWS   4u
-#define STORE_TRACK_BYTES   64 /* the controller's memory of one agent */
+#define STORE_MAX_WINDOWS     4u
+#define STORE_TRACK_BYTES     64 /* the controller's memory of one agent */
 
 enum store_role { ROLE_VIEWER = 0, ROLE_OPERATOR = 1, ROLE_ADMIN = 2 };
 enum store_token_kind { TOKEN_ADMIN = 0, TOKEN_ENROLL = 1 };
@@ -34,9 +34,9 @@ struct store_token {
 	enum store_token_kind kind;
 	uint8_t secret_hash[STORE_SECRET_HASH];
 	char name[STORE_NAME_BYTES];
-	enum store_role role;	     /* admin tokens */
+	enum store_role role;	      /* admin tokens */
 	char group[STORE_NAME_BYTES]; /* enrollment tokens: the group new agents join */
-	int64_t uses_left;	     /* enrollment tokens: -1 unlimited */
+	int64_t uses_left;	      /* enrollment tokens: -1 unlimited */
 	int64_t created;
 	int64_t expires; /* 0 never */
 	bool revoked;
@@ -119,7 +119,7 @@ struct store_rollout {
 	char state[STORE_STATE_BYTES];
 	int64_t created;
 	int64_t updated;
-	char *meta;	   /* JSON: approvals and other notes of the server */
+	char *meta;	  /* JSON: approvals and other notes of the server */
 	char *controller; /* the controller's snapshot (base64) */
 };
 

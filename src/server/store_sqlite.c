@@ -14,7 +14,7 @@
 #include "proto.h"
 #include "store.h"
 
-#define DB_FILE "vigil.db"
+#define DB_FILE		  "vigil.db"
 #define SCHEMA_VERSION_DB "1"
 
 static const char schema_sql[] =
@@ -56,9 +56,9 @@ static const char schema_sql[] =
     " who TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, result TEXT NOT NULL);"
     "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '" SCHEMA_VERSION_DB "');";
 
-#define AGENT_COLS                                                                              \
-	"id, secret_hash, grp, enrolled_at, last_seen, heartbeats, has_content, content_version," \
-	" sensor_version, uptime, restarts, crash_loop_reverts, quarantined, liveness_ok,"       \
+#define AGENT_COLS                                                                                 \
+	"id, secret_hash, grp, enrolled_at, last_seen, heartbeats, has_content, content_version,"  \
+	" sensor_version, uptime, restarts, crash_loop_reverts, quarantined, liveness_ok,"         \
 	" liveness_failed, liveness_last, drops, alerts, cpu, rss, hostname, track"
 
 /* Statements prepared once and kept. */
@@ -114,13 +114,14 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_AGENT_ADD] = "INSERT INTO agents(" AGENT_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
 		    " ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
     [S_AGENT_GET] = "SELECT " AGENT_COLS " FROM agents WHERE id = ?1",
-    [S_AGENT_HB] = "UPDATE agents SET last_seen = ?2, heartbeats = heartbeats + 1,"
-		   " has_content = ?3, content_version = ?4,"
-		   " sensor_version = CASE WHEN ?5 = '' THEN sensor_version ELSE ?5 END, uptime = ?6,"
-		   " restarts = ?7, crash_loop_reverts = ?8, quarantined = ?9, liveness_ok = ?10,"
-		   " liveness_failed = ?11, liveness_last = ?12, drops = ?13, alerts = ?14,"
-		   " cpu = ?15, rss = ?16, hostname = CASE WHEN ?17 = '' THEN hostname ELSE ?17 END,"
-		   " track = ?18 WHERE id = ?1",
+    [S_AGENT_HB] =
+	"UPDATE agents SET last_seen = ?2, heartbeats = heartbeats + 1,"
+	" has_content = ?3, content_version = ?4,"
+	" sensor_version = CASE WHEN ?5 = '' THEN sensor_version ELSE ?5 END, uptime = ?6,"
+	" restarts = ?7, crash_loop_reverts = ?8, quarantined = ?9, liveness_ok = ?10,"
+	" liveness_failed = ?11, liveness_last = ?12, drops = ?13, alerts = ?14,"
+	" cpu = ?15, rss = ?16, hostname = CASE WHEN ?17 = '' THEN hostname ELSE ?17 END,"
+	" track = ?18 WHERE id = ?1",
     [S_AGENT_GROUP] = "UPDATE agents SET grp = ?2 WHERE id = ?1",
     [S_AGENT_LIST] = "SELECT " AGENT_COLS " FROM agents WHERE id > ?1 ORDER BY id LIMIT ?2",
     [S_AGENT_LIST_GROUP] = "SELECT " AGENT_COLS " FROM agents WHERE grp = ?3 AND id > ?1"
@@ -976,8 +977,9 @@ static int sq_records_query(struct store *st, const struct store_record_query *r
 		     "SELECT agent_id, seq, at, received, rule_id, body FROM %s WHERE 1%s%s%s%s"
 		     " ORDER BY at DESC, rowid DESC LIMIT ?5",
 		     rq->kind == RECORD_ALERT ? "alerts" : "events",
-		     rq->agent_id ? " AND agent_id = ?1" : "", rq->rule_id ? " AND rule_id = ?2" : "",
-		     rq->since ? " AND at >= ?3" : "", rq->until ? " AND at <= ?4" : "");
+		     rq->agent_id ? " AND agent_id = ?1" : "",
+		     rq->rule_id ? " AND rule_id = ?2" : "", rq->since ? " AND at >= ?3" : "",
+		     rq->until ? " AND at <= ?4" : "");
 	if (n < 0 || (size_t)n >= sizeof(sql))
 		return -EINVAL;
 	lock(s);
@@ -1139,7 +1141,8 @@ int store_sqlite_open(const char *dir, struct store **out, char *err, size_t err
 				 SQLITE_OPEN_NOFOLLOW,
 			     NULL);
 	if (rc != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
+		snprintf(err, errlen, "%s: %s", path,
+			 s->db ? sqlite3_errmsg(s->db) : "cannot open");
 		ret = -EIO;
 		goto out_close;
 	}

@@ -34,10 +34,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (proto_policy_json(&p, &out))
 		abort();
 	memset(&back, 0, sizeof(back));
-	if (proto_parse_policy(out.data, out.len, &back, err, sizeof(err)) ||
-	    back.ring != p.ring || back.delay_hours != p.delay_hours || back.has_pin != p.has_pin ||
-	    back.pin != p.pin || back.paused != p.paused ||
-	    back.approval_required != p.approval_required || back.n_windows != p.n_windows)
+	if (proto_parse_policy(out.data, out.len, &back, err, sizeof(err)) || back.ring != p.ring ||
+	    back.delay_hours != p.delay_hours || back.has_pin != p.has_pin || back.pin != p.pin ||
+	    back.paused != p.paused || back.approval_required != p.approval_required ||
+	    back.n_windows != p.n_windows)
 		abort();
 	for (size_t i = 0; i < p.n_windows; i++)
 		if (back.windows[i].start_minute != p.windows[i].start_minute ||

@@ -20,8 +20,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		for (size_t i = 0; i < r.n_steps; i++) {
 			const struct proto_plan_step *s = &r.steps[i];
-			if (s->ring > PROTO_MAX_RING || !(s->percent > 0.0 && s->percent <= 100.0) ||
-			    s->bake_seconds < 0 || s->bake_seconds > PROTO_MAX_BAKE_SECONDS)
+			if (s->ring > PROTO_MAX_RING ||
+			    !(s->percent > 0.0 && s->percent <= 100.0) || s->bake_seconds < 0 ||
+			    s->bake_seconds > PROTO_MAX_BAKE_SECONDS)
 				abort();
 			if (i && (s->ring < r.steps[i - 1].ring ||
 				  (s->ring == r.steps[i - 1].ring &&

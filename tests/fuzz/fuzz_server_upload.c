@@ -23,7 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t i = 0; i < b.n; i++) {
 			const struct proto_record *r = &b.records[i];
 			if (r->seq < 1 || (i && r->seq <= b.records[i - 1].seq) ||
-			    r->json_len > PROTO_MAX_RECORD_BYTES || strlen(r->json) != r->json_len ||
+			    r->json_len > PROTO_MAX_RECORD_BYTES ||
+			    strlen(r->json) != r->json_len ||
 			    !memchr(r->rule_id, '\0', sizeof(r->rule_id)))
 				abort();
 			json_t *j = json_loadb(r->json, r->json_len, 0, NULL);

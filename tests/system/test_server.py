@@ -10,14 +10,16 @@ import os
 import pathlib
 import random
 import re
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 
 import pytest
 
-from conftest import BUILD, VIGIL
+from conftest import BUILD, VIGIL, need
 
 SERVER = BUILD / "vigil-server"
 
@@ -767,3 +769,195 @@ def test_cli_over_the_admin_api(fleet, keys, tmp_path):
     for noun in ("agents", "groups", "releases", "rollouts", "alerts", "tokens", "audit"):
         res = run(VIGIL, noun, "--help")
         assert res.returncode == 0 and "--server" in res.stdout, noun
+
+
+# --- HTTPS ---
+
+def test_https(tmp_path):
+    need(shutil.which("openssl") is not None, "openssl is not installed (makes the test cert)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    res = run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+              "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+              "-addext", "subjectAltName=IP:127.0.0.1")
+    assert res.returncode == 0, res.stderr
+    s = Server(tmp_path / "data", extra=["--tls-cert", cert, "--tls-key", key]).start()
+    try:
+        assert "(https)" in s.stderr()
+        ctx = ssl.create_default_context(cafile=str(cert))
+        conn = http.client.HTTPSConnection("127.0.0.1", s.port, context=ctx, timeout=30)
+        conn.request("GET", "/api/v1/admin/agents", headers={"Authorization": f"Bearer {s.admin}"})
+        resp = conn.getresponse()
+        assert resp.status == 200 and json.loads(resp.read())["agents"] == []
+        conn.close()
+        res = run(VIGIL, "agents", "list", "--server", f"https://127.0.0.1:{s.port}",
+                  "--token", s.admin, "--cacert", cert)
+        assert res.returncode == 0, res.stderr
+        # without the CA the client refuses the server, on one line
+        res = run(VIGIL, "agents", "list", "--server", f"https://127.0.0.1:{s.port}",
+                  "--token", s.admin)
+        assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
+        assert s.alive()
+    finally:
+        assert s.stop() == 0
+    # one of the two files alone is a usage error
+    res = run(SERVER, "--data", tmp_path / "d2", "--tls-cert", cert)
+    assert res.returncode == 2 and "go together" in res.stderr
+    assert not (tmp_path / "d2").exists()
+
+
+# --- the agent's uplink ---
+
+AGENT = BUILD / "vigil-agent"
+
+
+def marker_event(i, path="/tmp/server-test-marker"):
+    return json.dumps({"@timestamp": f"2026-01-01T00:{i // 60 % 60:02d}:{i % 60:02d}.000Z",
+                       "event": {"kind": "event", "action": "exec", "category": "process",
+                                 "sequence": i},
+                       "process": {"pid": 10000 + i, "executable": path,
+                                   "name": os.path.basename(path)}}) + "\n"
+
+
+class FeedAgent:
+    """vigil-agent on a replay FIFO, so that the test decides when events happen."""
+
+    def __init__(self, tmp_path, args):
+        if not os.access(AGENT, os.X_OK):
+            pytest.fail(f"{AGENT} is missing: run make first", pytrace=False)
+        self.fifo = tmp_path / "feed"
+        os.mkfifo(self.fifo)
+        self.out = open(tmp_path / "agent.out", "wb")
+        self.err_path = tmp_path / "agent.err"
+        self.err = open(self.err_path, "wb")
+        self.proc = subprocess.Popen([str(AGENT), "--source", f"replay:{self.fifo}", *args],
+                                     stdout=self.out, stderr=self.err,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.feed = None
+        deadline = time.monotonic() + 30
+        while self.feed is None and time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"agent exited {self.proc.returncode}: {self.stderr()}")
+            try:
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+                self.feed = os.fdopen(fd, "w")
+            except OSError:
+                time.sleep(0.05)
+        assert self.feed, f"the agent never opened its feed: {self.stderr()}"
+
+    def stderr(self):
+        return self.err_path.read_text(errors="replace")
+
+    def send(self, lines):
+        os.set_blocking(self.feed.fileno(), True)
+        self.feed.write("".join(lines))
+        self.feed.flush()
+
+    def stop(self):
+        """Ends the feed: the agent finishes, uploads what it can and exits."""
+        if self.feed:
+            self.feed.close()
+            self.feed = None
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"the agent did not exit: {self.stderr()}")
+        self.out.close()
+        self.err.close()
+        return self.proc.returncode
+
+
+def alert_seqs(srv, agent_id):
+    alerts = srv.admin_call("GET", f"alerts?agent={agent_id}&limit=10000")["alerts"]
+    return sorted(a["seq"] for a in alerts), alerts
+
+
+def test_agent_uplink_loses_nothing_through_an_outage(tmp_path, keys):
+    s = Server(tmp_path / "data", extra=["--heartbeat-seconds", "1"]).start()
+    port = s.port
+    (tmp_path / "token").write_text(s.enroll + "\n")
+    agent = FeedAgent(tmp_path, ["--rules", keys / "rules", "--server",
+                                 f"http://127.0.0.1:{port}", "--state-dir",
+                                 tmp_path / "state", "--enroll-token-file",
+                                 tmp_path / "token"])
+    try:
+        agent.send([marker_event(i) for i in range(1, 51)])
+        agents = wait_for(lambda: s.admin_call("GET", "agents")["agents"], "enrollment")
+        aid = agents[0]["id"]
+        wait_for(lambda: len(alert_seqs(s, aid)[0]) == 50, "the first 50 alerts")
+        wait_for(lambda: s.admin_call("GET", f"agents/{aid}")["heartbeats"] > 0,
+                 "a heartbeat")
+        assert s.stop() == 0
+        # the server is away: alerts wait in the agent's spool
+        agent.send([marker_event(i) for i in range(51, 101)])
+        time.sleep(2)
+        s2 = Server(tmp_path / "data", extra=["--heartbeat-seconds", "1",
+                                               "--listen", f"127.0.0.1:{port}"])
+        s2.extra = [e for e in s2.extra]
+        s2.start()
+        s2.admin, s2.enroll = s.admin, s.enroll
+        try:
+            wait_for(lambda: len(alert_seqs(s2, aid)[0]) >= 100, "the spooled alerts",
+                     timeout=90)
+            agent.send([marker_event(i) for i in range(101, 111)])
+            wait_for(lambda: len(alert_seqs(s2, aid)[0]) >= 110, "the last alerts")
+            assert agent.stop() == 0, agent.stderr()
+            seqs, alerts = alert_seqs(s2, aid)
+            assert seqs == list(range(1, 111)), "an alert was lost or stored twice"
+            pids = sorted(a["data"]["process"]["pid"] for a in alerts)
+            assert pids == [10000 + i for i in range(1, 111)]
+            assert all(a["data"]["agent"]["id"] for a in alerts)
+            shown = s2.admin_call("GET", f"agents/{aid}")
+            assert shown["alerts"] >= 100 and shown["heartbeats"] >= 2
+            # the final metric line accounts for the spool: nothing evicted, nothing pending
+            last = [json.loads(x) for x in (tmp_path / "agent.out").read_text().splitlines()
+                    if x.startswith("{")]
+            assert last == [] or "uplink" not in last[-1].get("vigil", {}) or \
+                last[-1]["vigil"]["uplink"]["alerts_evicted"] == 0
+        finally:
+            s2.stop()
+    finally:
+        if agent.proc.poll() is None:
+            agent.stop()
+        s.stop()
+    # restarted, the agent keeps its identity and does not enroll again
+    creds = json.loads((tmp_path / "state" / "uplink.json").read_text())
+    assert creds["agent_id"] == aid and creds["clean"] is True
+    assert (tmp_path / "state" / "uplink.json").stat().st_mode & 0o077 == 0
+
+
+def test_agent_receives_content_through_a_rollout(tmp_path, keys):
+    s = Server(tmp_path / "data", root=keys / "root.json",
+               extra=["--heartbeat-seconds", "1"]).start()
+    try:
+        s.admin_call("PUT", "groups/canary", {"ring": 0})
+        tok = s.admin_call("POST", "enrollment-tokens", {"group": "canary"}, expect=201)
+        (tmp_path / "token").write_text(tok["token"])
+        rel = upload_release(s, make_bundle(keys, 30, tmp_path))
+        (tmp_path / "inbox").mkdir()
+        agent = FeedAgent(tmp_path, [
+            "--root", keys / "root.json", "--state-dir", tmp_path / "state",
+            "--content-dir", tmp_path / "inbox", "--health-window", "1",
+            "--liveness-interval", "1", "--server", f"http://127.0.0.1:{s.port}",
+            "--enroll-token-file", tmp_path / "token"])
+        try:
+            aid = wait_for(lambda: s.admin_call("GET", "agents")["agents"],
+                           "enrollment")[0]["id"]
+            r = s.admin_call("POST", "rollouts", {"release": rel["hash"], "plan": [
+                {"ring": 0, "percent": 100, "bake_seconds": 1},
+                {"ring": 2, "percent": 100, "bake_seconds": 1}]}, expect=201)
+            # the agent downloads it, activates it and says so in its next heartbeats
+            wait_for(lambda: s.admin_call("GET", f"agents/{aid}")["content_version"] == 30,
+                     "the agent to run the release", timeout=60)
+            wait_for(lambda: s.admin_call("GET", f"rollouts/{r['id']}")["state"] == "complete",
+                     "the rollout to complete", timeout=60)
+            # the release's rule now detects, and its alerts reach the server
+            agent.send([marker_event(i) for i in range(1, 4)])
+            wait_for(lambda: len(s.admin_call("GET", "alerts?rule=server-test-1")["alerts"]) == 3,
+                     "alerts of the release's rule")
+        finally:
+            assert agent.stop() == 0, agent.stderr()
+        assert "downloaded into the inbox" in agent.stderr()
+    finally:
+        s.stop()

@@ -481,13 +481,14 @@ static void test_pull_and_quarantine(void **state)
 
 /* --- gates --- */
 
-/* Runs the first @seconds of the rollout with @setup applied to ring 0 once it runs the
- * release; returns the first action. */
-static int run_ring0(struct rollout *r, int64_t seconds, void (*setup)(struct agent *, uint32_t))
+/* Runs seconds @from to @to of the rollout, @setup applied to every agent that runs the
+ * release before each of its heartbeats; returns the first action. */
+static int run_with(struct rollout *r, int64_t from, int64_t to,
+		    void (*setup)(struct agent *, uint32_t))
 {
 	int first = -1;
 
-	for (int64_t now = T0; now < T0 + seconds; now++) {
+	for (int64_t now = T0 + from; now < T0 + to; now++) {
 		for (uint32_t i = (uint32_t)(now % 60); i < N_AGENTS; i += 60) {
 			if (fleet[i].silent)
 				continue;
@@ -502,6 +503,12 @@ static int run_ring0(struct rollout *r, int64_t seconds, void (*setup)(struct ag
 			break;
 	}
 	return first;
+}
+
+/* The first @seconds of the rollout, as run_with(). */
+static int run_ring0(struct rollout *r, int64_t seconds, void (*setup)(struct agent *, uint32_t))
+{
+	return run_with(r, 0, seconds, setup);
 }
 
 static enum rollout_gate halt_gate(const struct rollout *r)
@@ -692,7 +699,7 @@ static void test_gate_alerts(void **state)
 	assert_true(ev[ROLLOUT_GATE_alerts].exposed_rate > 100 * ev[ROLLOUT_GATE_alerts].control_rate);
 	assert_int_equal(ev[ROLLOUT_GATE_alerts].verdict, ROLLOUT_PASS);
 	/* and without enough reports it is not promoted either */
-	assert_int_equal(run_ring0(r, 700, alerts_surge), -1);
+	assert_int_equal(run_with(r, 400, 700, alerts_surge), -1);
 	assert_int_equal(rollout_state(r), ROLLOUT_ROLLING);
 	assert_int_equal(rollout_step(r), 0);
 	/* the rest of ring 0 reports: the surge halts it */

@@ -50,9 +50,8 @@ static void json_bounds(void **state)
 	assert_int_equal(proto_json_object(S(text), &j, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "deeper"));
 	/* brackets inside strings do not count */
-	assert_int_equal(proto_json_object(S("{\"a\":\"[[[[[[[[[[[[[[[[[[[[[[[[\"}"), &j, err,
-					   sizeof(err)),
-			 0);
+	assert_int_equal(
+	    proto_json_object(S("{\"a\":\"[[[[[[[[[[[[[[[[[[[[[[[[\"}"), &j, err, sizeof(err)), 0);
 	json_decref(j);
 	(void)state;
 }
@@ -68,8 +67,10 @@ static void names_and_hashes(void **state)
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
 	assert_false(proto_name_ok(S(longname)));
-	assert_true(proto_hash_ok(S("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")));
-	assert_false(proto_hash_ok(S("0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef")));
+	assert_true(
+	    proto_hash_ok(S("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")));
+	assert_false(
+	    proto_hash_ok(S("0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef")));
 	assert_false(proto_hash_ok(S("0123")));
 	(void)state;
 }
@@ -132,7 +133,8 @@ static void heartbeat(void **state)
 	    {"{\"hostname\":\"a\\u0000b\"}", "NUL"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(proto_parse_heartbeat(S(bad[i][0]), &h, err, sizeof(err)), -EINVAL);
+		assert_int_equal(proto_parse_heartbeat(S(bad[i][0]), &h, err, sizeof(err)),
+				 -EINVAL);
 		if (!strstr(err, bad[i][1]))
 			fail_msg("%s: reason '%s' does not name %s", bad[i][0], err, bad[i][1]);
 		assert_null(strchr(err, '\n'));
@@ -214,9 +216,8 @@ static void policy(void **state)
 				      "[{\"start\":\"22:00\",\"end\":\"02:30\"}]}");
 	buf_release(&out);
 	/* keys not given keep their value; null clears */
-	assert_int_equal(proto_parse_policy(S("{\"pin\":null,\"paused\":false}"), &p, err,
-					    sizeof(err)),
-			 0);
+	assert_int_equal(
+	    proto_parse_policy(S("{\"pin\":null,\"paused\":false}"), &p, err, sizeof(err)), 0);
 	assert_false(p.has_pin);
 	assert_int_equal(p.ring, 1);
 	assert_int_equal(p.n_windows, 1);
@@ -280,8 +281,8 @@ static void rollout_start(void **state)
 		/* "%s" in a case stands for the release hash */
 		const char *at = strstr(bad[i][0], "%s");
 		if (at)
-			snprintf(text, sizeof(text), "%.*s%s%s", (int)(at - bad[i][0]), bad[i][0], h,
-				 at + 2);
+			snprintf(text, sizeof(text), "%.*s%s%s", (int)(at - bad[i][0]), bad[i][0],
+				 h, at + 2);
 		else
 			snprintf(text, sizeof(text), "%s", bad[i][0]);
 		assert_int_equal(proto_parse_rollout_start(S(text), &r, err, sizeof(err)), -EINVAL);
@@ -307,12 +308,14 @@ static void tokens_and_groups(void **state)
 	assert_int_equal(proto_parse_token_request(S("{}"), true, &t, err, sizeof(err)), 0);
 	assert_string_equal(t.group, "default");
 	assert_int_equal(t.uses, 0);
-	assert_int_equal(proto_parse_token_request(S("{\"group\":\"a b\"}"), true, &t, err,
-						   sizeof(err)),
-			 -EINVAL);
-	assert_int_equal(proto_parse_group_ref(S("{\"group\":\"canary\"}"), g, err, sizeof(err)), 0);
+	assert_int_equal(
+	    proto_parse_token_request(S("{\"group\":\"a b\"}"), true, &t, err, sizeof(err)),
+	    -EINVAL);
+	assert_int_equal(proto_parse_group_ref(S("{\"group\":\"canary\"}"), g, err, sizeof(err)),
+			 0);
 	assert_string_equal(g, "canary");
-	assert_int_equal(proto_parse_group_ref(S("{\"group\":\"\"}"), g, err, sizeof(err)), -EINVAL);
+	assert_int_equal(proto_parse_group_ref(S("{\"group\":\"\"}"), g, err, sizeof(err)),
+			 -EINVAL);
 	assert_int_equal(proto_role_parse("viewer", &role), 0);
 	assert_string_equal(proto_role_name(ROLE_ADMIN), "admin");
 	(void)state;
@@ -321,10 +324,10 @@ static void tokens_and_groups(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(json_bounds),	 cmocka_unit_test(names_and_hashes),
-	    cmocka_unit_test(enroll),		 cmocka_unit_test(heartbeat),
-	    cmocka_unit_test(batch),		 cmocka_unit_test(policy),
-	    cmocka_unit_test(rollout_start),	 cmocka_unit_test(tokens_and_groups),
+	    cmocka_unit_test(json_bounds),   cmocka_unit_test(names_and_hashes),
+	    cmocka_unit_test(enroll),	     cmocka_unit_test(heartbeat),
+	    cmocka_unit_test(batch),	     cmocka_unit_test(policy),
+	    cmocka_unit_test(rollout_start), cmocka_unit_test(tokens_and_groups),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

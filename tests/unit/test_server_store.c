@@ -165,14 +165,18 @@ static void records(void **state)
 	struct store_record_query q = {.kind = RECORD_ALERT};
 	size_t inserted = 99, n = 0;
 
-	assert_int_equal(st->ops->records_add(st, RECORD_ALERT, "agentA", r, 2, &inserted, 5000), 0);
+	assert_int_equal(st->ops->records_add(st, RECORD_ALERT, "agentA", r, 2, &inserted, 5000),
+			 0);
 	assert_int_equal(inserted, 2);
-	assert_int_equal(st->ops->records_add(st, RECORD_ALERT, "agentA", r, 3, &inserted, 5000), 0);
+	assert_int_equal(st->ops->records_add(st, RECORD_ALERT, "agentA", r, 3, &inserted, 5000),
+			 0);
 	assert_int_equal(inserted, 1);
 	/* the same sequence numbers from another agent, or as events, are new */
-	assert_int_equal(st->ops->records_add(st, RECORD_ALERT, "agentB", r, 1, &inserted, 5000), 0);
+	assert_int_equal(st->ops->records_add(st, RECORD_ALERT, "agentB", r, 1, &inserted, 5000),
+			 0);
 	assert_int_equal(inserted, 1);
-	assert_int_equal(st->ops->records_add(st, RECORD_EVENT, "agentA", r, 3, &inserted, 5000), 0);
+	assert_int_equal(st->ops->records_add(st, RECORD_EVENT, "agentA", r, 3, &inserted, 5000),
+			 0);
 	assert_int_equal(inserted, 3);
 	assert_int_equal(st->ops->records_query(st, &q, count_record, &n), 0);
 	assert_int_equal(n, 4);
