@@ -21,7 +21,11 @@
 #include "vigil.skel.h"
 
 /* Ring buffer between the programs and this source: 16 MiB holds some 50,000 exec records. */
-#define BPF_RINGBUF_BYTES (16u << 20)
+#define BPF_RINGBUF_BYTES (4u << 20)
+/* Pending bytes that wake the agent at once; fewer wait for its next timed poll. */
+#define BPF_WAKEUP_BYTES (BPF_RINGBUF_BYTES / 16)
+/* Longest a record waits in the ring buffer when it woke nobody. */
+#define BPF_POLL_MAX_MS 20
 
 #if (defined(__x86_64__) || defined(__aarch64__)) && !defined(SYS_fchmodat2)
 #define SYS_fchmodat2 452
@@ -355,6 +359,7 @@ static void configure(struct source *src)
 		src->wanted[PROG_MODULE_LOAD] = false;
 
 	skel->rodata->vg_self_tgid = (uint32_t)src->agent->self_pid;
+	skel->rodata->vg_wakeup_bytes = BPF_WAKEUP_BYTES;
 	memset((void *)skel->rodata->vg_nr_class, 0, sizeof(skel->rodata->vg_nr_class));
 	for (size_t i = 0; i < sizeof(syscall_classes) / sizeof(syscall_classes[0]); i++) {
 		long nr = syscall_classes[i].nr;
@@ -479,7 +484,10 @@ static int bpf_poll(struct source *src, int timeout_ms)
 	int ret;
 
 	src->handled = 0;
-	ret = ring_buffer__poll(src->rb, timeout_ms);
+	ret = ring_buffer__poll(src->rb, timeout_ms < BPF_POLL_MAX_MS ? timeout_ms : BPF_POLL_MAX_MS);
+	/* records below the wake-up mark signal nobody: collect them on every pass */
+	if (ret >= 0 || ret == -EINTR)
+		ret = ring_buffer__consume(src->rb);
 	if (ret == -EINTR)
 		return src->handled;
 	return ret < 0 ? ret : src->handled;

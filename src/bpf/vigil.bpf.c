@@ -38,6 +38,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by user space before loading. */
 const volatile __u32 vg_self_tgid = 0;
+/* Bytes waiting in the ring buffer before a record wakes the agent; below it the agent finds
+ * the records on its next timed poll. One wake-up per record costs more than the record. */
+const volatile __u64 vg_wakeup_bytes = 0;
 /* syscall number -> enum vg_syscall; 0 for every syscall nobody asked for */
 const volatile __u8 vg_nr_class[VG_NR_SLOTS] = {};
 
@@ -603,7 +606,10 @@ __noinline int vg_submit(__u32 action)
 	if (size < sizeof(struct vg_hdr) || size > VG_RECORD_MAX)
 		return -1;
 	((struct vg_hdr *)s->rec)->size = (__u32)size;
-	if (bpf_ringbuf_output(&vg_events, s->rec, size, 0)) {
+	__u64 flags = bpf_ringbuf_query(&vg_events, BPF_RB_AVAIL_DATA) >= vg_wakeup_bytes
+			      ? BPF_RB_FORCE_WAKEUP
+			      : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&vg_events, s->rec, size, flags)) {
 		count_drop(VG_DROP_RINGBUF_FULL, action);
 		return -1;
 	}
