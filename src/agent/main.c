@@ -124,9 +124,10 @@ static void on_alert(void *ctx, const struct rule_info *rule, const struct event
 
 	agent->counters.alerts++;
 	if (rule->kill && agent->source_ops != &source_replay_ops) {
-		/* responses stay in audit mode while new content is on trial */
-		enum response_result r = agent->content_on_trial ? RESPONSE_AUDITED
-								 : response_kill(agent, rule, ev);
+		/* responses stay in audit mode while new content is on trial, and while the
+		 * server says the release it belongs to still bakes */
+		bool audit = agent->content_on_trial || uplink_audit_mode(agent->uplink);
+		enum response_result r = audit ? RESPONSE_AUDITED : response_kill(agent, rule, ev);
 		agent->counters.responses[r]++;
 		fprintf(stderr, "vigil-agent: rule %s: kill response %s\n", rule->id,
 			response_result_name(r));

@@ -48,6 +48,7 @@ struct uplink {
 	bool stop;
 	uint64_t alerts_raised;
 	uint64_t drops;	    /* events the source lost, from its metrics */
+	bool audit_mode;    /* the server's word on the content the agent runs */
 	double drops_at;    /* main thread: when the drops were last read */
 	struct buf scratch; /* main thread: the source's metrics */
 	char agent_id[64];
@@ -407,7 +408,17 @@ static int heartbeat(struct uplink *u, struct buf *reply)
 	    u->opt.heartbeat <= 0)
 		u->interval = (double)json_integer_value(hs);
 	pthread_mutex_unlock(&u->lock);
-	follow_content(u, json_object_get(j, "content"));
+	json_t *content = json_object_get(j, "content");
+	json_t *v = json_object_get(content, "version");
+	bool audit = json_is_true(json_object_get(content, "audit_mode")) && json_is_integer(v) &&
+		     u->st->has_active && (uint64_t)json_integer_value(v) == u->st->active;
+	pthread_mutex_lock(&u->lock);
+	if (audit != u->audit_mode)
+		fprintf(stderr, "vigil-agent: uplink: kill responses %s\n",
+			audit ? "in audit mode while the release bakes" : "active again");
+	u->audit_mode = audit;
+	pthread_mutex_unlock(&u->lock);
+	follow_content(u, content);
 	ret = 0;
 out:
 	json_decref(j);
@@ -712,6 +723,18 @@ void uplink_publish(struct uplink *u, const struct agent *agent)
 	if (fresh)
 		u->drops = drops;
 	pthread_mutex_unlock(&u->lock);
+}
+
+bool uplink_audit_mode(struct uplink *u)
+{
+	bool audit;
+
+	if (!u)
+		return false;
+	pthread_mutex_lock(&u->lock);
+	audit = u->audit_mode;
+	pthread_mutex_unlock(&u->lock);
+	return audit;
 }
 
 bool uplink_wants_events(const struct uplink *u)

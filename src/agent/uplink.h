@@ -50,6 +50,12 @@ void uplink_record(struct uplink *u, bool alert, const char *json, size_t len);
 /* Hands the thread the agent's counters for the next heartbeat (main thread). */
 void uplink_publish(struct uplink *u, const struct agent *agent);
 
+/*
+ * True while the server says the content the agent runs is a release still baking in the
+ * agent's step: kill responses then stay in audit mode (main thread, cheap).
+ */
+bool uplink_audit_mode(struct uplink *u);
+
 /* True when events are uploaded too. */
 bool uplink_wants_events(const struct uplink *u);
 

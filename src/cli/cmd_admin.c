@@ -639,6 +639,11 @@ static int tokens(struct client *c, int argc, char **argv)
 	if (argc == 4 && strcmp(argv[1], "create") == 0)
 		return call_json(c, "POST", "tokens",
 				 json_pack("{s:s,s:s}", "name", argv[2], "role", argv[3]));
+	if (argc == 3 && strcmp(argv[1], "revoke") == 0 && valid_path_word(argv[2])) {
+		char path[192];
+		snprintf(path, sizeof(path), "tokens/%s", argv[2]);
+		return call(c, "DELETE", path, NULL, 0, NULL);
+	}
 	if (argc >= 2 && strcmp(argv[1], "enroll") == 0) {
 		static const char *const names[] = {"--group", "--uses", "--expires"};
 		const char *v[3] = {0};
@@ -714,6 +719,7 @@ static const struct {
     {"tokens", tokens,
      "vigil tokens list\n"
      "vigil tokens create NAME admin|operator|viewer\n"
+     "vigil tokens revoke ID\n"
      "vigil tokens enroll [--group G] [--uses N] [--expires DURATION]\n"},
     {"audit", audit, "vigil audit [--limit N]\n"},
 };

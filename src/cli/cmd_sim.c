@@ -27,32 +27,33 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: vigil sim --agents N --scenario NAME|FILE [--seed S] [--plot FILE.svg]\n"
-		"                 [--baseline all-at-once] [--runs R]\n"
-		"       vigil sim --list | --show NAME\n"
-		"\n"
-		"Rolls one release out to N simulated hosts in virtual time with the rollout\n"
-		"controller vigil-server runs (rings, bake times, health gates, group policy) and\n"
-		"hosts that behave as the agent does (heartbeats with jitter, offline spells, crash\n"
-		"loops reverted by the trial counter, quarantined versions never retried).\n"
-		"Prints the controller's decisions and, as its last line, one JSON object: hosts,\n"
-		"scenario, halted, time_to_halt_s, exposed_max, exposed_max_fraction, hosts_crashed,\n"
-		"hosts_recovered_automatically, hosts_needing_manual_repair,\n"
-		"time_to_full_recovery_s, final_versions, and more (docs/ROLLOUT.md).\n"
-		"\n"
-		"  --agents N          hosts, 1 to 10000000\n"
-		"  --scenario NAME     a built-in scenario (--list), or a scenario FILE\n"
-		"  --seed S            seed of the run (default 1); same seed, same result\n"
-		"  --baseline all-at-once\n"
-		"                      the July 2024 behaviour instead: everything to everyone at\n"
-		"                      once, no gates, no local revert, no customer policy\n"
-		"  --plot FILE.svg     also run the other mode and draw exposed and crashed hosts\n"
-		"                      over time, vigil's plan beside the baseline\n"
-		"  --runs R            R runs with seeds S, S+1, ... on every CPU; the last line\n"
-		"                      sums them up (halted, completed, worst exposure)\n"
-		"  --list              the built-in scenarios\n"
-		"  --show NAME         print a built-in scenario (a template for your own)\n");
+	fprintf(
+	    out,
+	    "usage: vigil sim --agents N --scenario NAME|FILE [--seed S] [--plot FILE.svg]\n"
+	    "                 [--baseline all-at-once] [--runs R]\n"
+	    "       vigil sim --list | --show NAME\n"
+	    "\n"
+	    "Rolls one release out to N simulated hosts in virtual time with the rollout\n"
+	    "controller vigil-server runs (rings, bake times, health gates, group policy) and\n"
+	    "hosts that behave as the agent does (heartbeats with jitter, offline spells, crash\n"
+	    "loops reverted by the trial counter, quarantined versions never retried).\n"
+	    "Prints the controller's decisions and, as its last line, one JSON object: hosts,\n"
+	    "scenario, halted, time_to_halt_s, exposed_max, exposed_max_fraction, hosts_crashed,\n"
+	    "hosts_recovered_automatically, hosts_needing_manual_repair,\n"
+	    "time_to_full_recovery_s, final_versions, and more (docs/ROLLOUT.md).\n"
+	    "\n"
+	    "  --agents N          hosts, 1 to 10000000\n"
+	    "  --scenario NAME     a built-in scenario (--list), or a scenario FILE\n"
+	    "  --seed S            seed of the run (default 1); same seed, same result\n"
+	    "  --baseline all-at-once\n"
+	    "                      the July 2024 behaviour instead: everything to everyone at\n"
+	    "                      once, no gates, no local revert, no customer policy\n"
+	    "  --plot FILE.svg     also run the other mode and draw exposed and crashed hosts\n"
+	    "                      over time, vigil's plan beside the baseline\n"
+	    "  --runs R            R runs with seeds S, S+1, ... on every CPU; the last line\n"
+	    "                      sums them up (halted, completed, worst exposure)\n"
+	    "  --list              the built-in scenarios\n"
+	    "  --show NAME         print a built-in scenario (a template for your own)\n");
 }
 
 static const struct sim_builtin *builtin(const char *name)
@@ -290,8 +291,9 @@ static int run_many(const struct sim_scenario *sc, const struct sim_options *bas
 		printf("run seed %" PRIu64 ": %s", r->seed, r->halted ? "halted" : "not halted");
 		if (r->halted)
 			printf(" after %" PRId64 " s (gate %s)", r->time_to_halt_s,
-			       r->halt_gate >= 0 ? rollout_gate_name((enum rollout_gate)r->halt_gate)
-						 : "operator");
+			       r->halt_gate >= 0
+				   ? rollout_gate_name((enum rollout_gate)r->halt_gate)
+				   : "operator");
 		if (r->completed)
 			printf(", complete after %" PRId64 " s", r->time_to_complete_s);
 		printf(", exposed at most %" PRIu64 ", manual repair %" PRIu64 "\n", r->exposed_max,
@@ -376,7 +378,8 @@ static int run_one(const struct sim_scenario *sc, const struct sim_options *opt,
 	if (plot_path) {
 		const struct sim_result *vigil = opt->all_at_once ? &jobs[1].res : &jobs[0].res;
 		const struct sim_result *base = opt->all_at_once ? &jobs[0].res : &jobs[1].res;
-		if (sim_plot_svg(vigil, base, &svg) || write_file(plot_path, &svg, err, sizeof(err))) {
+		if (sim_plot_svg(vigil, base, &svg) ||
+		    write_file(plot_path, &svg, err, sizeof(err))) {
 			fprintf(stderr, "vigil sim: --plot: %s\n",
 				svg.len ? err : "the picture is too large");
 			goto out;
@@ -428,8 +431,9 @@ int cmd_sim(int argc, char **argv)
 		if (strcmp(a, "--show") == 0) {
 			const struct sim_builtin *b = v ? builtin(v) : NULL;
 			if (!b) {
-				fprintf(stderr, "vigil sim: --show: no built-in scenario '%s' (see "
-						"--list)\n",
+				fprintf(stderr,
+					"vigil sim: --show: no built-in scenario '%s' (see "
+					"--list)\n",
 					v ? v : "");
 				goto out;
 			}
@@ -453,15 +457,17 @@ int cmd_sim(int argc, char **argv)
 			scenario = v;
 		} else if (strcmp(a, "--seed") == 0) {
 			if (parse_u64(v, 0, UINT64_MAX, &opt.seed)) {
-				fprintf(stderr, "vigil sim: --seed: '%s' is not a whole number\n", v);
+				fprintf(stderr, "vigil sim: --seed: '%s' is not a whole number\n",
+					v);
 				goto out;
 			}
 		} else if (strcmp(a, "--plot") == 0) {
 			plot = v;
 		} else if (strcmp(a, "--baseline") == 0) {
 			if (strcmp(v, "all-at-once") != 0) {
-				fprintf(stderr, "vigil sim: --baseline: '%s' is not a baseline (the "
-						"one there is: all-at-once)\n",
+				fprintf(stderr,
+					"vigil sim: --baseline: '%s' is not a baseline (the "
+					"one there is: all-at-once)\n",
 					v);
 				goto out;
 			}
@@ -474,7 +480,8 @@ int cmd_sim(int argc, char **argv)
 			}
 			have_runs = true;
 		} else {
-			fprintf(stderr, "vigil sim: unknown option '%s' (try vigil sim --help)\n", a);
+			fprintf(stderr, "vigil sim: unknown option '%s' (try vigil sim --help)\n",
+				a);
 			goto out;
 		}
 		i++;
@@ -500,8 +507,9 @@ int cmd_sim(int argc, char **argv)
 		file = b->name;
 	} else if (read_scenario(scenario, &text, err, sizeof(err))) {
 		if (!strchr(scenario, '/') && access(scenario, F_OK) != 0) {
-			fprintf(stderr, "vigil sim: --scenario: no built-in scenario '%s' and no such "
-					"file (built-in:",
+			fprintf(stderr,
+				"vigil sim: --scenario: no built-in scenario '%s' and no such "
+				"file (built-in:",
 				scenario);
 			for (unsigned i = 0; i < sim_builtin_count; i++)
 				fprintf(stderr, " %s", sim_builtins[i].name);

@@ -37,13 +37,13 @@ enum { COHORT_NONE, COHORT_CONTROL, COHORT_EXPOSED };
 /* Exposed cohort (agents offered the release) and control cohort (agents not offered it). */
 struct cohort {
 	uint64_t agents;
-	uint64_t running;			   /* exposed: reported running the release */
-	uint64_t bad[ROLLOUT_GATE_COUNT];	   /* distinct agents; silence: agents gone silent */
-	uint64_t alerts;			   /* over run_s */
-	double run_s;				   /* seconds covered by its rate samples */
-	double cpu_n, cpu_sum, cpu_sq;		   /* CPU against the agent's own baseline */
-	uint64_t silent_now;			   /* silent at the last advance */
-	uint64_t live[SILENCE_SLOTS];		   /* agents by bucket of their last heartbeat */
+	uint64_t running;		  /* exposed: reported running the release */
+	uint64_t bad[ROLLOUT_GATE_COUNT]; /* distinct agents; silence: agents gone silent */
+	uint64_t alerts;		  /* over run_s */
+	double run_s;			  /* seconds covered by its rate samples */
+	double cpu_n, cpu_sum, cpu_sq;	  /* CPU against the agent's own baseline */
+	uint64_t silent_now;		  /* silent at the last advance */
+	uint64_t live[SILENCE_SLOTS];	  /* agents by bucket of their last heartbeat */
 };
 
 struct rollout {
@@ -57,24 +57,24 @@ struct rollout {
 	uint32_t step;
 	int64_t started;
 	int64_t step_started;
-	int64_t paused_at;	/* -1 when not paused */
-	int64_t paused_s;	/* paused time within the current step */
-	int64_t available_at;	/* -1 */
-	int64_t halted_at;	/* -1 */
+	int64_t paused_at;    /* -1 when not paused */
+	int64_t paused_s;     /* paused time within the current step */
+	int64_t available_at; /* -1 */
+	int64_t halted_at;    /* -1 */
 	bool population_known;
 	uint64_t population[ROLLOUT_MAX_RINGS];
 	uint64_t step_reported[ROLLOUT_MAX_STEPS + 1]; /* agents running it, by the step that
 							  reached them (last: after GA) */
-	double offer_sum;	/* sum over offered agents of (offer time - started) */
+	double offer_sum; /* sum over offered agents of (offer time - started) */
 	uint32_t bucket_s;
 	uint32_t silence_s;
 	uint32_t slots;
-	int64_t cursor;		/* oldest bucket not yet folded into silent_now */
-	int64_t advanced_to;	/* the latest time advance() saw, and its bucket */
+	int64_t cursor;	     /* oldest bucket not yet folded into silent_now */
+	int64_t advanced_to; /* the latest time advance() saw, and its bucket */
 	int64_t advanced_bucket;
-	double bucket_inv;	/* 1 / bucket_s */
-	struct cohort c[2];	/* [0] control, [1] exposed */
-	uint64_t n_decisions;	/* ever recorded; the log keeps the last ROLLOUT_MAX_DECISIONS */
+	double bucket_inv;    /* 1 / bucket_s */
+	struct cohort c[2];   /* [0] control, [1] exposed */
+	uint64_t n_decisions; /* ever recorded; the log keeps the last ROLLOUT_MAX_DECISIONS */
 	struct rollout_decision log[ROLLOUT_MAX_DECISIONS];
 };
 
@@ -275,13 +275,15 @@ int rollout_plan_validate(const struct rollout_plan *p, bool force, char *err, s
 	for (uint32_t i = 0; i < p->n_steps; i++) {
 		const struct rollout_step *s = &p->steps[i];
 		if (s->ring >= p->n_rings) {
-			set_err(err, errlen, "plan step %u: ring %u, but the fleet has rings 0 to %u",
-				i + 1, s->ring, p->n_rings - 1);
+			set_err(err, errlen,
+				"plan step %u: ring %u, but the fleet has rings 0 to %u", i + 1,
+				s->ring, p->n_rings - 1);
 			return -EINVAL;
 		}
 		if (s->bp < 1 || s->bp > ROLLOUT_BP) {
-			set_err(err, errlen, "plan step %u: share %u.%02u%% (0.01%% to 100%% allowed)",
-				i + 1, s->bp / 100, s->bp % 100);
+			set_err(err, errlen,
+				"plan step %u: share %u.%02u%% (0.01%% to 100%% allowed)", i + 1,
+				s->bp / 100, s->bp % 100);
 			return -EINVAL;
 		}
 		if (s->bake_s > ROLLOUT_MAX_BAKE_S) {
@@ -293,29 +295,33 @@ int rollout_plan_validate(const struct rollout_plan *p, bool force, char *err, s
 		if (ret)
 			return ret;
 		if (s->gates.silence_k != p->steps[0].gates.silence_k) {
-			set_err(err, errlen, "plan step %u: silence_k differs from step 1's", i + 1);
+			set_err(err, errlen, "plan step %u: silence_k differs from step 1's",
+				i + 1);
 			return -EINVAL;
 		}
 		if (i > 0) {
 			const struct rollout_step *q = &p->steps[i - 1];
 			if (s->ring < q->ring || (s->ring == q->ring && s->bp <= q->bp)) {
-				set_err(err, errlen,
-					"plan step %u: reaches no more than step %u (each step must "
-					"reach further)",
-					i + 1, i);
+				set_err(
+				    err, errlen,
+				    "plan step %u: reaches no more than step %u (each step must "
+				    "reach further)",
+				    i + 1, i);
 				return -EINVAL;
 			}
 		}
 	}
 	const struct rollout_step *last = &p->steps[p->n_steps - 1];
 	if (last->ring != p->n_rings - 1 || last->bp != ROLLOUT_BP) {
-		set_err(err, errlen, "plan: the last step must reach every ring whole (ring %u, 100%%)",
+		set_err(err, errlen,
+			"plan: the last step must reach every ring whole (ring %u, 100%%)",
 			p->n_rings - 1);
 		return -EINVAL;
 	}
 	if (p->steps[0].ring == p->n_rings - 1 && p->steps[0].bp == ROLLOUT_BP && !force) {
-		set_err(err, errlen,
-			"plan: the first step reaches the whole fleet at once (refused unless forced)");
+		set_err(
+		    err, errlen,
+		    "plan: the first step reaches the whole fleet at once (refused unless forced)");
 		return -EPERM;
 	}
 	return 0;
@@ -409,8 +415,8 @@ static int next_word(const char **text, char *word, size_t size)
 	return (int)n;
 }
 
-int rollout_plan_parse(const char *text, const struct rollout_gates *gates,
-		       struct rollout_plan *p, char *err, size_t errlen)
+int rollout_plan_parse(const char *text, const struct rollout_gates *gates, struct rollout_plan *p,
+		       char *err, size_t errlen)
 {
 	struct rollout_plan tmp = *p;
 	char word[64];
@@ -572,8 +578,8 @@ int rollout_policy_parse(const char *text, struct rollout_policy *p, char *err, 
 		} else if (strncmp(word, "delay=", 6) == 0) {
 			uint64_t d;
 			if (rollout_duration_parse(word + 6, &d) || d > 30ull * 86400) {
-				set_err(err, errlen, "policy: '%s': delay needs a duration up to 30d",
-					word);
+				set_err(err, errlen,
+					"policy: '%s': delay needs a duration up to 30d", word);
 				return -EINVAL;
 			}
 			tmp.delay_s = (uint32_t)d;
@@ -583,7 +589,8 @@ int rollout_policy_parse(const char *text, struct rollout_policy *p, char *err, 
 			if (!dash || clock_parse(w, (size_t)(dash - w), &a) ||
 			    clock_parse(dash + 1, strlen(dash + 1), &b) || a == b) {
 				set_err(err, errlen,
-					"policy: '%s': a window is HH:MM-HH:MM (UTC, not empty)", word);
+					"policy: '%s': a window is HH:MM-HH:MM (UTC, not empty)",
+					word);
 				return -EINVAL;
 			}
 			if (tmp.n_windows == ROLLOUT_MAX_WINDOWS) {
@@ -1029,14 +1036,15 @@ static uint64_t covered(const struct rollout *r, uint32_t step)
 
 	for (uint32_t i = 0; i < s->ring; i++)
 		n += r->population[i];
-	return n + (r->population[s->ring] * s->bp + ROLLOUT_BP - 1) / ROLLOUT_BP;
+	return n + r->population[s->ring] * s->bp / ROLLOUT_BP;
 }
 
-/* Agents that must have reported: min_agents, capped at a quarter of @pop when it is known
- * (a step's share is found by hash, so a small one varies; some of it is held by policy). */
+/* Agents that must have reported: min_agents, capped at a quarter of @pop (rounded down)
+ * when it is known: a step's share is found by hash, so a small one varies, and some of it is
+ * held by policy; a step expected to reach fewer than four agents waits for none. */
 static uint64_t needed(const struct rollout *r, const struct rollout_gates *g, uint64_t pop)
 {
-	uint64_t quarter = (pop + 3) / 4;
+	uint64_t quarter = pop / 4;
 
 	if (!r->population_known)
 		return g->min_agents;
@@ -1049,8 +1057,8 @@ static double exposed_hours(const struct rollout *r, int64_t now)
 	return h > 0 ? h : 0;
 }
 
-static void gate_count(const struct rollout *r, enum rollout_gate g, const struct rollout_gates *cfg,
-		       double hours, struct rollout_evidence *ev)
+static void gate_count(const struct rollout *r, enum rollout_gate g,
+		       const struct rollout_gates *cfg, double hours, struct rollout_evidence *ev)
 {
 	const struct cohort *e = EXPOSED(r), *c = CONTROL(r);
 	double ctl_hours = c->run_s / 3600;
@@ -1067,7 +1075,8 @@ static void gate_count(const struct rollout *r, enum rollout_gate g, const struc
 	lam = ev->limit * hours;
 	ln_p = poisson_tail_ln((double)ev->bad, lam);
 	ev->log10_p = to_log10(ln_p);
-	ev->verdict = ev->bad >= cfg->min_bad && ln_p < log(cfg->alpha) ? ROLLOUT_FAIL : ROLLOUT_PASS;
+	ev->verdict =
+	    ev->bad >= cfg->min_bad && ln_p < log(cfg->alpha) ? ROLLOUT_FAIL : ROLLOUT_PASS;
 }
 
 static void gate_alerts(const struct rollout *r, const struct rollout_gates *cfg, uint64_t need,
@@ -1086,8 +1095,7 @@ static void gate_alerts(const struct rollout *r, const struct rollout_gates *cfg
 	lam = ev->limit * ev->hours;
 	ln_p = ev->hours > 0 ? poisson_tail_ln((double)e->alerts, lam) : 0;
 	ev->log10_p = to_log10(ln_p);
-	ev->verdict = e->running >= need && need > 0 && e->alerts >= cfg->min_bad &&
-			      ln_p < log(cfg->alpha)
+	ev->verdict = e->running >= need && e->alerts >= cfg->min_bad && ln_p < log(cfg->alpha)
 			  ? ROLLOUT_FAIL
 			  : ROLLOUT_PASS;
 }
@@ -1110,8 +1118,13 @@ static void gate_cpu(const struct rollout *r, const struct rollout_gates *cfg, u
 		return;
 	double ve = e->cpu_sq / e->cpu_n - ev->exposed_rate * ev->exposed_rate;
 	double vc = c->cpu_sq / c->cpu_n - ev->control_rate * ev->control_rate;
-	double se = sqrt((ve > 0 ? ve : 0) / e->cpu_n +
-			 cfg->cpu_ratio * cfg->cpu_ratio * (vc > 0 ? vc : 0) / c->cpu_n);
+	if (vc < 0)
+		vc = 0;
+	/* a handful of exposed readings can look steadier than they are: they are taken to be
+	 * at least as noisy as control's (the same hosts, the same probe) */
+	if (ve < vc)
+		ve = vc;
+	double se = sqrt(ve / e->cpu_n + cfg->cpu_ratio * cfg->cpu_ratio * vc / c->cpu_n);
 	double diff = ev->exposed_rate - ev->limit;
 	if (diff <= 0)
 		return;
@@ -1119,16 +1132,19 @@ static void gate_cpu(const struct rollout *r, const struct rollout_gates *cfg, u
 	/* Gaussian tail bound P(Z >= z) <= exp(-z^2 / 2) */
 	double ln_p = isfinite(z) ? -z * z / 2 : -INFINITY;
 	ev->log10_p = to_log10(ln_p);
-	if (e->running >= need && need > 0 && (uint64_t)e->cpu_n >= need && ln_p < log(cfg->alpha))
+	if (e->running >= need && (uint64_t)e->cpu_n >= need && ln_p < log(cfg->alpha))
 		ev->verdict = ROLLOUT_FAIL;
 }
 
-void rollout_evaluate(struct rollout *r, int64_t now, struct rollout_evidence ev[ROLLOUT_GATE_COUNT])
+void rollout_evaluate(struct rollout *r, int64_t now,
+		      struct rollout_evidence ev[ROLLOUT_GATE_COUNT])
 {
 	const struct rollout_gates *cfg = &r->plan.steps[r->step].gates;
 	uint64_t need = needed(r, cfg, covered(r, r->step));
 	double hours;
 
+	if (need == 0)
+		need = 1; /* a rate gate looks at one agent at least */
 	if (now < r->started)
 		now = r->started;
 	advance(r, now);
@@ -1205,16 +1221,20 @@ static void halt(struct rollout *r, int64_t now, int gate, const struct rollout_
 	if (gate >= 0) {
 		const struct rollout_evidence *e = &ev[gate];
 		if (gate == ROLLOUT_GATE_cpu)
-			set_reason(d, "gate cpu failed: exposed CPU %.3fx its baseline, control %.3fx, "
-				      "allowed %.3fx",
-				   e->exposed_rate, e->control_rate, e->limit);
+			set_reason(
+			    d,
+			    "gate cpu failed: exposed CPU %.3fx its baseline, control %.3fx, "
+			    "allowed %.3fx",
+			    e->exposed_rate, e->control_rate, e->limit);
 		else if (gate == ROLLOUT_GATE_alerts)
-			set_reason(d, "gate alerts failed: %" PRIu64 " alerts from %" PRIu64
-				      " exposed agents, %.3g per agent-hour, allowed %.3g",
+			set_reason(d,
+				   "gate alerts failed: %" PRIu64 " alerts from %" PRIu64
+				   " exposed agents, %.3g per agent-hour, allowed %.3g",
 				   e->bad, e->agents, e->exposed_rate, e->limit);
 		else
-			set_reason(d, "gate %s failed: %" PRIu64 " of %" PRIu64
-				      " exposed agents, %.3g per agent-hour, allowed %.3g",
+			set_reason(d,
+				   "gate %s failed: %" PRIu64 " of %" PRIu64
+				   " exposed agents, %.3g per agent-hour, allowed %.3g",
 				   rollout_gate_name((enum rollout_gate)gate), e->bad, e->agents,
 				   e->exposed_rate, e->limit);
 	} else {
@@ -1241,8 +1261,9 @@ static void promote(struct rollout *r, int64_t now, const struct rollout_evidenc
 	if (manual)
 		copy_reason(d, reason, "promoted by an operator");
 	else
-		set_reason(d, "baked %u s, %" PRIu64 " of %" PRIu64 " needed agents reported, every "
-			      "gate passed",
+		set_reason(d,
+			   "baked %u s, %" PRIu64 " of %" PRIu64 " needed agents reported, every "
+			   "gate passed",
 			   r->plan.steps[r->step].bake_s, reported, need);
 	if (last) {
 		r->state = ROLLOUT_COMPLETE;
@@ -1290,8 +1311,6 @@ int rollout_tick(struct rollout *r, int64_t now)
 		return -1;
 	uint64_t pop = r->step == 0 ? covered(r, 0) : covered(r, r->step) - covered(r, r->step - 1);
 	uint64_t need = needed(r, &s->gates, pop);
-	if (r->population_known && pop == 0)
-		need = 0;
 	if (r->step_reported[r->step] < need)
 		return -1;
 	bool last = r->step + 1 >= r->plan.n_steps;
@@ -1377,9 +1396,9 @@ int rollout_new(const struct rollout_plan *plan, uint64_t version, uint64_t prev
 	r->slots = r->silence_s / r->bucket_s + 4;
 	r->bucket_inv = 1.0 / r->bucket_s;
 	r->advanced_to = now - 1;
-	set_reason(record(r, now, ROLLOUT_ACT_START, true), "release %" PRIu64 " (previous %" PRIu64
-							    "), %u steps",
-		   version, previous, plan->n_steps);
+	set_reason(record(r, now, ROLLOUT_ACT_START, true),
+		   "release %" PRIu64 " (previous %" PRIu64 "), %u steps", version, previous,
+		   plan->n_steps);
 	*out = r;
 	return 0;
 }
@@ -1541,11 +1560,10 @@ int rollout_decision_json(const struct rollout_decision *d, struct buf *out)
 	for (int g = 0; !err && g < ROLLOUT_GATE_COUNT; g++) {
 		const struct rollout_evidence *e = &d->gates[g];
 		static const char *const verdicts[] = {"pass", "fail", "off"};
-		err = buf_printf(out, "%s\"%s\":{\"verdict\":\"%s\",\"agents\":%" PRIu64
-				      ",\"bad\":%" PRIu64,
-				 g ? "," : "", rollout_gate_name((enum rollout_gate)g),
-				 (unsigned)e->verdict < 3 ? verdicts[e->verdict] : "?", e->agents,
-				 e->bad);
+		err = buf_printf(
+		    out, "%s\"%s\":{\"verdict\":\"%s\",\"agents\":%" PRIu64 ",\"bad\":%" PRIu64,
+		    g ? "," : "", rollout_gate_name((enum rollout_gate)g),
+		    (unsigned)e->verdict < 3 ? verdicts[e->verdict] : "?", e->agents, e->bad);
 		if (!err)
 			err = json_number(out, "hours", e->hours, true);
 		if (!err)
@@ -1637,8 +1655,7 @@ int rollout_restore(const void *src, size_t len, struct rollout **out, char *err
 	    r->cursor < 0 || r->cursor > (INT64_C(1) << 62) || r->paused_s < 0 ||
 	    !time_ok(r->started) || !time_ok(r->step_started) || !time_ok(r->paused_at) ||
 	    !time_ok(r->paused_s) || !time_ok(r->available_at) || !time_ok(r->halted_at) ||
-	    !isfinite(r->offer_sum) ||
-	    !cohort_ok(&r->c[0]) || !cohort_ok(&r->c[1])) {
+	    !isfinite(r->offer_sum) || !cohort_ok(&r->c[0]) || !cohort_ok(&r->c[1])) {
 		set_err(err, errlen, "rollout state: a field is out of range");
 		goto out_free;
 	}
@@ -1649,9 +1666,9 @@ int rollout_restore(const void *src, size_t len, struct rollout **out, char *err
 	for (size_t i = 0; i < ROLLOUT_MAX_DECISIONS; i++) {
 		struct rollout_decision *d = &r->log[i];
 		if (!memchr(d->reason, '\0', sizeof(d->reason)) || !time_ok(d->at) ||
-		    d->step >= ROLLOUT_MAX_STEPS ||
-		    d->to_step >= ROLLOUT_MAX_STEPS || d->failed_gate < -1 ||
-		    d->failed_gate >= ROLLOUT_GATE_COUNT || (unsigned)d->action > ROLLOUT_ACT_RESUME) {
+		    d->step >= ROLLOUT_MAX_STEPS || d->to_step >= ROLLOUT_MAX_STEPS ||
+		    d->failed_gate < -1 || d->failed_gate >= ROLLOUT_GATE_COUNT ||
+		    (unsigned)d->action > ROLLOUT_ACT_RESUME) {
 			set_err(err, errlen, "rollout state: decision %zu is malformed", i);
 			goto out_free;
 		}

@@ -14,29 +14,30 @@
 
 #include "buf.h"
 
-#define ROLLOUT_MAX_RINGS	 8u
-#define ROLLOUT_MAX_STEPS	 16u
-#define ROLLOUT_MAX_WINDOWS	 4u
-#define ROLLOUT_MAX_DECISIONS	 64u
-#define ROLLOUT_BP		 10000u /* basis points in a whole ring (100 %) */
-#define ROLLOUT_MAX_BAKE_S	 (30u * 86400u)
-#define ROLLOUT_MAX_HEARTBEAT_S	 86400u
-#define ROLLOUT_MAX_SILENCE_K	 16u
-#define ROLLOUT_REASON_BYTES	 160u
+#define ROLLOUT_MAX_RINGS	8u
+#define ROLLOUT_MAX_STEPS	16u
+#define ROLLOUT_MAX_WINDOWS	4u
+#define ROLLOUT_MAX_DECISIONS	64u
+#define ROLLOUT_BP		10000u /* basis points in a whole ring (100 %) */
+#define ROLLOUT_MAX_BAKE_S	(30u * 86400u)
+#define ROLLOUT_MAX_HEARTBEAT_S 86400u
+#define ROLLOUT_MAX_SILENCE_K	16u
+#define ROLLOUT_REASON_BYTES	160u
 /* Bytes of a plan or policy text accepted by the parsers below. */
-#define ROLLOUT_MAX_TEXT_BYTES	 1024u
+#define ROLLOUT_MAX_TEXT_BYTES 1024u
 
 /* --- gates --- */
 
 /* In the order they are checked; the first that fails names the halt. */
-#define ROLLOUT_GATES(X)                                                                           \
-	X(silence) X(reverts) X(restarts) X(liveness) X(alerts) X(drops) X(cpu)
+#define ROLLOUT_GATES(X) X(silence) X(reverts) X(restarts) X(liveness) X(alerts) X(drops) X(cpu)
 
 enum rollout_gate {
+/* clang-format off */
 #define X(name) ROLLOUT_GATE_##name,
 	ROLLOUT_GATES(X)
 #undef X
 	ROLLOUT_GATE_COUNT
+	/* clang-format on */
 };
 #define ROLLOUT_GATES_ALL ((1u << ROLLOUT_GATE_COUNT) - 1u)
 
@@ -53,17 +54,17 @@ const char *rollout_gate_name(enum rollout_gate g);
  * before the release, exposed against control, against @cpu_ratio.
  */
 struct rollout_gates {
-	uint32_t enabled;	  /* bit (1u << enum rollout_gate) for each gate checked */
-	uint32_t min_agents;	  /* exposed agents reporting before a step may be promoted or a
-				     rate gate may fail (capped at a quarter of the agents the
-				     step reaches, when rollout_set_population() was called) */
-	uint32_t min_bad;	  /* agents with a problem before a count gate may fail */
-	double tolerance;	  /* exposed hazard allowed, as a multiple of control's */
-	double alpha;		  /* probability of a false failure per gate, at most */
-	double floor_per_hour;	  /* smallest control hazard assumed, per agent-hour */
-	double alert_ratio;	  /* exposed alert rate allowed, as a multiple of control's */
-	double cpu_ratio;	  /* exposed CPU allowed, as a multiple of control's (paired) */
-	uint32_t silence_k;	  /* silent: no heartbeat for more than K intervals since offered */
+	uint32_t enabled;      /* bit (1u << enum rollout_gate) for each gate checked */
+	uint32_t min_agents;   /* exposed agents reporting before a step may be promoted or a
+				  rate gate may fail (capped at a quarter of the agents the
+				  step reaches, when rollout_set_population() was called) */
+	uint32_t min_bad;      /* agents with a problem before a count gate may fail */
+	double tolerance;      /* exposed hazard allowed, as a multiple of control's */
+	double alpha;	       /* probability of a false failure per gate, at most */
+	double floor_per_hour; /* smallest control hazard assumed, per agent-hour */
+	double alert_ratio;    /* exposed alert rate allowed, as a multiple of control's */
+	double cpu_ratio;      /* exposed CPU allowed, as a multiple of control's (paired) */
+	uint32_t silence_k;    /* silent: no heartbeat for more than K intervals since offered */
 	double revert_floor_per_hour; /* the same floor for crash-loop reverts, far rarer by
 					 chance than a restart */
 };
@@ -114,8 +115,8 @@ int rollout_plan_validate(const struct rollout_plan *p, bool force, char *err, s
  * its rings, heartbeat and giving each step @gates. Does not validate the plan as a whole.
  * Returns 0 or -EINVAL with a reason in @err; @p is unchanged on error.
  */
-int rollout_plan_parse(const char *text, const struct rollout_gates *gates,
-		       struct rollout_plan *p, char *err, size_t errlen);
+int rollout_plan_parse(const char *text, const struct rollout_gates *gates, struct rollout_plan *p,
+		       char *err, size_t errlen);
 
 /* Appends the steps of @p as rollout_plan_parse() reads them. Returns 0 or -errno. */
 int rollout_plan_text(const struct rollout_plan *p, struct buf *out);
@@ -193,13 +194,13 @@ struct rollout_agent {
  * derives these from the agent's cumulative counters and the previous heartbeat it stored.
  */
 struct rollout_report {
-	uint32_t interval_s;   /* seconds since its previous heartbeat; 0: first one */
-	uint32_t restarts;     /* unclean restarts (a clean stop or a reboot is not one) */
-	uint32_t reverts;      /* crash-loop reverts by its trial counter */
-	bool liveness_failed;  /* a detection liveness self-test failed */
-	uint64_t drops;	       /* events dropped */
-	uint64_t alerts;       /* alerts raised */
-	double cpu_pct;	       /* mean CPU over the interval, percent of one CPU; < 0: unknown */
+	uint32_t interval_s;  /* seconds since its previous heartbeat; 0: first one */
+	uint32_t restarts;    /* unclean restarts (a clean stop or a reboot is not one) */
+	uint32_t reverts;     /* crash-loop reverts by its trial counter */
+	bool liveness_failed; /* a detection liveness self-test failed */
+	uint64_t drops;	      /* events dropped */
+	uint64_t alerts;      /* alerts raised */
+	double cpu_pct;	      /* mean CPU over the interval, percent of one CPU; < 0: unknown */
 };
 
 /*
@@ -247,10 +248,12 @@ const char *rollout_state_name(enum rollout_state s);
 	X(quarantined, "it quarantined the release")
 
 enum rollout_why {
+/* clang-format off */
 #define X(name, text) ROLLOUT_WHY_##name,
 	ROLLOUT_WHYS(X)
 #undef X
 	ROLLOUT_WHY_COUNT
+	/* clang-format on */
 };
 
 /* "step", "not_yet", ...; rollout_why_text() gives the phrase. */
@@ -258,9 +261,9 @@ const char *rollout_why_name(enum rollout_why w);
 const char *rollout_why_text(enum rollout_why w);
 
 struct rollout_answer {
-	uint64_t version;     /* the version the agent should run (0: none known) */
-	bool baking;	      /* it runs a release still baking in its step: responses (kill)
-				 stay in audit mode */
+	uint64_t version; /* the version the agent should run (0: none known) */
+	bool baking;	  /* it runs a release still baking in its step: responses (kill)
+			     stay in audit mode */
 	enum rollout_why why;
 };
 
@@ -281,27 +284,27 @@ enum rollout_verdict { ROLLOUT_PASS, ROLLOUT_FAIL, ROLLOUT_OFF };
 /* The numbers of one gate at one moment. Rates are per agent-hour, except CPU (a ratio). */
 struct rollout_evidence {
 	enum rollout_verdict verdict;
-	uint64_t agents;      /* exposed agents it looked at */
-	uint64_t bad;	      /* exposed agents (alerts: alerts) with the problem */
-	double hours;	      /* exposed agent-hours behind the rate */
+	uint64_t agents; /* exposed agents it looked at */
+	uint64_t bad;	 /* exposed agents (alerts: alerts) with the problem */
+	double hours;	 /* exposed agent-hours behind the rate */
 	double exposed_rate;
 	double control_rate;
-	double limit;	      /* the exposed rate allowed (before the significance test) */
-	double log10_p;	      /* log10 of the bound on the probability of this by chance */
+	double limit;	/* the exposed rate allowed (before the significance test) */
+	double log10_p; /* log10 of the bound on the probability of this by chance */
 };
 
 /* One decision: what was done, when, at which step, and the numbers behind it. */
 struct rollout_decision {
 	int64_t at;
 	enum rollout_action action;
-	uint32_t step;	       /* the step it was at */
-	uint32_t to_step;      /* promote: the step it moved to */
-	bool manual;	       /* an operator's action */
-	int failed_gate;       /* halt: the gate that failed (enum rollout_gate); -1 none */
-	uint64_t offered;      /* agents offered the release so far */
-	uint64_t running;      /* agents that reported running it */
-	uint64_t step_reported;/* promote: agents of the finished step that reported */
-	uint64_t step_needed;  /* promote: how many had to */
+	uint32_t step;		/* the step it was at */
+	uint32_t to_step;	/* promote: the step it moved to */
+	bool manual;		/* an operator's action */
+	int failed_gate;	/* halt: the gate that failed (enum rollout_gate); -1 none */
+	uint64_t offered;	/* agents offered the release so far */
+	uint64_t running;	/* agents that reported running it */
+	uint64_t step_reported; /* promote: agents of the finished step that reported */
+	uint64_t step_needed;	/* promote: how many had to */
 	struct rollout_evidence gates[ROLLOUT_GATE_COUNT];
 	char reason[ROLLOUT_REASON_BYTES];
 };
@@ -321,9 +324,9 @@ void rollout_free(struct rollout *r);
 
 /*
  * The number of agents enrolled in @ring (the server counts them; the simulator knows them).
- * With it a step's sample size is capped at a quarter of the agents it can reach, so a small
- * ring can still be promoted (a ring with no agents is promoted through at the end of its
- * bake); without it min_agents applies as is.
+ * With it a step's sample size is capped at a quarter (rounded down) of the agents it is
+ * expected to newly reach, so a small ring can still be promoted (one expected to reach fewer
+ * than four agents waits for none); without it min_agents applies as is.
  */
 void rollout_set_population(struct rollout *r, uint32_t ring, uint64_t agents);
 
@@ -378,7 +381,8 @@ int64_t rollout_available_at(const struct rollout *r); /* general availability; 
 int64_t rollout_halted_at(const struct rollout *r);    /* -1 not halted */
 
 /* The numbers every gate of the current step sees at @now (the gate's verdict included). */
-void rollout_evaluate(struct rollout *r, int64_t now, struct rollout_evidence ev[ROLLOUT_GATE_COUNT]);
+void rollout_evaluate(struct rollout *r, int64_t now,
+		      struct rollout_evidence ev[ROLLOUT_GATE_COUNT]);
 
 /* Decisions, oldest first; the log keeps the last ROLLOUT_MAX_DECISIONS. NULL past the end. */
 size_t rollout_decision_count(const struct rollout *r);

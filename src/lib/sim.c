@@ -234,8 +234,9 @@ static int parse_gate(const struct line *l, char **w, int n, struct rollout_gate
 			g->enabled = w[0][1] == 'f' ? 0 : ROLLOUT_GATES_ALL;
 			return 0;
 		}
-		return bad(l, "no gate '%s' (silence, reverts, restarts, liveness, alerts, drops, "
-			      "cpu, all)",
+		return bad(l,
+			   "no gate '%s' (silence, reverts, restarts, liveness, alerts, drops, "
+			   "cpu, all)",
 			   w[1]);
 	}
 	if (strcmp(w[0], "min_agents") == 0) {
@@ -300,12 +301,10 @@ static int parse_group(const struct line *l, char **w, int n, struct sim_scenari
 			ret = bad(l, "policy too long");
 		}
 	}
-	if (!ret && rollout_policy_parse(policy.data ? policy.data : "", &g->policy, why,
-					 sizeof(why)))
+	if (!ret &&
+	    rollout_policy_parse(policy.data ? policy.data : "", &g->policy, why, sizeof(why)))
 		ret = bad(l, "%s", why);
 	if (!ret) {
-		snprintf(g->policy_text, sizeof(g->policy_text), "%s",
-			 policy.len > 1 ? policy.data + 1 : "follow");
 		sc->n_groups++;
 		double sum = 0;
 		for (uint32_t i = 0; i < sc->n_groups; i++)
@@ -377,14 +376,30 @@ static int parse_line(struct line *l, char *text, struct sim_scenario *sc,
 		const char *key;
 		int n;
 	} arity[] = {
-	    {"name", 1},	    {"effect", 1},	  {"factor", 1},
-	    {"affected", 1},	    {"heartbeat", 1},	  {"jitter", 1},
-	    {"start", 1},	    {"publish", 1},	  {"duration", 1},
-	    {"trial_starts", 1},    {"restart", 1},	  {"activation", 2},
-	    {"revert", 1},	    {"liveness_interval", 1}, {"crash_rate", 1},
-	    {"offline_rate", 1},    {"offline_time", 2},  {"alert_rate", 1},
-	    {"cpu", 2},		    {"drop_rate", 1},	  {"liveness_fail_rate", 1},
-	    {"away", 3},	    {"rings", -1},	  {"ring_min", -1},
+	    {"name", 1},
+	    {"effect", 1},
+	    {"factor", 1},
+	    {"affected", 1},
+	    {"heartbeat", 1},
+	    {"jitter", 1},
+	    {"start", 1},
+	    {"publish", 1},
+	    {"duration", 1},
+	    {"trial_starts", 1},
+	    {"restart", 1},
+	    {"activation", 2},
+	    {"revert", 1},
+	    {"liveness_interval", 1},
+	    {"crash_rate", 1},
+	    {"offline_rate", 1},
+	    {"offline_time", 2},
+	    {"alert_rate", 1},
+	    {"cpu", 2},
+	    {"drop_rate", 1},
+	    {"liveness_fail_rate", 1},
+	    {"away", 3},
+	    {"rings", -1},
+	    {"ring_min", -1},
 	};
 	int want = -2;
 	for (size_t i = 0; i < sizeof(arity) / sizeof(arity[0]); i++)
@@ -397,7 +412,8 @@ static int parse_line(struct line *l, char *text, struct sim_scenario *sc,
 
 	if (strcmp(text, "name") == 0) {
 		if (!name_ok(w[0], sizeof(sc->name)))
-			return bad(l, "'%s' is not a name (letters, digits, . _ -, up to 63)", w[0]);
+			return bad(l, "'%s' is not a name (letters, digits, . _ -, up to 63)",
+				   w[0]);
 		memcpy(sc->name, w[0], strlen(w[0]) + 1);
 		return 0;
 	}
@@ -414,8 +430,9 @@ static int parse_line(struct line *l, char *text, struct sim_scenario *sc,
 	if (strcmp(text, "rings") == 0) {
 		double sum = 0;
 		if (n < 1 || n > (int)ROLLOUT_MAX_RINGS - 1)
-			return bad(l, "want 1 to %u shares (rings 0 .. n-2; the last ring holds the "
-				      "rest)",
+			return bad(l,
+				   "want 1 to %u shares (rings 0 .. n-2; the last ring holds the "
+				   "rest)",
 				   ROLLOUT_MAX_RINGS - 1);
 		for (int i = 0; i < n; i++) {
 			int ret = get_double(l, w[i], 0, 1, &sc->ring_share[i]);
@@ -432,7 +449,8 @@ static int parse_line(struct line *l, char *text, struct sim_scenario *sc,
 	}
 	if (strcmp(text, "ring_min") == 0) {
 		if (n < 1 || n > (int)ROLLOUT_MAX_RINGS - 1)
-			return bad(l, "want 1 to %u counts (rings 0 .. n-2)", ROLLOUT_MAX_RINGS - 1);
+			return bad(l, "want 1 to %u counts (rings 0 .. n-2)",
+				   ROLLOUT_MAX_RINGS - 1);
 		memset(sc->ring_min, 0, sizeof(sc->ring_min));
 		for (int i = 0; i < n; i++) {
 			int ret = get_u32(l, w[i], 0, 1000000, &sc->ring_min[i]);
@@ -510,8 +528,8 @@ int sim_scenario_parse(const char *text, size_t len, const char *file, struct si
 	char plan_text[ROLLOUT_MAX_TEXT_BYTES];
 	char line_buf[SIM_MAX_LINE_BYTES + 1];
 	unsigned plan_line = 0;
-	struct line l = {.file = file ? file : "scenario", .no = 0, .key = "", .err = err,
-			 .errlen = errlen};
+	struct line l = {
+	    .file = file ? file : "scenario", .no = 0, .key = "", .err = err, .errlen = errlen};
 	size_t pos = 0;
 	int ret;
 
@@ -555,8 +573,8 @@ int sim_scenario_parse(const char *text, size_t len, const char *file, struct si
 			if (c == '\t')
 				continue;
 			if (c < 0x20 || c >= 0x7f)
-				return bad(&l, "byte 0x%02x at column %zu (plain ASCII text only)", c,
-					   i + 1);
+				return bad(&l, "byte 0x%02x at column %zu (plain ASCII text only)",
+					   c, i + 1);
 		}
 		s = strchr(line_buf, '#');
 		if (s)
@@ -605,7 +623,8 @@ int sim_scenario_parse(const char *text, size_t len, const char *file, struct si
 	if (sc->duration_s == 0) {
 		uint64_t d = rollout_plan_nominal_s(&sc->plan) + 5400;
 		if (d > SIM_MAX_DURATION_S) {
-			set_err(err, errlen, "%s: the plan lasts longer than a run may (7 days)", l.file);
+			set_err(err, errlen, "%s: the plan lasts longer than a run may (7 days)",
+				l.file);
 			return -EINVAL;
 		}
 		sc->duration_s = (uint32_t)d;
@@ -651,7 +670,7 @@ struct host {
 	uint8_t target;
 	uint8_t flags;
 	uint8_t ring;
-	uint8_t group;	  /* n_groups: none (follows the rings) */
+	uint8_t group; /* n_groups: none (follows the rings) */
 	uint8_t pend_restarts;
 	uint8_t pend;
 	uint8_t pad[8];
@@ -733,8 +752,8 @@ static inline double uniform(struct sim *s)
 /* A standard normal deviate, near enough: four 16-bit uniforms summed (Irwin-Hall). */
 static inline double gauss_of(uint64_t x)
 {
-	double sum = (double)(x & 0xffff) + (double)(x >> 16 & 0xffff) + (double)(x >> 32 & 0xffff) +
-		     (double)(x >> 48);
+	double sum = (double)(x & 0xffff) + (double)(x >> 16 & 0xffff) +
+		     (double)(x >> 32 & 0xffff) + (double)(x >> 48);
 	return (sum / 65536.0 - 2.0) * 1.7320508075688772;
 }
 
@@ -867,7 +886,8 @@ static void mark_crash(struct sim *s, struct host *h, uint32_t t, bool loops)
 		h->state = H_BROKEN;
 		h->timer = 0;
 	}
-	if (s->res->first_observable_s < 0 || (int64_t)seen - s->publish < s->res->first_observable_s)
+	if (s->res->first_observable_s < 0 ||
+	    (int64_t)seen - s->publish < s->res->first_observable_s)
 		s->res->first_observable_s = (int64_t)seen - s->publish;
 }
 
@@ -924,8 +944,8 @@ static void heartbeat(struct sim *s, uint32_t id, struct host *h, uint32_t t)
 	 * (below) the start of an offline spell */
 	u = uniform(s);
 	double p_crash = sc->crash_per_hour * hours, p_live = sc->liveness_fail_per_hour * hours;
-	double p_drops = sc->drops_per_hour * hours *
-			 (hit && sc->effect == SIM_EFFECT_drops ? sc->factor : 1.0);
+	double p_drops =
+	    sc->drops_per_hour * hours * (hit && sc->effect == SIM_EFFECT_drops ? sc->factor : 1.0);
 	if (u < p_crash)
 		rep.restarts++;
 	else if (u < p_crash + p_live)
@@ -933,8 +953,9 @@ static void heartbeat(struct sim *s, uint32_t id, struct host *h, uint32_t t)
 	else if (p_drops >= 1 || u < p_crash + p_live + p_drops)
 		rep.drops = 50 + rnd(s) % 500;
 	if (interval) {
-		rep.alerts = poisson(s, h->alert_rate * hours *
-					    (hit && sc->effect == SIM_EFFECT_alerts ? sc->factor : 1.0));
+		rep.alerts =
+		    poisson(s, h->alert_rate * hours *
+				   (hit && sc->effect == SIM_EFFECT_alerts ? sc->factor : 1.0));
 		double cpu = h->cpu * (1 + sc->cpu_noise * gauss_of(rnd(s))) *
 			     (hit && sc->effect == SIM_EFFECT_cpu ? sc->factor : 1.0);
 		rep.cpu_pct = cpu > 0.01 ? cpu : 0.01;
@@ -950,8 +971,9 @@ static void heartbeat(struct sim *s, uint32_t id, struct host *h, uint32_t t)
 		    .quarantined = (h->flags & HF_QUARANTINED) ? &release : NULL,
 		    .n_quarantined = (h->flags & HF_QUARANTINED) ? 1 : 0,
 		};
-		rollout_heartbeat(s->r, &h->track, &a, &s->policy[s->use_policy ? h->group : sc->n_groups],
-				  &rep, sc->epoch + t, &ans);
+		rollout_heartbeat(s->r, &h->track, &a,
+				  &s->policy[s->use_policy ? h->group : sc->n_groups], &rep,
+				  sc->epoch + t, &ans);
 	} else {
 		rollout_track_observe(&h->track, &rep);
 		ans.version = h->version;
@@ -1146,14 +1168,15 @@ static void populate(struct sim *s)
 		if (unit(mix64(key ^ 0x2222)) < sc->affected)
 			h->flags |= HF_AFFECTED;
 		/* hosts differ: alert rates gamma (shape 2), CPU log-normal */
-		double g2 = -(log(1 - unit(mix64(key ^ 0x3333))) + log(1 - unit(mix64(key ^ 0x4444))));
+		double g2 =
+		    -(log(1 - unit(mix64(key ^ 0x3333))) + log(1 - unit(mix64(key ^ 0x4444))));
 		h->alert_rate = (float)(sc->alerts_per_hour * g2 / 2);
 		h->cpu = (float)(sc->cpu_pct * exp(0.3 * gauss_of(mix64(key ^ 0x5555)) - 0.045));
 		if (sc->away_share > 0 && unit(mix64(key ^ 0x6666)) < sc->away_share) {
 			h->flags |= HF_AWAY;
 			h->state = H_OFFLINE;
-			h->timer = s->publish + uniform_between(s, sc->away_return_min_s,
-								sc->away_return_max_s);
+			h->timer = s->publish +
+				   uniform_between(s, sc->away_return_min_s, sc->away_return_max_s);
 			res->away++;
 		} else {
 			/* first heartbeat: its phase plus jitter */
@@ -1198,8 +1221,8 @@ static int collect_decisions(struct sim *s)
 			err = buf_append_char(&res->decisions_text, '\n');
 		if (!err)
 			err = buf_printf(&res->decisions_json,
-					 "%s{\"t\":%" PRId64 ",\"action\":\"%s\",\"step\":%u", i ? "," : "",
-					 d->at - (s->sc->epoch + s->publish),
+					 "%s{\"t\":%" PRId64 ",\"action\":\"%s\",\"step\":%u",
+					 i ? "," : "", d->at - (s->sc->epoch + s->publish),
 					 rollout_action_name(d->action), d->step + 1);
 		if (!err && d->failed_gate >= 0)
 			err = buf_printf(&res->decisions_json, ",\"gate\":\"%s\"",
@@ -1400,19 +1423,21 @@ int sim_result_json(const struct sim_result *res, struct buf *out)
 {
 	int err;
 
-	err = buf_printf(out, "{\"hosts\":%" PRIu64 ",\"scenario\":\"%s\",\"mode\":\"%s\","
-			      "\"seed\":%" PRIu64 ",\"halted\":%s",
+	err = buf_printf(out,
+			 "{\"hosts\":%" PRIu64 ",\"scenario\":\"%s\",\"mode\":\"%s\","
+			 "\"seed\":%" PRIu64 ",\"halted\":%s",
 			 res->hosts, res->scenario, res->all_at_once ? "all-at-once" : "vigil",
 			 res->seed, res->halted ? "true" : "false");
 	if (!err)
 		err = json_seconds(out, "time_to_halt_s", res->time_to_halt_s);
 	if (!err)
-		err = buf_printf(out, ",\"exposed_max\":%" PRIu64 ",\"exposed_max_fraction\":%.6g"
-				      ",\"hosts_crashed\":%" PRIu64
-				      ",\"hosts_recovered_automatically\":%" PRIu64
-				      ",\"hosts_needing_manual_repair\":%" PRIu64,
-				 res->exposed_max, (double)res->exposed_max / (double)res->hosts,
-				 res->hosts_crashed, res->recovered_automatically, res->manual_repair);
+		err = buf_printf(
+		    out,
+		    ",\"exposed_max\":%" PRIu64 ",\"exposed_max_fraction\":%.6g"
+		    ",\"hosts_crashed\":%" PRIu64 ",\"hosts_recovered_automatically\":%" PRIu64
+		    ",\"hosts_needing_manual_repair\":%" PRIu64,
+		    res->exposed_max, (double)res->exposed_max / (double)res->hosts,
+		    res->hosts_crashed, res->recovered_automatically, res->manual_repair);
 	if (!err)
 		err = json_seconds(out, "time_to_full_recovery_s", res->recovery_s);
 	if (!err)
@@ -1455,19 +1480,20 @@ int sim_result_json(const struct sim_result *res, struct buf *out)
 				 g ? "," : "", res->group_names[g], res->groups[g].hosts,
 				 res->groups[g].on_release);
 	if (!err)
-		err = buf_printf(out, "%s\"follow\":{\"hosts\":%" PRIu64 ",\"on_release\":%" PRIu64 "}",
+		err = buf_printf(out,
+				 "%s\"follow\":{\"hosts\":%" PRIu64 ",\"on_release\":%" PRIu64 "}",
 				 res->n_groups ? "," : "", res->groups[res->n_groups].hosts,
 				 res->groups[res->n_groups].on_release);
 	if (!err)
-		err = buf_printf(out, "},\"away\":%" PRIu64 ",\"away_back_after_halt\":%" PRIu64
-				      ",\"away_back_after_halt_activated\":%" PRIu64
-				      ",\"policy_violations\":%" PRIu64 ",\"follow_online\":%" PRIu64
-				      ",\"follow_on_release\":%" PRIu64 ",\"heartbeats\":%" PRIu64
-				      ",\"decisions\":%s}",
-				 res->away, res->away_back_after_halt,
-				 res->away_back_after_halt_activated, res->policy_violations,
-				 res->follow_online, res->follow_on_release, res->heartbeats,
-				 res->decisions_json.data ? res->decisions_json.data : "[]");
+		err = buf_printf(
+		    out,
+		    "},\"away\":%" PRIu64 ",\"away_back_after_halt\":%" PRIu64
+		    ",\"away_back_after_halt_activated\":%" PRIu64 ",\"policy_violations\":%" PRIu64
+		    ",\"follow_online\":%" PRIu64 ",\"follow_on_release\":%" PRIu64
+		    ",\"heartbeats\":%" PRIu64 ",\"decisions\":%s}",
+		    res->away, res->away_back_after_halt, res->away_back_after_halt_activated,
+		    res->policy_violations, res->follow_online, res->follow_on_release,
+		    res->heartbeats, res->decisions_json.data ? res->decisions_json.data : "[]");
 	return err;
 }
 
@@ -1517,7 +1543,8 @@ static int polyline(struct buf *out, const struct sim_result *res, const uint32_
 			i++;
 		}
 		if (any)
-			err = buf_printf(out, "%.1f,%.1f ", x0 + MARGIN_L + (c + 0.5) * PLOT_W / COLUMNS,
+			err = buf_printf(out, "%.1f,%.1f ",
+					 x0 + MARGIN_L + (c + 0.5) * PLOT_W / COLUMNS,
 					 plot_y(v, top));
 	}
 	return err ? err : buf_append_str(out, "\"/>\n");
@@ -1528,56 +1555,63 @@ static int panel(struct buf *out, const struct sim_result *res, double x0, const
 	static const struct {
 		double s;
 		const char *label;
-	} ticks[] = {{0, "0"},	     {10, "10 s"},  {60, "1 min"}, {600, "10 min"},
-		     {3600, "1 h"},  {21600, "6 h"}, {86400, "1 d"}, {604800, "7 d"}};
+	} ticks[] = {{0, "0"},	    {10, "10 s"},   {60, "1 min"},  {600, "10 min"},
+		     {3600, "1 h"}, {21600, "6 h"}, {86400, "1 d"}, {604800, "7 d"}};
 	double top = res->hosts > 10 ? (double)res->hosts : 10;
 	double span = (double)(res->n_samples ? res->n_samples - 1 : 0) * res->sample_s;
 	int err;
 
-	err = buf_printf(out, "<g font-family=\"sans-serif\" font-size=\"12\">\n"
-			      "<text x=\"%.0f\" y=\"20\" font-size=\"14\" font-weight=\"bold\">%s"
-			      "</text>\n",
+	err = buf_printf(out,
+			 "<g font-family=\"sans-serif\" font-size=\"12\">\n"
+			 "<text x=\"%.0f\" y=\"20\" font-size=\"14\" font-weight=\"bold\">%s"
+			 "</text>\n",
 			 x0 + MARGIN_L, title);
 	if (!err)
-		err = buf_printf(out, "<text x=\"%.0f\" y=\"36\">scenario %s, %" PRIu64 " hosts"
-				      "</text><text x=\"%.0f\" y=\"52\">exposed at most %" PRIu64
-				      " (%.3g%%), %" PRIu64 " need manual repair</text>\n",
-				 x0 + MARGIN_L, res->scenario, res->hosts, x0 + MARGIN_L,
-				 res->exposed_max, 100.0 * (double)res->exposed_max / (double)res->hosts,
-				 res->manual_repair);
+		err = buf_printf(
+		    out,
+		    "<text x=\"%.0f\" y=\"36\">scenario %s, %" PRIu64 " hosts"
+		    "</text><text x=\"%.0f\" y=\"52\">exposed at most %" PRIu64
+		    " (%.3g%%), %" PRIu64 " need manual repair</text>\n",
+		    x0 + MARGIN_L, res->scenario, res->hosts, x0 + MARGIN_L, res->exposed_max,
+		    100.0 * (double)res->exposed_max / (double)res->hosts, res->manual_repair);
 	if (!err)
-		err = buf_printf(out, "<rect x=\"%.0f\" y=\"%d\" width=\"%d\" height=\"%d\" "
-				      "fill=\"none\" stroke=\"#888\"/>\n",
+		err = buf_printf(out,
+				 "<rect x=\"%.0f\" y=\"%d\" width=\"%d\" height=\"%d\" "
+				 "fill=\"none\" stroke=\"#888\"/>\n",
 				 x0 + MARGIN_L, MARGIN_T, PLOT_W, PLOT_H);
 	/* hosts on a log scale: a line per power of ten */
 	for (double v = 1; !err && v <= top * 1.0001; v *= 10) {
 		double y = plot_y(v, top);
-		err = buf_printf(out, "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" "
-				      "stroke=\"#ddd\"/><text x=\"%.0f\" y=\"%.1f\" "
-				      "text-anchor=\"end\">%.0f</text>\n",
-				 x0 + MARGIN_L, x0 + MARGIN_L + PLOT_W, y, y, x0 + MARGIN_L - 4, y + 4,
-				 v);
+		err = buf_printf(out,
+				 "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" "
+				 "stroke=\"#ddd\"/><text x=\"%.0f\" y=\"%.1f\" "
+				 "text-anchor=\"end\">%.0f</text>\n",
+				 x0 + MARGIN_L, x0 + MARGIN_L + PLOT_W, y, y, x0 + MARGIN_L - 4,
+				 y + 4, v);
 	}
 	for (size_t i = 0; !err && span > 0 && i < sizeof(ticks) / sizeof(ticks[0]); i++) {
 		if (ticks[i].s > span)
 			break;
 		double x = x0 + MARGIN_L + PLOT_W * plot_x(ticks[i].s, span);
-		err = buf_printf(out, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" "
-				      "stroke=\"#eee\"/><text x=\"%.1f\" y=\"%d\" "
-				      "text-anchor=\"middle\">%s</text>\n",
+		err = buf_printf(out,
+				 "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" "
+				 "stroke=\"#eee\"/><text x=\"%.1f\" y=\"%d\" "
+				 "text-anchor=\"middle\">%s</text>\n",
 				 x, x, MARGIN_T, MARGIN_T + PLOT_H, x, PANEL_H - MARGIN_B + 16,
 				 ticks[i].label);
 	}
 	if (!err)
-		err = buf_printf(out, "<text x=\"%.0f\" y=\"%d\" text-anchor=\"middle\">time since "
-				      "publication (log scale)</text>\n",
+		err = buf_printf(out,
+				 "<text x=\"%.0f\" y=\"%d\" text-anchor=\"middle\">time since "
+				 "publication (log scale)</text>\n",
 				 x0 + MARGIN_L + PLOT_W / 2.0, PANEL_H - 8);
 	if (!err && res->halted && span > 0) {
 		double x = x0 + MARGIN_L + PLOT_W * plot_x((double)res->time_to_halt_s, span);
-		err = buf_printf(out, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" "
-				      "stroke=\"#2ca02c\" stroke-dasharray=\"4 3\"/>"
-				      "<text x=\"%.1f\" y=\"%d\" fill=\"#2ca02c\">halted after %" PRId64
-				      " s</text>\n",
+		err = buf_printf(out,
+				 "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" "
+				 "stroke=\"#2ca02c\" stroke-dasharray=\"4 3\"/>"
+				 "<text x=\"%.1f\" y=\"%d\" fill=\"#2ca02c\">halted after %" PRId64
+				 " s</text>\n",
 				 x, x, MARGIN_T, MARGIN_T + PLOT_H, x + 4, MARGIN_T + 14,
 				 res->time_to_halt_s);
 	}
@@ -1592,14 +1626,14 @@ static int panel(struct buf *out, const struct sim_result *res, double x0, const
 	return err ? err : buf_append_str(out, "</g>\n");
 }
 
-int sim_plot_svg(const struct sim_result *vigil, const struct sim_result *baseline,
-		 struct buf *out)
+int sim_plot_svg(const struct sim_result *vigil, const struct sim_result *baseline, struct buf *out)
 {
 	int width = PANEL_W * (baseline ? 2 : 1);
-	int err = buf_printf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-				  "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
-				  "height=\"%d\" viewBox=\"0 0 %d %d\">\n"
-				  "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+	int err = buf_printf(out,
+			     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+			     "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
+			     "height=\"%d\" viewBox=\"0 0 %d %d\">\n"
+			     "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
 			     width, PANEL_H + 24, width, PANEL_H + 24);
 
 	if (!err)
@@ -1607,12 +1641,13 @@ int sim_plot_svg(const struct sim_result *vigil, const struct sim_result *baseli
 	if (!err && baseline)
 		err = panel(out, baseline, PANEL_W, "all at once (July 2024)");
 	if (!err)
-		err = buf_printf(out, "<g font-family=\"sans-serif\" font-size=\"12\">"
-				      "<line x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\" stroke=\"#1f77b4\" "
-				      "stroke-width=\"2\"/><text x=\"%d\" y=\"%d\">hosts running the "
-				      "release</text><line x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\" "
-				      "stroke=\"#d62728\" stroke-width=\"2\"/><text x=\"%d\" y=\"%d\">"
-				      "hosts crashed (log scale)</text></g>\n",
+		err = buf_printf(out,
+				 "<g font-family=\"sans-serif\" font-size=\"12\">"
+				 "<line x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\" stroke=\"#1f77b4\" "
+				 "stroke-width=\"2\"/><text x=\"%d\" y=\"%d\">hosts running the "
+				 "release</text><line x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\" "
+				 "stroke=\"#d62728\" stroke-width=\"2\"/><text x=\"%d\" y=\"%d\">"
+				 "hosts crashed (log scale)</text></g>\n",
 				 MARGIN_L, MARGIN_L + 20, PANEL_H + 12, PANEL_H + 12, MARGIN_L + 26,
 				 PANEL_H + 16, MARGIN_L + 200, MARGIN_L + 220, PANEL_H + 12,
 				 PANEL_H + 12, MARGIN_L + 226, PANEL_H + 16);

@@ -29,22 +29,22 @@
 #define SIM_RELEASE  2u
 
 /* What is wrong with the release, on the hosts it affects. */
-#define SIM_EFFECTS(X)                                                                             \
-	X(none) X(crash) X(hang) X(alerts) X(liveness) X(cpu) X(drops)
+#define SIM_EFFECTS(X) X(none) X(crash) X(hang) X(alerts) X(liveness) X(cpu) X(drops)
 
 enum sim_effect {
+/* clang-format off */
 #define X(name) SIM_EFFECT_##name,
 	SIM_EFFECTS(X)
 #undef X
 	SIM_EFFECT_COUNT
+	/* clang-format on */
 };
 
 struct sim_group {
 	char name[32];
-	double share;		      /* of the hosts of the last ring */
+	double share; /* of the hosts of the last ring */
 	struct rollout_policy policy;
-	int64_t approve_after_s;      /* approval given this long after publication; -1 never */
-	char policy_text[160];
+	int64_t approve_after_s; /* approval given this long after publication; -1 never */
 };
 
 struct sim_scenario {
@@ -52,8 +52,8 @@ struct sim_scenario {
 	char description[200];
 	/* the release */
 	enum sim_effect effect;
-	double factor;		      /* alerts, cpu, drops: multiplier on the affected hosts */
-	double affected;	      /* share of hosts hit: one kernel family of that size */
+	double factor;	 /* alerts, cpu, drops: multiplier on the affected hosts */
+	double affected; /* share of hosts hit: one kernel family of that size */
 	/* the fleet: shares of rings 0 .. n-2, the last ring holds the rest */
 	uint32_t n_rings;
 	double ring_share[ROLLOUT_MAX_RINGS];
@@ -63,24 +63,24 @@ struct sim_scenario {
 	/* the plan (n_rings and heartbeat_s follow the fleet) */
 	struct rollout_plan plan;
 	/* time */
-	int64_t epoch;		      /* UTC second of virtual time 0 */
-	uint32_t publish_s;	      /* fleet running before the release is published */
-	uint32_t duration_s;	      /* run after publication; 0: nominal plan time + 90 min */
-	double jitter;		      /* heartbeat at its interval plus up to this share of it */
+	int64_t epoch;	     /* UTC second of virtual time 0 */
+	uint32_t publish_s;  /* fleet running before the release is published */
+	uint32_t duration_s; /* run after publication; 0: nominal plan time + 90 min */
+	double jitter;	     /* heartbeat at its interval plus up to this share of it */
 	/* the agent */
-	uint32_t trial_starts;	      /* starts on trial before a crash loop reverts */
-	uint32_t restart_s;	      /* one crash and restart */
+	uint32_t trial_starts;			 /* starts on trial before a crash loop reverts */
+	uint32_t restart_s;			 /* one crash and restart */
 	uint32_t activate_min_s, activate_max_s; /* download, verify, compile, test-load, swap */
-	uint32_t revert_s;	      /* back to last-known-good when told to */
-	uint32_t liveness_s;	      /* detection liveness probe interval */
+	uint32_t revert_s;			 /* back to last-known-good when told to */
+	uint32_t liveness_s;			 /* detection liveness probe interval */
 	/* baseline noise */
-	double crash_per_hour;	      /* unclean restarts per host-hour */
-	double offline_per_hour;      /* offline spells per host-hour */
+	double crash_per_hour;	 /* unclean restarts per host-hour */
+	double offline_per_hour; /* offline spells per host-hour */
 	uint32_t offline_mean_s, offline_max_s;
-	double alerts_per_hour;	      /* mean over hosts; hosts differ (gamma, shape 2) */
-	double cpu_pct;		      /* mean CPU; hosts differ (log-normal) */
-	double cpu_noise;	      /* relative noise of one CPU reading */
-	double drops_per_hour;	      /* drop bursts per host-hour */
+	double alerts_per_hour; /* mean over hosts; hosts differ (gamma, shape 2) */
+	double cpu_pct;		/* mean CPU; hosts differ (log-normal) */
+	double cpu_noise;	/* relative noise of one CPU reading */
+	double drops_per_hour;	/* drop bursts per host-hour */
 	double liveness_fail_per_hour;
 	/* hosts away when the release is published */
 	double away_share;
@@ -103,14 +103,14 @@ const char *sim_effect_name(enum sim_effect e);
 struct sim_options {
 	uint64_t hosts;
 	uint64_t seed;
-	bool all_at_once;	/* 2024 behaviour: one forced step, no gates, no local revert,
-				   no customer policy */
-	uint32_t sample_s;	/* series resolution; 0: none kept */
+	bool all_at_once;  /* 2024 behaviour: one forced step, no gates, no local revert,
+			      no customer policy */
+	uint32_t sample_s; /* series resolution; 0: none kept */
 };
 
 struct sim_group_result {
 	uint64_t hosts;
-	uint64_t on_release;	/* at the end */
+	uint64_t on_release; /* at the end */
 };
 
 struct sim_result {
@@ -120,19 +120,19 @@ struct sim_result {
 	char scenario[SIM_NAME_BYTES];
 	uint64_t nominal_s;
 	bool halted;
-	int64_t time_to_halt_s;		/* -1: not halted */
-	int halt_gate;			/* enum rollout_gate; -1 */
+	int64_t time_to_halt_s; /* -1: not halted */
+	int halt_gate;		/* enum rollout_gate; -1 */
 	uint32_t halt_step;
 	bool completed;
-	int64_t time_to_complete_s;	/* -1 */
-	uint64_t exposed_max;		/* hosts running the release at once, at most */
-	uint64_t exposed_total;		/* hosts that ever activated it */
+	int64_t time_to_complete_s; /* -1 */
+	uint64_t exposed_max;	    /* hosts running the release at once, at most */
+	uint64_t exposed_total;	    /* hosts that ever activated it */
 	uint64_t hosts_crashed;
 	uint64_t recovered_automatically;
 	uint64_t manual_repair;
-	int64_t recovery_s;		/* -1: not recovered by the end */
+	int64_t recovery_s; /* -1: not recovered by the end */
 	uint64_t final_versions[SIM_RELEASE + 1];
-	int64_t first_observable_s;	/* first crash a controller could see; -1 */
+	int64_t first_observable_s; /* first crash a controller could see; -1 */
 	uint32_t n_rings;
 	uint64_t ring_hosts[ROLLOUT_MAX_RINGS];
 	uint64_t ring_exposed[ROLLOUT_MAX_RINGS];
@@ -140,7 +140,7 @@ struct sim_result {
 	uint64_t away_back_after_halt;
 	uint64_t away_back_after_halt_activated;
 	uint64_t policy_violations;
-	uint64_t follow_online;		/* hosts following the rings, online at the end */
+	uint64_t follow_online; /* hosts following the rings, online at the end */
 	uint64_t follow_on_release;
 	uint64_t heartbeats;
 	uint32_t n_groups;
@@ -151,8 +151,8 @@ struct sim_result {
 	size_t n_samples;
 	uint32_t *exposed_series;
 	uint32_t *crashed_series;
-	struct buf decisions_text;	/* the controller's decisions, one line each */
-	struct buf decisions_json;	/* [{"t":..,"action":..,...},...] */
+	struct buf decisions_text; /* the controller's decisions, one line each */
+	struct buf decisions_json; /* [{"t":..,"action":..,...},...] */
 };
 
 /*

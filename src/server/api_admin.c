@@ -179,9 +179,19 @@ void admin_agent_show(struct request *rq, struct reply *rp)
 		reply_store_error(rp, ret, "agent");
 		return;
 	}
+	/* with what the controller would tell it now, and why */
+	struct fleet_target t;
+	fleet_target_of(rq->srv->fleet, &a, rq->now, &t);
 	reply_json(rp, 200);
-	if (agent_json(&rp->body, &a) || buf_append_char(&rp->body, '\n'))
-		oom(rp);
+	if (agent_json(&rp->body, &a) || rp->body.len < 1)
+		goto out_oom;
+	rp->body.len--; /* reopen the object */
+	if (buf_append_str(&rp->body, ",\"desired\":") || fleet_target_json(&rp->body, &t) ||
+	    buf_append_str(&rp->body, "}\n"))
+		goto out_oom;
+	return;
+out_oom:
+	oom(rp);
 }
 
 void admin_agent_update(struct request *rq, struct reply *rp)
@@ -769,4 +779,18 @@ void admin_token_create(struct request *rq, struct reply *rp)
 void admin_enroll_token_create(struct request *rq, struct reply *rp)
 {
 	token_create(rq, rp, true);
+}
+
+void admin_token_revoke(struct request *rq, struct reply *rp)
+{
+	int ret = rq->srv->store->ops->token_revoke(rq->srv->store, rq->arg[0]);
+
+	if (ret) {
+		reply_store_error(rp, ret, "token");
+		return;
+	}
+	reply_json(rp, 200);
+	if (buf_printf(&rp->body, "{\"id\":\"%s\",\"revoked\":true}\n", rq->arg[0]))
+		oom(rp);
+	snprintf(rp->audit, sizeof(rp->audit), "token %.64s revoked", rq->arg[0]);
 }

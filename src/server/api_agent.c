@@ -85,7 +85,7 @@ out:
 	memset(e.token, 0, sizeof(e.token));
 }
 
-static int target_json(struct buf *b, const struct fleet_target *t)
+int fleet_target_json(struct buf *b, const struct fleet_target *t)
 {
 	int ret;
 
@@ -130,7 +130,7 @@ void api_heartbeat(struct request *rq, struct reply *rp)
 	reply_json(rp, 200);
 	if (buf_printf(&rp->body, "{\"heartbeat_seconds\":%u,\"group\":\"%s\",\"content\":",
 		       rq->srv->cfg.heartbeat_seconds, a->group) ||
-	    target_json(&rp->body, &t) || buf_append_str(&rp->body, ",\"sensor\":null}\n"))
+	    fleet_target_json(&rp->body, &t) || buf_append_str(&rp->body, ",\"sensor\":null}\n"))
 		reply_error(rp, 500, "out of memory");
 }
 

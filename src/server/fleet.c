@@ -451,6 +451,46 @@ out:
 	return 0;
 }
 
+int fleet_target_of(struct fleet *f, const struct store_agent *a, int64_t now,
+		    struct fleet_target *out)
+{
+	const struct store_health *h = &a->health;
+	struct rollout_agent ag = {0};
+	struct rollout_policy pol;
+	struct rollout_answer ans = {0};
+	const struct store_policy *sp;
+	struct fl_rollout *r;
+
+	memset(out, 0, sizeof(*out));
+	ag.key = rollout_agent_key(a->id, strlen(a->id));
+	ag.active = h->has_content ? h->content_version : 0;
+	ag.quarantined = h->quarantined;
+	ag.n_quarantined = h->n_quarantined;
+	pthread_mutex_lock(&f->lock);
+	sp = policy_of(f, a->group);
+	ag.ring = sp->ring;
+	r = live(f);
+	if (r) {
+		to_policy(sp, r, a->group, &pol);
+		rollout_desired(r->ctl, &ag, &pol, now, &ans);
+		out->rollout_id = r->id;
+		out->why = rollout_why_name(ans.why);
+		out->audit_mode = ans.baking;
+		if (ans.version) {
+			const struct fl_release *rel = release_by_version(f, ans.version);
+			out->has = true;
+			out->version = ans.version;
+			if (rel) {
+				out->known = true;
+				memcpy(out->hash, rel->hash, sizeof(out->hash));
+				out->size = rel->size;
+			}
+		}
+	}
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
 struct pop_ctx {
 	struct fleet *f;
 	uint64_t rings[ROLLOUT_MAX_RINGS];

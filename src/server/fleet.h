@@ -60,6 +60,16 @@ void fleet_free(struct fleet *f);
 int fleet_heartbeat(struct fleet *f, const struct store_agent *a, const struct store_health *h,
 		    int64_t now, struct fleet_target *out, uint8_t *track, size_t *track_len);
 
+/*
+ * What agent @a (as stored) should run at @now, as its next heartbeat would be answered,
+ * without counting anything. Returns 0.
+ */
+int fleet_target_of(struct fleet *f, const struct store_agent *a, int64_t now,
+		    struct fleet_target *out);
+
+/* Appends @t as the heartbeat answer's "content" (null when it has none). 0 or -errno. */
+int fleet_target_json(struct buf *b, const struct fleet_target *t);
+
 /* Ticks the controller at @now (gates, promotions, halts) and persists what changed. */
 void fleet_tick(struct fleet *f, int64_t now);
 

@@ -88,6 +88,7 @@ static const struct route routes[] = {
     {"GET", "admin/audit", AUTH_ADMIN, ROLE_ADMIN, BODY_NONE, {0}, admin_audit},
     {"GET", "admin/tokens", AUTH_ADMIN, ROLE_ADMIN, BODY_NONE, {0}, admin_tokens},
     {"POST", "admin/tokens", AUTH_ADMIN, ROLE_ADMIN, BODY_SMALL, {0}, admin_token_create},
+    {"DELETE", "admin/tokens/*", AUTH_ADMIN, ROLE_ADMIN, BODY_NONE, {ARG_NAME}, admin_token_revoke},
     {"POST",
      "admin/enrollment-tokens",
      AUTH_ADMIN,
@@ -95,6 +96,13 @@ static const struct route routes[] = {
      BODY_SMALL,
      {0},
      admin_enroll_token_create},
+};
+
+/* The console's two files, outside the API. */
+static const struct route console_routes[] = {
+    {"GET", "/console", AUTH_NONE, 0, BODY_NONE, {0}, console_page},
+    {"GET", "/console/", AUTH_NONE, 0, BODY_NONE, {0}, console_page},
+    {"GET", "/console/app.js", AUTH_NONE, 0, BODY_NONE, {0}, console_script},
 };
 
 #define API_PREFIX "/api/v1/"
@@ -240,7 +248,17 @@ static enum MHD_Result send_reply(struct request *rq, struct reply *rp)
 			return MHD_NO;
 		if (rp->body.len)
 			MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-						"application/json");
+						rp->content_type ? rp->content_type
+								 : "application/json");
+	}
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	if (rp->csp) {
+		MHD_add_response_header(
+		    resp, "Content-Security-Policy",
+		    "default-src 'none'; script-src 'self'; connect-src 'self'; "
+		    "style-src 'unsafe-inline'; frame-ancestors 'none'; "
+		    "base-uri 'none'; form-action 'none'");
+		MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
 	}
 	if (rp->etag[0])
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, rp->etag);
@@ -328,7 +346,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		rq->now = now_seconds();
 		buf_init(&rq->body, 0);
 		reply_init(&rp);
-		if (strncmp(url, API_PREFIX, strlen(API_PREFIX)) == 0) {
+		for (size_t i = 0; i < sizeof(console_routes) / sizeof(console_routes[0]); i++) {
+			if (strcmp(url, console_routes[i].pattern) != 0)
+				continue;
+			if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+				rq->route = &console_routes[i];
+			else
+				method_seen = true;
+		}
+		if (!rq->route && strncmp(url, API_PREFIX, strlen(API_PREFIX)) == 0) {
 			for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 				memset(rq->arg, 0, sizeof(rq->arg));
 				int m = route_match(&routes[i], url + strlen(API_PREFIX), rq);

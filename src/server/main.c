@@ -61,6 +61,7 @@ struct opts {
 	bool init;
 	bool listen_set, root_set, threads_set, tick_set, hb_set, body_set, upload_set;
 	bool cert_set, key_set;
+	json_t *config; /* the config file, whose strings cfg points into */
 };
 
 static int parse_uint(const char *s, unsigned long long min, unsigned long long max,
@@ -90,9 +91,6 @@ static int parse_seconds(const char *s, double *out)
 	return 0;
 }
 
-/* Keeps the strings of the config file alive for the process. */
-static json_t *config_doc;
-
 static int load_config(struct opts *o, char *err, size_t errlen)
 {
 	struct buf b;
@@ -106,15 +104,15 @@ static int load_config(struct opts *o, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", o->config_path, strerror(-ret));
 		goto out;
 	}
-	config_doc = json_loadb(b.data ? b.data : "", b.len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!json_is_object(config_doc)) {
+	o->config = json_loadb(b.data ? b.data : "", b.len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(o->config)) {
 		snprintf(err, errlen, "%s: line %d: %s", o->config_path, jerr.line,
-			 config_doc ? "a JSON object is expected" : jerr.text);
+			 o->config ? "a JSON object is expected" : jerr.text);
 		ret = -EINVAL;
 		goto out;
 	}
 	const char *key;
-	json_object_foreach(config_doc, key, v)
+	json_object_foreach(o->config, key, v)
 	{
 		bool ok = true;
 		if (strcmp(key, "listen") == 0) {
@@ -330,14 +328,17 @@ int main(int argc, char **argv)
 		return ret;
 	if (o.config_path && load_config(&o, err, sizeof(err))) {
 		fprintf(stderr, "vigil-server: %s\n", err);
+		json_decref(o.config);
 		return 2;
 	}
 	if (!o.cfg.tls_cert != !o.cfg.tls_key) {
 		fprintf(stderr, "vigil-server: --tls-cert and --tls-key go together\n");
+		json_decref(o.config);
 		return 2;
 	}
 	if (sodium_init() < 0) {
 		fprintf(stderr, "vigil-server: libsodium cannot start\n");
+		json_decref(o.config);
 		return 1;
 	}
 	memset(&srv, 0, sizeof(srv));
@@ -421,7 +422,7 @@ out:
 	fleet_free(srv.fleet);
 	trust_root_free(srv.root);
 	store_close(srv.store);
-	json_decref(config_doc);
+	json_decref(o.config);
 	buf_release(&srv.tls_cert);
 	if (srv.tls_key.data)
 		sodium_memzero(srv.tls_key.data, srv.tls_key.len);

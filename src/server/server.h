@@ -67,7 +67,9 @@ struct reply {
 	uint64_t fd_size;
 	char etag[STORE_HASH_BYTES + 2];
 	bool immutable;
-	char audit[256]; /* what an admin action did, for the audit log */
+	char audit[256];	  /* what an admin action did, for the audit log */
+	const char *content_type; /* NULL: application/json */
+	bool csp;		  /* the console's pages: a strict Content-Security-Policy */
 };
 
 /* A request being handled; path parameters in @arg. */
@@ -172,7 +174,12 @@ void admin_decisions(struct request *rq, struct reply *rp);
 void admin_audit(struct request *rq, struct reply *rp);
 void admin_token_create(struct request *rq, struct reply *rp);
 void admin_enroll_token_create(struct request *rq, struct reply *rp);
+
+/* The web console (console.c): its page and its script. */
+void console_page(struct request *rq, struct reply *rp);
+void console_script(struct request *rq, struct reply *rp);
 void admin_tokens(struct request *rq, struct reply *rp);
+void admin_token_revoke(struct request *rq, struct reply *rp);
 
 /* --- http.c --- */
 

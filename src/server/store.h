@@ -197,6 +197,8 @@ struct store_ops {
 	/* Takes one use of an enrollment token, atomically: -EACCES when none is left. */
 	int (*token_use)(struct store *st, const char *id);
 	int (*token_list)(struct store *st, store_token_cb cb, void *ctx);
+	/* Marks token @id revoked: it authenticates nothing from then on. */
+	int (*token_revoke)(struct store *st, const char *id);
 
 	int (*agent_add)(struct store *st, const struct store_agent *a);
 	int (*agent_get)(struct store *st, const char *id, struct store_agent *out);

@@ -69,6 +69,7 @@ enum stmt {
 	S_TOKEN_GET,
 	S_TOKEN_USE,
 	S_TOKEN_LIST,
+	S_TOKEN_REVOKE,
 	S_AGENT_ADD,
 	S_AGENT_GET,
 	S_AGENT_HB,
@@ -109,6 +110,7 @@ static const char *const stmt_sql[S_COUNT] = {
 		    " expires, revoked FROM tokens WHERE id = ?1",
     [S_TOKEN_USE] = "UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1 AND kind = 1"
 		    " AND uses_left > 0",
+    [S_TOKEN_REVOKE] = "UPDATE tokens SET revoked = 1 WHERE id = ?1",
     [S_TOKEN_LIST] = "SELECT id, kind, secret_hash, name, role, grp, uses_left, created,"
 		     " expires, revoked FROM tokens ORDER BY created, id",
     [S_AGENT_ADD] = "INSERT INTO agents(" AGENT_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
@@ -165,11 +167,28 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ROLLBACK] = "ROLLBACK",
 };
 
+/* A heartbeat waiting to be written: the writes of concurrent heartbeats share a commit. */
+struct hb_job {
+	const char *id;
+	const struct store_health *h;
+	const void *track;
+	size_t track_len;
+	int64_t now;
+	int ret;
+	bool done;
+	struct hb_job *next;
+};
+
 struct sq_store {
 	struct store base;
 	sqlite3 *db;
 	pthread_mutex_t lock;
 	sqlite3_stmt *stmts[S_COUNT];
+	/* group commit of heartbeats */
+	pthread_mutex_t hb_lock;
+	pthread_cond_t hb_done;
+	struct hb_job *hb_head, **hb_tail;
+	bool hb_writing;
 };
 
 static struct sq_store *sq(struct store *st)
@@ -379,6 +398,22 @@ static int sq_token_list(struct store *st, store_token_cb cb, void *ctx)
 	return ret;
 }
 
+static int sq_token_revoke(struct store *st, const char *id)
+{
+	struct sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	int ret;
+
+	lock(s);
+	q = stmt(s, S_TOKEN_REVOKE);
+	bind_text(q, 1, id);
+	ret = run_done(s, q, "token_revoke");
+	if (!ret && sqlite3_changes(s->db) == 0)
+		ret = -ENOENT;
+	unlock(s);
+	return ret;
+}
+
 /* --- agents --- */
 
 static void quarantined_text(const struct store_health *h, char *out, size_t size)
@@ -509,27 +544,83 @@ static int sq_agent_get(struct store *st, const char *id, struct store_agent *ou
 	return ret;
 }
 
+/* Writes one heartbeat (lock held). */
+static int write_heartbeat(struct sq_store *s, const struct hb_job *j)
+{
+	char qbuf[STORE_MAX_QUARANTINED * 21 + 1];
+	sqlite3_stmt *q = stmt(s, S_AGENT_HB);
+	int ret;
+
+	bind_text(q, 1, j->id);
+	sqlite3_bind_int64(q, 2, j->now);
+	bind_health(q, 3, j->h, qbuf, sizeof(qbuf));
+	sqlite3_bind_blob(q, 18, j->track ? j->track : "", (int)j->track_len, SQLITE_STATIC);
+	ret = run_done(s, q, "agent_heartbeat");
+	if (!ret && sqlite3_changes(s->db) == 0)
+		ret = -ENOENT;
+	return ret;
+}
+
+/* Writes @batch in one transaction; on a failure, each on its own. Sets every job's ret. */
+static void write_heartbeats(struct sq_store *s, struct hb_job *batch)
+{
+	struct hb_job *j;
+	bool one = !batch->next;
+
+	lock(s);
+	if (!one && run_done(s, stmt(s, S_BEGIN), "begin") == 0) {
+		bool failed = false;
+		for (j = batch; j; j = j->next) {
+			j->ret = write_heartbeat(s, j);
+			failed |= j->ret != 0 && j->ret != -ENOENT;
+		}
+		if (!failed && run_done(s, stmt(s, S_COMMIT), "commit") == 0)
+			goto out;
+		run_done(s, stmt(s, S_ROLLBACK), "rollback");
+	}
+	for (j = batch; j; j = j->next)
+		j->ret = write_heartbeat(s, j);
+out:
+	unlock(s);
+}
+
+/*
+ * Group commit: the first caller writes the heartbeats queued so far in one transaction while
+ * the others wait for it; each returns only once its own write is committed.
+ */
 static int sq_agent_heartbeat(struct store *st, const char *id, const struct store_health *h,
 			      const void *track, size_t track_len, int64_t now)
 {
 	struct sq_store *s = sq(st);
-	char qbuf[STORE_MAX_QUARANTINED * 21 + 1];
-	sqlite3_stmt *q;
-	int ret;
+	struct hb_job job = {.id = id, .h = h, .track = track, .track_len = track_len, .now = now};
 
 	if (track_len > STORE_TRACK_BYTES)
 		return -EINVAL;
-	lock(s);
-	q = stmt(s, S_AGENT_HB);
-	bind_text(q, 1, id);
-	sqlite3_bind_int64(q, 2, now);
-	bind_health(q, 3, h, qbuf, sizeof(qbuf));
-	sqlite3_bind_blob(q, 18, track ? track : "", (int)track_len, SQLITE_STATIC);
-	ret = run_done(s, q, "agent_heartbeat");
-	if (!ret && sqlite3_changes(s->db) == 0)
-		ret = -ENOENT;
-	unlock(s);
-	return ret;
+	pthread_mutex_lock(&s->hb_lock);
+	*s->hb_tail = &job;
+	s->hb_tail = &job.next;
+	while (!job.done) {
+		if (s->hb_writing) {
+			pthread_cond_wait(&s->hb_done, &s->hb_lock);
+			continue;
+		}
+		struct hb_job *batch = s->hb_head;
+		s->hb_head = NULL;
+		s->hb_tail = &s->hb_head;
+		s->hb_writing = true;
+		pthread_mutex_unlock(&s->hb_lock);
+		write_heartbeats(s, batch);
+		pthread_mutex_lock(&s->hb_lock);
+		/* a waiter returns once it sees done: its job is not touched after that */
+		for (struct hb_job *j = batch, *next; j; j = next) {
+			next = j->next;
+			j->done = true;
+		}
+		s->hb_writing = false;
+		pthread_cond_broadcast(&s->hb_done);
+	}
+	pthread_mutex_unlock(&s->hb_lock);
+	return job.ret;
 }
 
 static int sq_agent_set_group(struct store *st, const char *id, const char *group)
@@ -1082,6 +1173,8 @@ static void sq_close(struct store *st)
 		sqlite3_close(s->db);
 	}
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->hb_lock);
+	pthread_cond_destroy(&s->hb_done);
 	free(s);
 }
 
@@ -1094,6 +1187,7 @@ static const struct store_ops sqlite_ops = {
     .token_get = sq_token_get,
     .token_use = sq_token_use,
     .token_list = sq_token_list,
+    .token_revoke = sq_token_revoke,
     .agent_add = sq_agent_add,
     .agent_get = sq_agent_get,
     .agent_heartbeat = sq_agent_heartbeat,
@@ -1136,6 +1230,9 @@ int store_sqlite_open(const char *dir, struct store **out, char *err, size_t err
 	}
 	s->base.ops = &sqlite_ops;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->hb_lock, NULL);
+	pthread_cond_init(&s->hb_done, NULL);
+	s->hb_tail = &s->hb_head;
 	rc = sqlite3_open_v2(path, &s->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
 				 SQLITE_OPEN_NOFOLLOW,

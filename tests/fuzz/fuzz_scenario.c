@@ -47,7 +47,8 @@ static void fuzz_plan(const uint8_t *data, size_t size)
 	err[0] = '\0';
 	if (rollout_plan_parse(s, &g, &p, err, sizeof(err)) == 0) {
 		q = p;
-		if (rollout_plan_text(&p, &b) || rollout_plan_parse(b.data, &g, &q, err, sizeof(err)))
+		if (rollout_plan_text(&p, &b) ||
+		    rollout_plan_parse(b.data, &g, &q, err, sizeof(err)))
 			abort();
 		if (q.n_steps != p.n_steps)
 			abort();
@@ -102,7 +103,8 @@ static void fuzz_restore(const uint8_t *data, size_t size)
 			abort();
 		for (uint64_t i = 0; i < 200; i++) {
 			struct rollout_agent a = {.key = i, .ring = (uint32_t)(i % 3), .active = 1};
-			struct rollout_report rep = {.interval_s = 60, .cpu_pct = 2, .alerts = i % 2};
+			struct rollout_report rep = {
+			    .interval_s = 60, .cpu_pct = 2, .alerts = i % 2};
 			struct rollout_answer ans;
 			rollout_track_init(&t);
 			rollout_heartbeat(r, &t, &a, &pol, &rep, 1000 + (int64_t)i, &ans);

@@ -227,6 +227,24 @@ def test_usage_errors_are_one_line():
         assert len(res.stderr.strip().splitlines()) == 1, res.stderr
 
 
+def test_config_file(tmp_path):
+    need_server()
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps({"threads": 3, "heartbeat_seconds": 7, "tick": 0.5}))
+    for text in ('{"bogus": 1}', '{"threads": 0}', '[1]', '{"listen": 5}', "{"):
+        bad.write_text(text)
+        res = run(SERVER, "--data", tmp_path / "d", "--config", bad)
+        assert res.returncode == 2, (text, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1 and "bad.json" in res.stderr
+    s = Server(tmp_path / "data", extra=["--config", good]).start()
+    try:
+        assert "3 threads" in s.stderr()
+        agent, cred = s.enroll_agent()
+        assert s.heartbeat(agent, cred)["heartbeat_seconds"] == 7
+    finally:
+        assert s.stop() == 0
+
+
 def test_init_prints_tokens_once_and_stores_only_hashes(tmp_path):
     need_server()
     data = tmp_path / "d"
@@ -438,6 +456,13 @@ def test_admin_tokens_and_roles(fleet, keys, tmp_path):
     assert fleet.request("GET", "/api/v1/admin/audit", token=operator)[0] == 403
     fleet.admin_call("POST", f"rollouts/{r['id']}/halt", {}, token=operator)
     assert fleet.admin_call("GET", f"rollouts/{r['id']}")["state"] == "halted"
+    # a revoked token authenticates nothing
+    vid = viewer.split(".")[0]
+    assert fleet.request("DELETE", f"/api/v1/admin/tokens/{vid}", token=operator)[0] == 403
+    assert fleet.admin_call("DELETE", f"tokens/{vid}")["revoked"] is True
+    st, body, _ = fleet.request("GET", "/api/v1/admin/agents", token=viewer)
+    assert st == 401 and "revoked" in one_line_error(body)
+    assert fleet.request("DELETE", "/api/v1/admin/tokens/" + "0" * 32, token=fleet.admin)[0] == 404
 
 
 def test_audit_log_records_who_what_and_result(fleet, keys, tmp_path):
@@ -541,7 +566,7 @@ def test_rollout_promotes_through_rings(fleet, keys, tmp_path):
     assert st == 409 and "whole fleet" in one_line_error(body)
     r = fleet.admin_call("POST", "rollouts", {"release": rel["hash"], "plan": [
         {"ring": 0, "percent": 100, "bake_seconds": 1},
-        {"ring": 2, "percent": 100, "bake_seconds": 1}]}, expect=201)
+        {"ring": 2, "percent": 100, "bake_seconds": 3600}]}, expect=201)
     assert r["state"] == "rolling" and r["step"] == 0
     ans = fleet.heartbeat(c, ccred)
     assert ans["content"]["version"] == 6 and ans["content"]["hash"] == rel["hash"]
@@ -552,15 +577,16 @@ def test_rollout_promotes_through_rings(fleet, keys, tmp_path):
     st, body, _ = fleet.request("POST", "/api/v1/admin/rollouts", {"release": rel["hash"]},
                                 token=fleet.admin)
     assert st == 409
-    # a step is promoted once it baked and its agents reported running the release
-    time.sleep(1.5)
-    assert fleet.admin_call("GET", f"rollouts/{r['id']}")["step"] == 0
+    # the first step is promoted once it baked (with its agents' reports, as many as the
+    # controller needs of a ring this small)
     fleet.heartbeat(c, ccred, content_version=6)
     wait_for(lambda: fleet.admin_call("GET", f"rollouts/{r['id']}")["step"] == 1,
              "the first promotion")
     ans = fleet.heartbeat(g, gcred, content_version=5)["content"]
     assert ans["version"] == 6 and ans["audit_mode"] is True
     fleet.heartbeat(g, gcred, content_version=6)
+    # an operator may cut the last bake short
+    fleet.admin_call("POST", f"rollouts/{r['id']}/promote", {})
     wait_for(lambda: fleet.admin_call("GET", f"rollouts/{r['id']}")["state"] == "complete",
              "the rollout to complete")
     ans = fleet.heartbeat(g, gcred, content_version=6)
@@ -634,7 +660,12 @@ def test_policies_pin_pause_and_approval(fleet, keys, tmp_path):
     assert target("pinned") == (10, "pinned")
     assert target("paused") == (10, "paused")
     assert target("gated") is None
+    # the operator can see why, before the agent's next heartbeat
+    shown = fleet.admin_call("GET", f"agents/{agents['gated'][0]}")
+    assert shown["desired"] is None or shown["desired"]["why"] == "approval"
+    assert fleet.admin_call("GET", f"agents/{agents['paused'][0]}")["desired"]["why"] == "paused"
     fleet.admin_call("POST", f"rollouts/{r['id']}/approve", {"group": "gated"})
+    assert fleet.admin_call("GET", f"agents/{agents['gated'][0]}")["desired"]["version"] == 11
     assert target("gated") == (11, "step")
     assert target("pinned") == (10, "pinned")
     assert r10["version"] == 10
@@ -653,8 +684,10 @@ def test_maintenance_window_blocks_changes_outside_it(fleet, keys, tmp_path):
                      expect=201)
     ans = fleet.heartbeat(a, cred, content_version=3)["content"]
     assert ans["version"] == 3 and ans["why"] == "window" and ans["url"] is None
+    # a window from an hour ago to an hour from now holds now even across an hour's change
     fleet.admin_call("PUT", "groups/win", {"maintenance_windows": [
-        {"start": f"{now.tm_hour:02d}:00", "end": f"{(now.tm_hour + 1) % 24:02d}:00"}]})
+        {"start": f"{(now.tm_hour + 23) % 24:02d}:00",
+         "end": f"{(now.tm_hour + 1) % 24:02d}:{now.tm_min:02d}"}]})
     assert fleet.heartbeat(a, cred, content_version=3)["content"]["version"] == 12
 
 
@@ -945,13 +978,18 @@ def test_agent_receives_content_through_a_rollout(tmp_path, keys):
             aid = wait_for(lambda: s.admin_call("GET", "agents")["agents"],
                            "enrollment")[0]["id"]
             r = s.admin_call("POST", "rollouts", {"release": rel["hash"], "plan": [
-                {"ring": 0, "percent": 100, "bake_seconds": 1},
+                {"ring": 0, "percent": 100, "bake_seconds": 6},
                 {"ring": 2, "percent": 100, "bake_seconds": 1}]}, expect=201)
             # the agent downloads it, activates it and says so in its next heartbeats
             wait_for(lambda: s.admin_call("GET", f"agents/{aid}")["content_version"] == 30,
                      "the agent to run the release", timeout=60)
+            # while the release bakes in its step, the agent keeps kill responses in audit
+            wait_for(lambda: "kill responses in audit mode" in agent.stderr(),
+                     "audit mode while the release bakes")
             wait_for(lambda: s.admin_call("GET", f"rollouts/{r['id']}")["state"] == "complete",
                      "the rollout to complete", timeout=60)
+            wait_for(lambda: "kill responses active again" in agent.stderr(),
+                     "responses back once the release baked")
             # the release's rule now detects, and its alerts reach the server
             agent.send([marker_event(i) for i in range(1, 4)])
             wait_for(lambda: len(s.admin_call("GET", "alerts?rule=server-test-1")["alerts"]) == 3,
@@ -961,3 +999,21 @@ def test_agent_receives_content_through_a_rollout(tmp_path, keys):
         assert "downloaded into the inbox" in agent.stderr()
     finally:
         s.stop()
+
+
+# --- the web console ---
+
+def test_console_is_static_and_locked_down(server):
+    st, body, hdrs = server.request("GET", "/console", raw=True)
+    assert st == 200 and hdrs["content-type"].startswith("text/html")
+    assert b'<script src="/console/app.js"></script>' in body
+    csp = hdrs["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
+    # the page holds no data: everything comes from the admin API with the operator's token
+    assert b"token" in body and server.admin.encode() not in body
+    st, js, hdrs = server.request("GET", "/console/app.js", raw=True)
+    assert st == 200 and hdrs["content-type"].startswith("text/javascript")
+    assert b"/api/v1/admin/" in js and b"innerHTML" not in js and b"eval(" not in js
+    assert server.request("POST", "/console", b"x")[0] == 405
+    assert server.request("GET", "/console/other")[0] == 404

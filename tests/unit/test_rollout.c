@@ -31,7 +31,7 @@ struct agent {
 	struct rollout_track t;
 	struct rollout_agent a;
 	uint64_t quarantined[2];
-	bool silent;	/* sends no heartbeat */
+	bool silent;					     /* sends no heartbeat */
 	uint32_t restarts, reverts, liveness, drops, alerts; /* reported at its next heartbeat */
 	double cpu;
 };
@@ -227,9 +227,9 @@ static void test_plan_text(void **state)
 	buf_init(&b, 4096);
 	assert_int_equal(rollout_plan_text(&p, &b), 0);
 	assert_string_equal(b.data, "0:100:15m 1:100:30m 2:1:1h 2:10:1h 2:50:1h 2:100:1h");
-	assert_int_equal(rollout_plan_parse("0:100:30s, 1:2.5:90s 2:0.05:1m 2:100:2h", &g, &p, err,
-					    sizeof(err)),
-			 0);
+	assert_int_equal(
+	    rollout_plan_parse("0:100:30s, 1:2.5:90s 2:0.05:1m 2:100:2h", &g, &p, err, sizeof(err)),
+	    0);
 	assert_int_equal(p.n_steps, 4);
 	assert_int_equal(p.steps[1].bp, 250);
 	assert_int_equal(p.steps[2].bp, 5);
@@ -239,8 +239,9 @@ static void test_plan_text(void **state)
 	assert_string_equal(b.data, "0:100:30s 1:2.5:90s 2:0.05:1m 2:100:2h");
 	assert_int_equal(rollout_plan_validate(&p, false, err, sizeof(err)), 0);
 
-	static const char *const bad[] = {"", "0:100", "x:1:1m", "0:101:1m", "0:0:1m",
-					  "0:1.234:1m", "0:50:1y", "0:50:31d", "9:1:1m", "-1:5:1m"};
+	static const char *const bad[] = {"",	    "0:100",	  "x:1:1m",  "0:101:1m",
+					  "0:0:1m", "0:1.234:1m", "0:50:1y", "0:50:31d",
+					  "9:1:1m", "-1:5:1m"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct rollout_plan before = p;
 		err[0] = '\0';
@@ -422,9 +423,9 @@ static void test_policies(void **state)
 	assert_int_equal(ask(r, 2, P, &follow, T0 + 16).version, V);
 
 	/* policies that do not parse */
-	static const char *const bad[] = {"pin=0",     "pin=x",	       "delay=forever",
-					  "window=2-4", "window=04:00-04:00", "follow pause",
-					  "sometimes"};
+	static const char *const bad[] = {
+	    "pin=0",	    "pin=x",	"delay=forever", "window=2-4", "window=04:00-04:00",
+	    "follow pause", "sometimes"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct rollout_policy q = p;
 		if (rollout_policy_parse(bad[i], &p, err, sizeof(err)) != -EINVAL)
@@ -445,8 +446,8 @@ static void test_pull_and_quarantine(void **state)
 	assert_int_equal(rollout_policy_parse("pin=2", &pin, err, sizeof(err)), 0);
 
 	/* an agent that quarantined the release is never offered it again */
-	struct rollout_agent a = {.key = 5, .ring = 0, .active = P, .quarantined = q,
-				  .n_quarantined = 1};
+	struct rollout_agent a = {
+	    .key = 5, .ring = 0, .active = P, .quarantined = q, .n_quarantined = 1};
 	struct rollout_answer ans;
 	rollout_desired(r, &a, &follow, T0, &ans);
 	assert_int_equal(ans.version, P);
@@ -696,7 +697,8 @@ static void test_gate_alerts(void **state)
 	assert_int_equal(run_ring0(r, 400, alerts_surge), -1);
 	struct rollout_evidence ev[ROLLOUT_GATE_COUNT];
 	rollout_evaluate(r, T0 + 400, ev);
-	assert_true(ev[ROLLOUT_GATE_alerts].exposed_rate > 100 * ev[ROLLOUT_GATE_alerts].control_rate);
+	assert_true(ev[ROLLOUT_GATE_alerts].exposed_rate >
+		    100 * ev[ROLLOUT_GATE_alerts].control_rate);
 	assert_int_equal(ev[ROLLOUT_GATE_alerts].verdict, ROLLOUT_PASS);
 	/* and without enough reports it is not promoted either */
 	assert_int_equal(run_with(r, 400, 700, alerts_surge), -1);

@@ -95,6 +95,11 @@ static void tokens(void **state)
 	assert_int_equal(st->ops->token_use(st, "tok1"), 0);
 	assert_int_equal(st->ops->token_use(st, "tok1"), -EACCES);
 	assert_int_equal(st->ops->token_get(st, "nope", &got), -ENOENT);
+	assert_false(got.revoked);
+	assert_int_equal(st->ops->token_revoke(st, "tok1"), 0);
+	assert_int_equal(st->ops->token_get(st, "tok1", &got), 0);
+	assert_true(got.revoked);
+	assert_int_equal(st->ops->token_revoke(st, "nope"), -ENOENT);
 	store_close(st);
 	(void)state;
 }
