@@ -21,27 +21,28 @@ struct uplink;
 #define AGENT_VERSION "0.1.0"
 
 /* Event actions the agent counts separately in its metric lines. */
-#define AGENT_ACTIONS(X)                                                                         \
-	X(exec) X(fork) X(exit) X(create) X(write) X(rename) X(delete) X(chmod) X(connect)        \
-	X(accept) X(bind) X(setuid) X(setgid) X(module_load) X(ptrace) X(memfd_create) X(other)
+#define AGENT_ACTIONS(X)                                                                           \
+	X(exec)                                                                                    \
+	X(fork) X(exit) X(create) X(write) X(rename) X(delete) X(chmod) X(connect) X(accept)       \
+	    X(bind) X(setuid) X(setgid) X(module_load) X(ptrace) X(memfd_create) X(other)
 
 enum agent_action {
 #define X(name) ACT_##name,
 	AGENT_ACTIONS(X)
 #undef X
-	ACT_COUNT
+	    ACT_COUNT
 };
 
 struct agent_options {
 	bool print;
-	double duration; /* seconds; 0 runs until stopped */
-	const char *source; /* "bpf", "proc", "replay:FILE" or NULL for best available */
+	double duration;	/* seconds; 0 runs until stopped */
+	const char *source;	/* "bpf", "proc", "replay:FILE" or NULL for best available */
 	double metric_interval; /* seconds between metric lines */
 	size_t cache_max;
 	unsigned int categories; /* SOURCE_CAT_* to observe; 0 means all */
-	const char *rules_path; /* rules directory or file to evaluate, or NULL */
-	bool alerts_only;       /* print alerts and metric lines, not events */
-	bool response_audit;    /* report kill responses instead of acting on them */
+	const char *rules_path;	 /* rules directory or file to evaluate, or NULL */
+	bool alerts_only;	 /* print alerts and metric lines, not events */
+	bool response_audit;	 /* report kill responses instead of acting on them */
 	/* content activation (updater.h): bundles from content_dir, state in state_dir */
 	const char *root_path;
 	const char *state_dir;
@@ -61,7 +62,7 @@ struct agent_options {
 
 struct agent_counters {
 	uint64_t emitted[ACT_COUNT];
-	uint64_t write_errors;    /* events that could not be written to stdout */
+	uint64_t write_errors;	  /* events that could not be written to stdout */
 	uint64_t oversize_events; /* events whose JSON passed the line cap */
 	uint64_t alerts;
 	uint64_t responses[5]; /* by enum response_result */
@@ -99,9 +100,9 @@ struct agent {
 	struct ruleset *rules;
 	struct engine *engine;
 	struct event *alert_scratch;
-	struct updater *updater;    /* content activation, or NULL */
-	struct uplink *uplink;      /* the link to vigil-server, or NULL */
-	bool content_on_trial;      /* the active content is on trial: responses are audited */
+	struct updater *updater; /* content activation, or NULL */
+	struct uplink *uplink;	 /* the link to vigil-server, or NULL */
+	bool content_on_trial;	 /* the active content is on trial: responses are audited */
 	struct engine_totals engine_retired;
 	uint64_t engine_probe_events; /* the agent's own liveness probes, not source events */
 	uint64_t engine_probe_alerts;

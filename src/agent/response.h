@@ -13,9 +13,9 @@ struct agent;
 
 enum response_result {
 	RESPONSE_KILLED,
-	RESPONSE_AUDITED,  /* audit mode: what would have been killed is only reported */
-	RESPONSE_REFUSED,  /* pid 0/1, the agent, no pid or entity id in the event */
-	RESPONSE_GONE,     /* the process exited or its pid now names another process */
+	RESPONSE_AUDITED, /* audit mode: what would have been killed is only reported */
+	RESPONSE_REFUSED, /* pid 0/1, the agent, no pid or entity id in the event */
+	RESPONSE_GONE,	  /* the process exited or its pid now names another process */
 	RESPONSE_FAILED,
 };
 

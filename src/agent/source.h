@@ -15,11 +15,11 @@ struct source;
 
 /* Event categories a source can be asked to observe (agent_options.categories, 0 = all). */
 #define SOURCE_CAT_PROCESS 0x01u /* exec, fork, exit, ptrace */
-#define SOURCE_CAT_FILE 0x02u    /* create, write, rename, delete, chmod, memfd-create */
+#define SOURCE_CAT_FILE	   0x02u /* create, write, rename, delete, chmod, memfd-create */
 #define SOURCE_CAT_NETWORK 0x04u /* connect, accept, bind, addressed UDP sends */
-#define SOURCE_CAT_HOST 0x08u    /* setuid, setgid */
-#define SOURCE_CAT_DRIVER 0x10u  /* module-load */
-#define SOURCE_CAT_ALL 0x1fu
+#define SOURCE_CAT_HOST	   0x08u /* setuid, setgid */
+#define SOURCE_CAT_DRIVER  0x10u /* module-load */
+#define SOURCE_CAT_ALL	   0x1fu
 
 struct source_ops {
 	const char *name; /* "bpf", "proc" or "replay" */

@@ -484,7 +484,8 @@ static int bpf_poll(struct source *src, int timeout_ms)
 	int ret;
 
 	src->handled = 0;
-	ret = ring_buffer__poll(src->rb, timeout_ms < BPF_POLL_MAX_MS ? timeout_ms : BPF_POLL_MAX_MS);
+	ret =
+	    ring_buffer__poll(src->rb, timeout_ms < BPF_POLL_MAX_MS ? timeout_ms : BPF_POLL_MAX_MS);
 	/* records below the wake-up mark signal nobody: collect them on every pass */
 	if (ret >= 0 || ret == -EINTR)
 		ret = ring_buffer__consume(src->rb);

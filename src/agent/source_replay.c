@@ -16,7 +16,7 @@
 #include "source.h"
 
 /* Lines handled per poll, so metric lines and signals are seen during a long replay. */
-#define REPLAY_BATCH 4096
+#define REPLAY_BATCH	  4096
 #define REPLAY_READ_CHUNK (256u * 1024u)
 
 struct source {
@@ -25,8 +25,8 @@ struct source {
 	char *path;
 	int fd;
 	bool eof;
-	bool skipping;      /* inside a line that passed the cap: discard up to its newline */
-	char *buf;          /* unread input: [start, end) */
+	bool skipping; /* inside a line that passed the cap: discard up to its newline */
+	char *buf;     /* unread input: [start, end) */
 	size_t start, end, cap;
 	unsigned long line; /* number of the line being read */
 	unsigned long replayed, skipped, rejected;
@@ -207,9 +207,9 @@ unsigned long source_replay_rejected(const struct source *src)
 }
 
 const struct source_ops source_replay_ops = {
-	.name = "replay",
-	.open = replay_open,
-	.poll = replay_poll,
-	.metrics = replay_metrics,
-	.close = replay_close,
+    .name = "replay",
+    .open = replay_open,
+    .poll = replay_poll,
+    .metrics = replay_metrics,
+    .close = replay_close,
 };

@@ -265,8 +265,8 @@ static void *compile_thread(void *arg)
 {
 	struct job *job = arg;
 
-	job->compile_ret = compile_sources(job->src, job->n_src, job->cache, &job->rs,
-					   &job->engine, job->compile_err, sizeof(job->compile_err));
+	job->compile_ret = compile_sources(job->src, job->n_src, job->cache, &job->rs, &job->engine,
+					   job->compile_err, sizeof(job->compile_err));
 	atomic_store_explicit(&job->done, true, memory_order_release);
 	return NULL;
 }

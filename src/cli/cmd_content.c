@@ -15,21 +15,22 @@
 
 static void content_usage(FILE *out)
 {
-	fprintf(out,
-		"usage: vigil content lint PATH\n"
-		"       vigil content test --rules PATH --events FILE [--stats] [--alerts-only]\n"
-		"       vigil content build RULES --version N --key S.key [...] -o FILE\n"
-		"       vigil content verify FILE --root ROOT [--compile]\n"
-		"\n"
-		"lint   compiles the rules in PATH (a directory of *.yml files, or one file)\n"
-		"       against this build's field registry and runs every rule's tests.\n"
-		"test   replays FILE (the agent's NDJSON; - for stdin) through the rules and\n"
-		"       prints each alert as one NDJSON line. Metric and alert lines are skipped;\n"
-		"       a malformed line is reported as FILE:LINE: reason and skipped.\n"
-		"       --alerts-only  print alerts only (the default; as vigil-agent's option)\n"
-		"       --stats        end with one JSON line: events, alerts, seconds (time spent\n"
-		"                      in the engine, not parsing or writing), events_per_second,\n"
-		"                      and load figures\n");
+	fprintf(
+	    out,
+	    "usage: vigil content lint PATH\n"
+	    "       vigil content test --rules PATH --events FILE [--stats] [--alerts-only]\n"
+	    "       vigil content build RULES --version N --key S.key [...] -o FILE\n"
+	    "       vigil content verify FILE --root ROOT [--compile]\n"
+	    "\n"
+	    "lint   compiles the rules in PATH (a directory of *.yml files, or one file)\n"
+	    "       against this build's field registry and runs every rule's tests.\n"
+	    "test   replays FILE (the agent's NDJSON; - for stdin) through the rules and\n"
+	    "       prints each alert as one NDJSON line. Metric and alert lines are skipped;\n"
+	    "       a malformed line is reported as FILE:LINE: reason and skipped.\n"
+	    "       --alerts-only  print alerts only (the default; as vigil-agent's option)\n"
+	    "       --stats        end with one JSON line: events, alerts, seconds (time spent\n"
+	    "                      in the engine, not parsing or writing), events_per_second,\n"
+	    "                      and load figures\n");
 }
 
 static double now_seconds(void)
@@ -156,7 +157,8 @@ static int content_test(int argc, char **argv)
 		}
 	}
 	if (!rules || !events) {
-		fprintf(stderr, "vigil content test: --rules PATH and --events FILE are required\n");
+		fprintf(stderr,
+			"vigil content test: --rules PATH and --events FILE are required\n");
 		return 2;
 	}
 	buf_init(&in, EVENT_JSON_LINE_MAX);
@@ -233,15 +235,16 @@ static int content_test(int argc, char **argv)
 		struct ruleset_stats rstat;
 		engine_get_stats(eng, &es);
 		ruleset_get_stats(rs, &rstat);
-		printf("{\"events\":%llu,\"alerts\":%llu,\"seconds\":%.6f,\"events_per_second\":%.0f,"
-		       "\"wall_seconds\":%.6f,\"skipped\":%llu,\"malformed\":%llu,\"rules\":%zu,"
-		       "\"compile_seconds\":%.6f,\"memory_bytes\":%zu,\"evaluations\":%llu,"
-		       "\"state_evictions\":%llu}\n",
-		       n_events, r.alerts, engine_seconds,
-		       engine_seconds > 0 ? (double)n_events / engine_seconds : 0.0, wall, skipped,
-		       malformed, rstat.rules, compile_seconds,
-		       rstat.memory_bytes + engine_memory(eng),
-		       (unsigned long long)es.evaluations, (unsigned long long)es.state_evictions);
+		printf(
+		    "{\"events\":%llu,\"alerts\":%llu,\"seconds\":%.6f,\"events_per_second\":%.0f,"
+		    "\"wall_seconds\":%.6f,\"skipped\":%llu,\"malformed\":%llu,\"rules\":%zu,"
+		    "\"compile_seconds\":%.6f,\"memory_bytes\":%zu,\"evaluations\":%llu,"
+		    "\"state_evictions\":%llu}\n",
+		    n_events, r.alerts, engine_seconds,
+		    engine_seconds > 0 ? (double)n_events / engine_seconds : 0.0, wall, skipped,
+		    malformed, rstat.rules, compile_seconds,
+		    rstat.memory_bytes + engine_memory(eng), (unsigned long long)es.evaluations,
+		    (unsigned long long)es.state_evictions);
 	}
 	status = fflush(stdout) == 0 ? 0 : 1;
 out_free:

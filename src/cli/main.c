@@ -9,20 +9,20 @@
 #include "lib/registry.h"
 
 static const struct cli_command commands[] = {
-	{"schema", cmd_schema, "print the event schema (--markdown for docs/schema.md)"},
-	{"content", cmd_content, "lint, build, verify content; replay events (content --help)"},
-	{"sigma", cmd_sigma, "convert Sigma rules into vigil rules (sigma convert SRC -o DST)"},
-	{"keygen", cmd_keygen, "make an Ed25519 key pair (keygen -o NAME)"},
-	{"root", cmd_root, "create, rotate and verify the trust root (root --help)"},
-	{"agents", cmd_admin, "enrolled agents on a vigil-server (agents --help)"},
-	{"groups", cmd_admin, "groups and their rollout policies (groups --help)"},
-	{"releases", cmd_admin, "upload and list releases (releases --help)"},
-	{"rollouts", cmd_admin, "start, pause, halt, roll back, approve rollouts (rollouts --help)"},
-	{"alerts", cmd_admin, "query alerts by agent, rule, time (alerts --help)"},
-	{"tokens", cmd_admin, "admin and enrollment tokens (tokens --help)"},
-	{"audit", cmd_admin, "the server's audit log (audit --help)"},
-	{"bench", cmd_bench, "benchmark vigil-server (bench heartbeat --agents N --seconds S)"},
-	{"sim", cmd_sim, "simulate a release rolling out to a fleet (sim --help)"},
+    {"schema", cmd_schema, "print the event schema (--markdown for docs/schema.md)"},
+    {"content", cmd_content, "lint, build, verify content; replay events (content --help)"},
+    {"sigma", cmd_sigma, "convert Sigma rules into vigil rules (sigma convert SRC -o DST)"},
+    {"keygen", cmd_keygen, "make an Ed25519 key pair (keygen -o NAME)"},
+    {"root", cmd_root, "create, rotate and verify the trust root (root --help)"},
+    {"agents", cmd_admin, "enrolled agents on a vigil-server (agents --help)"},
+    {"groups", cmd_admin, "groups and their rollout policies (groups --help)"},
+    {"releases", cmd_admin, "upload and list releases (releases --help)"},
+    {"rollouts", cmd_admin, "start, pause, halt, roll back, approve rollouts (rollouts --help)"},
+    {"alerts", cmd_admin, "query alerts by agent, rule, time (alerts --help)"},
+    {"tokens", cmd_admin, "admin and enrollment tokens (tokens --help)"},
+    {"audit", cmd_admin, "the server's audit log (audit --help)"},
+    {"bench", cmd_bench, "benchmark vigil-server (bench heartbeat --agents N --seconds S)"},
+    {"sim", cmd_sim, "simulate a release rolling out to a fleet (sim --help)"},
 };
 
 static void usage(FILE *out)

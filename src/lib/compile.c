@@ -45,7 +45,7 @@ struct cc {
 	bool act_empty;
 };
 
-#define CFAIL(c, code, line, field, ...)                                                          \
+#define CFAIL(c, code, line, field, ...)                                                           \
 	rules_fail((c)->err, (c)->errlen, (code), (c)->rule ? (c)->rule->file : NULL, (line),      \
 		   (field), __VA_ARGS__)
 
@@ -176,7 +176,8 @@ static int check_names(struct cc *c)
 
 static int cmp_rule_id(const void *a, const void *b)
 {
-	const struct rrule *x = *(const struct rrule *const *)a, *y = *(const struct rrule *const *)b;
+	const struct rrule *x = *(const struct rrule *const *)a,
+			   *y = *(const struct rrule *const *)b;
 	int r = strcmp(x->id, y->id);
 	if (r)
 		return r;
@@ -228,7 +229,8 @@ static int expand_values(struct cc *c, const struct rcond *p, bool refs, struct 
 		if (refs && is_list_ref(v)) {
 			const struct rlist *l = find_list(c, v->s + 1, v->len - 1);
 			if (!l)
-				return CFAIL(c, -EINVAL, v->line, p->name, "unknown list '%s'", v->s);
+				return CFAIL(c, -EINVAL, v->line, p->name, "unknown list '%s'",
+					     v->s);
 			total += l->n;
 		} else {
 			total++;
@@ -297,7 +299,8 @@ static uint64_t regex_max_repeat(const char *s, size_t len)
 				i++; /* "[]...]": the first ] is a member */
 		} else if (s[i] == '{') {
 			uint64_t v = 0;
-			for (size_t k = i + 1; k < len && ((s[k] >= '0' && s[k] <= '9') || s[k] == ','); k++) {
+			for (size_t k = i + 1;
+			     k < len && ((s[k] >= '0' && s[k] <= '9') || s[k] == ','); k++) {
 				if (s[k] == ',') {
 					v = 0;
 					continue;
@@ -517,15 +520,17 @@ static int compile_pred(struct cc *c, const struct rcond *p, struct ct **out)
 			     SCHEMA_VERSION);
 	enum field_type type = registry_field(id)->type;
 	if (!op_fits((enum rop)p->op, type))
-		return CFAIL(c, -EINVAL, p->line, p->name, "%s does not apply to a field of type %s",
-			     op, registry_type_name(type));
+		return CFAIL(c, -EINVAL, p->line, p->name,
+			     "%s does not apply to a field of type %s", op,
+			     registry_type_name(type));
 	if (p->caseless && (type != FT_STRING && type != FT_STRLIST))
-		return CFAIL(c, -EINVAL, p->line, p->name, "%s does not apply to a field of type %s",
-			     op, registry_type_name(type));
+		return CFAIL(c, -EINVAL, p->line, p->name,
+			     "%s does not apply to a field of type %s", op,
+			     registry_type_name(type));
 
 	/* shape: how many values the operator takes */
-	bool single = p->op == ROP_REGEX || p->op == ROP_EXISTS ||
-		      (p->op >= ROP_LT && p->op <= ROP_GTE);
+	bool single =
+	    p->op == ROP_REGEX || p->op == ROP_EXISTS || (p->op >= ROP_LT && p->op <= ROP_GTE);
 	if (single && (p->is_list || p->n != 1))
 		return CFAIL(c, -EINVAL, p->line, p->name, "%s takes one value, not a list of %u",
 			     op, p->n);
@@ -579,10 +584,11 @@ static int compile_pred(struct cc *c, const struct rcond *p, struct ct **out)
 			has_empty |= vs.v[i]->len == 0;
 			uint64_t rep;
 			if (p->op == ROP_REGEX &&
-			    (rep = regex_max_repeat(vs.v[i]->s, vs.v[i]->len)) > RULES_MAX_REGEX_REPEAT)
+			    (rep = regex_max_repeat(vs.v[i]->s, vs.v[i]->len)) >
+				RULES_MAX_REGEX_REPEAT)
 				return CFAIL(c, -E2BIG, vs.v[i]->line, p->name,
-					     "regex: repeat bound %llu above %u", (unsigned long long)rep,
-					     RULES_MAX_REGEX_REPEAT);
+					     "regex: repeat bound %llu above %u",
+					     (unsigned long long)rep, RULES_MAX_REGEX_REPEAT);
 		}
 		/* event.action selects buckets; it and "" are compared directly, not scanned */
 		if (eq && (has_empty || (id == F_EVENT_ACTION && !p->caseless)))
@@ -633,7 +639,8 @@ static int compile_pred(struct cc *c, const struct rcond *p, struct ct **out)
 				    sizeof(*rs->nets), RULES_MAX_VALUES)) < 0)
 			return ret;
 		for (uint32_t i = 0; i < vs.n; i++) {
-			if (parse_net(vs.v[i]->s, vs.v[i]->len, cidr, &rs->nets[rs->n_nets + i]) < 0)
+			if (parse_net(vs.v[i]->s, vs.v[i]->len, cidr, &rs->nets[rs->n_nets + i]) <
+			    0)
 				return CFAIL(c, -EINVAL, vs.v[i]->line, p->name,
 					     cidr ? "%s: '%.64s' is not a CIDR such as 10.0.0.0/8"
 						  : "%s: '%.64s' is not an IP address",
@@ -863,7 +870,8 @@ static int find_actions(struct cc *c, const struct ct *root)
 		if (kids[i]->kind != RC_PRED)
 			continue;
 		const struct cpred *cp = &c->rs->preds[kids[i]->pred];
-		if (cp->field == F_EVENT_ACTION && cp->kind == PK_STR_EQ && !(cp->flags & PF_CASELESS))
+		if (cp->field == F_EVENT_ACTION && cp->kind == PK_STR_EQ &&
+		    !(cp->flags & PF_CASELESS))
 			if ((ret = constrain_actions(c, cp)) < 0)
 				return ret;
 	}
@@ -950,8 +958,8 @@ static int resolve_by(struct cc *c, const char *by, uint32_t line, int32_t *out)
 
 /* Compiles @cond (and @extra, ANDed, when not NULL) into one program. */
 static int compile_prog(struct cc *c, uint32_t rule, uint32_t step, const struct rcond *cond,
-			const struct rcond *extra, uint32_t line, const char *by,
-			uint32_t by_line, struct cprog *pr)
+			const struct rcond *extra, uint32_t line, const char *by, uint32_t by_line,
+			struct cprog *pr)
 {
 	struct ruleset *rs = c->rs;
 	struct ct *root, *more;
@@ -1123,8 +1131,8 @@ static int compile_rule(struct cc *c, uint32_t index)
 	if ((ret = keep_rule_texts(c, r, cr, index)) < 0)
 		return ret;
 	if ((ret = grow_arr((void **)&rs->progs, &c->cap_progs, (size_t)rs->n_progs + n_progs,
-			    sizeof(*rs->progs), (size_t)RULES_MAX_RULES * RULES_MAX_SEQUENCE_STEPS)) <
-	    0)
+			    sizeof(*rs->progs),
+			    (size_t)RULES_MAX_RULES * RULES_MAX_SEQUENCE_STEPS)) < 0)
 		return ret;
 	cr->prog_first = rs->n_progs;
 	cr->n_progs = n_progs;
@@ -1140,8 +1148,9 @@ static int compile_rule(struct cc *c, uint32_t index)
 	for (uint32_t k = 0; k < r->n_steps; k++) {
 		uint32_t s = r->n_steps - 1 - k;
 		const struct rstep *st = &r->steps[s];
-		ret = compile_prog(c, index, s, st->cond, r->cond, st->line, st->by ? st->by : r->by,
-				   st->by ? st->by_line : r->by_line, &rs->progs[rs->n_progs]);
+		ret =
+		    compile_prog(c, index, s, st->cond, r->cond, st->line, st->by ? st->by : r->by,
+				 st->by ? st->by_line : r->by_line, &rs->progs[rs->n_progs]);
 		if (ret < 0)
 			return ret;
 		rs->n_progs++;
@@ -1175,9 +1184,8 @@ int rules_compile(struct rules_ast *ast, struct ruleset **out, char *err, size_t
 	return rules_compile_cached(ast, NULL, out, err, errlen);
 }
 
-int ruleset_load_sources_cached(const struct rules_source *src, size_t n,
-				struct rules_cache *cache, struct ruleset **out, char *err,
-				size_t errlen)
+int ruleset_load_sources_cached(const struct rules_source *src, size_t n, struct rules_cache *cache,
+				struct ruleset **out, char *err, size_t errlen)
 {
 	struct rules_ast *ast = NULL;
 	int ret;
@@ -1241,11 +1249,11 @@ int rules_compile_cached(struct rules_ast *ast, struct rules_cache *cache, struc
 		goto out_fail;
 	/* hsdb_build counted the regex databases it compiled on their own */
 	rs->bytes += sizeof(*rs) + rs->n_rules * sizeof(*rs->rules) +
-		    rs->n_progs * sizeof(*rs->progs) +
-		    rs->n_preds * (sizeof(*rs->preds) + sizeof(*rs->pred_prog)) +
-		    rs->n_code * sizeof(*rs->code) + rs->n_strs * sizeof(*rs->strs) +
-		    rs->n_ints * sizeof(*rs->ints) + rs->n_nets * sizeof(*rs->nets) + rs->blob_len +
-		    rs->keep.used;
+		     rs->n_progs * sizeof(*rs->progs) +
+		     rs->n_preds * (sizeof(*rs->preds) + sizeof(*rs->pred_prog)) +
+		     rs->n_code * sizeof(*rs->code) + rs->n_strs * sizeof(*rs->strs) +
+		     rs->n_ints * sizeof(*rs->ints) + rs->n_nets * sizeof(*rs->nets) +
+		     rs->blob_len + rs->keep.used;
 	for (uint32_t i = 0; i < rs->n_dbs; i++)
 		rs->bytes += rs->dbs[i].bytes;
 	*out = rs;

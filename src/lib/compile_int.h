@@ -64,11 +64,11 @@ enum rcond_kind { RC_ALL, RC_ANY, RC_NOT, RC_MACRO, RC_PRED };
 
 struct rcond {
 	uint8_t kind;
-	uint8_t op;       /* RC_PRED: enum rop */
-	bool caseless;    /* RC_PRED: an i-variant */
-	bool is_list;     /* RC_PRED: value written as a sequence */
+	uint8_t op;    /* RC_PRED: enum rop */
+	bool caseless; /* RC_PRED: an i-variant */
+	bool is_list;  /* RC_PRED: value written as a sequence */
 	uint32_t line;
-	uint32_t n;       /* kids (RC_ALL, RC_ANY, RC_NOT) or vals (RC_PRED) */
+	uint32_t n;	  /* kids (RC_ALL, RC_ANY, RC_NOT) or vals (RC_PRED) */
 	const char *name; /* RC_PRED: field name; RC_MACRO: macro name */
 	struct rcond **kids;
 	struct rval *vals;
@@ -93,8 +93,8 @@ struct rmacro {
 struct rtest {
 	bool match;
 	uint32_t line;
-	uint32_t n;   /* events */
-	char **json;  /* one JSON object per event, dotted keys */
+	uint32_t n;  /* events */
+	char **json; /* one JSON object per event, dotted keys */
 	uint32_t *lens;
 };
 
@@ -120,9 +120,9 @@ struct rrule {
 	uint32_t cond_line;
 	bool kill;
 	uint8_t kind;
-	uint32_t count;       /* threshold */
-	uint64_t within_ns;   /* threshold, sequence */
-	const char *by;       /* threshold, sequence default; NULL: one key for all events */
+	uint32_t count;	    /* threshold */
+	uint64_t within_ns; /* threshold, sequence */
+	const char *by;	    /* threshold, sequence default; NULL: one key for all events */
 	uint32_t by_line;
 	struct rstep steps[RULES_MAX_SEQUENCE_STEPS];
 	uint32_t n_steps;
@@ -178,8 +178,8 @@ struct cpred {
 	uint16_t field;
 	uint8_t kind;
 	uint8_t flags;
-	uint8_t op;  /* enum rop, for PK_SCAN patterns */
-	uint8_t cmp; /* enum pred_cmp */
+	uint8_t op;	 /* enum rop, for PK_SCAN patterns */
+	uint8_t cmp;	 /* enum pred_cmp */
 	uint32_t off, n; /* value range in strs, ints or nets */
 	int64_t num;
 	uint32_t line;
@@ -187,12 +187,12 @@ struct cpred {
 
 enum insn_op {
 	OP_PRED, /* push the result of predicate arg */
-	OP_NOT,  /* top = !top */
-	OP_AND,  /* pop two, push both */
-	OP_OR,   /* pop two, push either */
-	OP_POP,  /* drop top */
-	OP_JF,   /* when top is false jump forward arg instructions past the next, keeping top */
-	OP_JT,   /* when top is true jump likewise */
+	OP_NOT,	 /* top = !top */
+	OP_AND,	 /* pop two, push both */
+	OP_OR,	 /* pop two, push either */
+	OP_POP,	 /* drop top */
+	OP_JF,	 /* when top is false jump forward arg instructions past the next, keeping top */
+	OP_JT,	 /* when top is true jump likewise */
 	OP_COUNT
 };
 
@@ -218,14 +218,14 @@ struct pool_sizes {
 /* A unit of evaluation: a rule's condition, or one step of a sequence. */
 struct cprog {
 	uint32_t rule;
-	uint32_t step;       /* sequence step, 0 otherwise */
-	uint32_t pred_base;  /* index of the first predicate in ruleset.preds */
+	uint32_t step;	    /* sequence step, 0 otherwise */
+	uint32_t pred_base; /* index of the first predicate in ruleset.preds */
 	uint32_t n_preds;
-	uint32_t code_off;   /* into ruleset.code */
+	uint32_t code_off; /* into ruleset.code */
 	uint32_t n_code;
-	int32_t by_field;    /* state key field, -1 for one key */
-	bool needs_hit;      /* cannot hold unless one of its PK_SCAN predicates matched */
-	uint32_t n_req;      /* PK_SCAN predicates that must all match (top-level conjuncts) */
+	int32_t by_field;	 /* state key field, -1 for one key */
+	bool needs_hit;		 /* cannot hold unless one of its PK_SCAN predicates matched */
+	uint32_t n_req;		 /* PK_SCAN predicates that must all match (top-level conjuncts) */
 	uint32_t act_off, n_act; /* event.action values required (into act_ids), 0: any */
 };
 
@@ -235,7 +235,7 @@ struct crule {
 	uint32_t count;
 	uint64_t within_ns;
 	uint32_t prog_first, n_progs; /* sequence steps are stored last step first */
-	struct rtest *tests; /* into the ruleset's kept test arena */
+	struct rtest *tests;	      /* into the ruleset's kept test arena */
 	uint32_t n_tests;
 };
 
@@ -250,10 +250,10 @@ struct cdb {
 	uint32_t *fan_start; /* n_ids + 1 offsets into fan_preds */
 	uint32_t *fan_preds; /* global predicate indices a pattern id sets */
 	uint32_t n_fan;
-	uint8_t *mode;       /* literal databases: LIT_AT_* per pattern id; NULL for regexes */
-	uint32_t *lit_len;   /* literal databases: bytes of each literal */
-	bool all_buckets;    /* holds predicates of every bucket (regexes) */
-	uint32_t *key;       /* sorted predicate indices the database was built from */
+	uint8_t *mode;	   /* literal databases: LIT_AT_* per pattern id; NULL for regexes */
+	uint32_t *lit_len; /* literal databases: bytes of each literal */
+	bool all_buckets;  /* holds predicates of every bucket (regexes) */
+	uint32_t *key;	   /* sorted predicate indices the database was built from */
 	uint32_t n_key;
 	size_t bytes;
 	struct cache_entry *cached; /* the cache entry db belongs to, or NULL: db is ours */
@@ -265,7 +265,7 @@ struct cbucket_db {
 };
 
 struct cbucket {
-	uint32_t action; /* index into actions, or UINT32_MAX for the catch-all bucket */
+	uint32_t action;  /* index into actions, or UINT32_MAX for the catch-all bucket */
 	uint32_t *always; /* programs evaluated for every event of the bucket */
 	uint32_t n_always;
 	struct cbucket_db *dbs;
@@ -300,7 +300,7 @@ struct ruleset {
 	uint32_t n_buckets;
 	struct cdb *dbs;
 	uint32_t n_dbs;
-	void **lazy; /* hs_database_t of each PK_REGEX predicate */
+	void **lazy;			  /* hs_database_t of each PK_REGEX predicate */
 	struct cache_entry **lazy_cached; /* per lazy database as dbs[].cached */
 	uint32_t n_lazy;
 	struct rules_cache *cache; /* where the cached databases come from, or NULL */
@@ -324,7 +324,7 @@ int hsdb_build(struct ruleset *rs, struct rules_cache *cache, char *err, size_t 
 void hsdb_free(struct ruleset *rs);
 /* A literal match counts only where its operator wants it: at the start, the end, or both. */
 #define LIT_AT_START 0x01
-#define LIT_AT_END 0x02
+#define LIT_AT_END   0x02
 uint8_t hsdb_literal_mode(enum rop op);
 
 /* verify.c */

@@ -20,7 +20,7 @@
 #define STATE_KEY_INLINE 40
 /* A threshold window slides in this many steps. */
 #define THRESHOLD_SLOTS 16
-#define NIL UINT32_MAX
+#define NIL		UINT32_MAX
 
 struct sentry {
 	uint64_t hash;
@@ -28,9 +28,9 @@ struct sentry {
 	uint64_t t_start; /* sequence: window start; threshold: newest slot number */
 	uint32_t rule;
 	uint32_t key_len;
-	uint32_t chain; /* next in the hash chain, or in the free list */
+	uint32_t chain;	     /* next in the hash chain, or in the free list */
 	uint32_t prev, next; /* recency list, most recent first */
-	uint32_t step;       /* sequence: next step expected */
+	uint32_t step;	     /* sequence: next step expected */
 	uint32_t slots[THRESHOLD_SLOTS];
 	uint8_t key[STATE_KEY_INLINE];
 };
@@ -38,7 +38,7 @@ struct sentry {
 struct state {
 	struct sentry *ent;
 	uint32_t n_ent, cap_ent; /* entries allocated, and room for them */
-	uint32_t max;            /* entries allowed */
+	uint32_t max;		 /* entries allowed */
 	uint32_t *heads;
 	uint32_t mask;
 	uint32_t live;
@@ -56,13 +56,13 @@ struct engine {
 	uint32_t *id_base;  /* per database: its first slot in id_gen */
 	uint32_t cur_base;
 	size_t n_ids;
-	uint32_t *req_gen;  /* req_cnt counts this event's required hits iff req_gen == gen */
+	uint32_t *req_gen; /* req_cnt counts this event's required hits iff req_gen == gen */
 	uint32_t *req_cnt;
 	uint32_t *cand;
 	uint32_t n_cand;
 	const struct cdb *cur_db;
-	uint32_t cur_action; /* action of the event's bucket, UINT32_MAX for the catch-all */
-	size_t cur_len; /* bytes of the value being scanned */
+	uint32_t cur_action;	/* action of the event's bucket, UINT32_MAX for the catch-all */
+	size_t cur_len;		/* bytes of the value being scanned */
 	uint32_t *action_order; /* action indices sorted by text */
 	uint64_t seed;
 	struct state st;
@@ -253,7 +253,8 @@ static uint32_t state_find(const struct engine *e, uint32_t rule, uint64_t h, co
 		return NIL;
 	for (uint32_t i = s->heads[h & s->mask]; i != NIL; i = s->ent[i].chain) {
 		const struct sentry *x = &s->ent[i];
-		if (x->hash == h && x->rule == rule && x->key_len == len && memcmp(x->key, key, cmp) == 0)
+		if (x->hash == h && x->rule == rule && x->key_len == len &&
+		    memcmp(x->key, key, cmp) == 0)
 			return i;
 	}
 	return NIL;
@@ -937,8 +938,8 @@ int timestamp_parse(const char *s, size_t len, uint64_t *ns)
 	size_t i = 19;
 	int sign = 0;
 
-	if (len < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-	    s[13] != ':' || s[16] != ':')
+	if (len < 20 || s[4] != '-' || s[7] != '-' ||
+	    (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || s[13] != ':' || s[16] != ':')
 		return -EINVAL;
 	if (digits(s, 4, &y) || digits(s + 5, 2, &mo) || digits(s + 8, 2, &d) ||
 	    digits(s + 11, 2, &h) || digits(s + 14, 2, &mi) || digits(s + 17, 2, &sec))

@@ -25,13 +25,13 @@ struct engine_options {
 struct engine_stats {
 	uint64_t events;      /* engine_eval calls */
 	uint64_t evaluations; /* programs evaluated */
-	uint64_t scans;       /* pattern database scans */
+	uint64_t scans;	      /* pattern database scans */
 	uint64_t alerts;
-	uint64_t state_entries;   /* live entries now */
+	uint64_t state_entries; /* live entries now */
 	uint64_t state_capacity;
 	uint64_t state_evictions; /* unexpired entries pushed out by the cap */
-	uint64_t state_expired;   /* expired entries reused */
-	uint64_t errors;          /* scans the pattern engine failed (the event still ran) */
+	uint64_t state_expired;	  /* expired entries reused */
+	uint64_t errors;	  /* scans the pattern engine failed (the event still ran) */
 };
 
 /*
@@ -86,9 +86,9 @@ int alert_write_json(const struct rule_info *rule, const struct event *ev, struc
 int timestamp_parse(const char *s, size_t len, uint64_t *ns);
 
 struct rules_test_result {
-	unsigned rules;       /* rules with at least one test */
-	unsigned untested;    /* rules without tests */
-	unsigned passed;      /* test items */
+	unsigned rules;	   /* rules with at least one test */
+	unsigned untested; /* rules without tests */
+	unsigned passed;   /* test items */
 	unsigned failed;
 };
 

@@ -182,7 +182,7 @@ int event_write_json(const struct event *ev, struct buf *out)
 {
 	const enum field_id *order = registry_json_order();
 	const char *prev = NULL; /* name of the previous field written */
-	int depth = 0;           /* objects open below the top level */
+	int depth = 0;		 /* objects open below the top level */
 	int err;
 
 	if ((err = buf_append_char(out, '{')) < 0)
@@ -325,7 +325,8 @@ static int parse_object(struct parse_ctx *ctx, json_t *obj, size_t prefix, int d
 			ctx->path[at++] = '.';
 		}
 		if (klen == 0 || at + klen >= sizeof(ctx->path))
-			return parse_fail(ctx, NULL, klen ? "field name too long" : "empty field name");
+			return parse_fail(ctx, NULL,
+					  klen ? "field name too long" : "empty field name");
 		memcpy(ctx->path + at, key, klen);
 		ctx->path[at + klen] = '\0';
 

@@ -30,7 +30,7 @@ struct cache_entry {
 };
 
 struct rules_cache {
-	pthread_mutex_t lock; /* guards everything below */
+	pthread_mutex_t lock;	   /* guards everything below */
 	struct cache_entry **ents; /* max_entries slots */
 	uint32_t n, max_entries;
 	size_t bytes, max_bytes;
@@ -147,9 +147,9 @@ static void put_le(unsigned char *p, uint64_t v, unsigned bytes)
 }
 
 /* The key of one compile: everything Hyperscan is given, in a fixed byte order. */
-static void cache_key(const struct rules_cache *c, enum cache_kind kind,
-		      const char *const *exprs, const unsigned *flags, const unsigned *ids,
-		      const size_t *lens, unsigned n, uint8_t key[CACHE_KEY_BYTES])
+static void cache_key(const struct rules_cache *c, enum cache_kind kind, const char *const *exprs,
+		      const unsigned *flags, const unsigned *ids, const size_t *lens, unsigned n,
+		      uint8_t key[CACHE_KEY_BYTES])
 {
 	crypto_generichash_state st;
 	unsigned char hdr[16];
@@ -207,8 +207,7 @@ static struct cache_entry *cache_get(struct rules_cache *c, const uint8_t *key)
  * fit (every entry that could make room is in use) or on allocation failure: *@db stays the
  * caller's.
  */
-static struct cache_entry *cache_put(struct rules_cache *c, const uint8_t *key,
-				     hs_database_t **db)
+static struct cache_entry *cache_put(struct rules_cache *c, const uint8_t *key, hs_database_t **db)
 {
 	struct cache_entry *e = NULL;
 	size_t size = 0;
@@ -231,7 +230,8 @@ static struct cache_entry *cache_put(struct rules_cache *c, const uint8_t *key,
 	while (c->n >= c->max_entries || size > c->max_bytes - c->bytes) {
 		int64_t lru = -1;
 		for (uint32_t k = 0; k < c->n; k++) {
-			if (c->ents[k]->refs == 0 && (lru < 0 || c->ents[k]->used < c->ents[lru]->used))
+			if (c->ents[k]->refs == 0 &&
+			    (lru < 0 || c->ents[k]->used < c->ents[lru]->used))
 				lru = k;
 		}
 		if (lru < 0)
@@ -316,7 +316,8 @@ static hs_error_t compile_patterns(struct rules_cache *c, enum cache_kind kind,
 	}
 	switch (kind) {
 	case CK_LITERAL:
-		rc = hs_compile_lit_multi(exprs, flags, ids, lens, n, HS_MODE_BLOCK, NULL, db, cerr);
+		rc =
+		    hs_compile_lit_multi(exprs, flags, ids, lens, n, HS_MODE_BLOCK, NULL, db, cerr);
 		break;
 	case CK_MULTI_REGEX:
 		rc = hs_compile_multi(exprs, flags, ids, n, HS_MODE_BLOCK, NULL, db, cerr);
@@ -452,11 +453,10 @@ static int reject(struct hb *h, const struct entry *e, const char *why)
 	const struct ruleset *rs = h->rs;
 	const struct cpred *cp = &rs->preds[e->pred];
 	const struct crule *r = &rs->rules[rs->progs[rs->pred_prog[e->pred]].rule];
-	return rules_fail(h->err, h->errlen, -EINVAL, r->info.file, cp->line,
-			  registry_field(cp->field)->name,
-			  "%s: pattern '%.200s' rejected by the linear-time engine: %s (rule %s)",
-			  rop_name((enum rop)cp->op, cp->flags & PF_CASELESS), h->pat + e->off, why,
-			  r->info.id);
+	return rules_fail(
+	    h->err, h->errlen, -EINVAL, r->info.file, cp->line, registry_field(cp->field)->name,
+	    "%s: pattern '%.200s' rejected by the linear-time engine: %s (rule %s)",
+	    rop_name((enum rop)cp->op, cp->flags & PF_CASELESS), h->pat + e->off, why, r->info.id);
 }
 
 /*
@@ -464,8 +464,8 @@ static int reject(struct hb *h, const struct entry *e, const char *why)
  * identical one. Literals go through Hyperscan's literal compiler (no anchors: where the
  * literal must sit is checked in the match callback from its end offset and length).
  */
-static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *preds,
-		    uint32_t n, uint32_t *index)
+static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *preds, uint32_t n,
+		    uint32_t *index)
 {
 	struct ruleset *rs = h->rs;
 	const char **exprs = NULL;
@@ -649,7 +649,8 @@ static int build_bucket(struct hb *h, uint32_t b, struct field_pred *fp, uint32_
 	qsort(fp, n_fp, sizeof(*fp), cmp_field_pred);
 	uint32_t n_fields = 0;
 	for (size_t i = 0; i < n_fp; i++)
-		n_fields += i == 0 || fp[i].field != fp[i - 1].field || fp[i].regex != fp[i - 1].regex;
+		n_fields +=
+		    i == 0 || fp[i].field != fp[i - 1].field || fp[i].regex != fp[i - 1].regex;
 	bk->dbs = calloc(n_fields ? n_fields : 1, sizeof(*bk->dbs));
 	if (!bk->dbs)
 		return -ENOMEM;
@@ -669,7 +670,8 @@ static int build_bucket(struct hb *h, uint32_t b, struct field_pred *fp, uint32_
 			n_key = 0;
 			for (uint32_t p = 0; p < rs->n_preds; p++) {
 				const struct cpred *cp = &rs->preds[p];
-				if (cp->kind == PK_SCAN && cp->op == ROP_REGEX && cp->field == fp[i].field)
+				if (cp->kind == PK_SCAN && cp->op == ROP_REGEX &&
+				    cp->field == fp[i].field)
 					scratch[n_key++] = p;
 			}
 		}
@@ -715,7 +717,8 @@ static int build_lazy(struct hb *h)
 		size_t len = h->ent[0].len;
 		if (compile_patterns(rs->cache, CK_SINGLE_REGEX, &expr, &flags, &id, &len, 1, &db,
 				     &ce, &cerr) != HS_SUCCESS) {
-			ret = reject(h, &h->ent[0], cerr && cerr->message ? cerr->message : "compile failed");
+			ret = reject(h, &h->ent[0],
+				     cerr && cerr->message ? cerr->message : "compile failed");
 			hs_free_compile_error(cerr);
 			return ret;
 		}

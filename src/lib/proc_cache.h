@@ -47,10 +47,10 @@ struct proc_info {
 struct proc_cache_stats {
 	size_t entries;
 	size_t max_entries;
-	uint64_t evictions; /* live entries pushed out by the cap */
-	uint64_t reaped;    /* exited entries removed */
-	uint64_t pid_reuse; /* entries replaced because a pid came back with a new start time */
-	uint64_t misses;    /* lookups for pids the cache did not know */
+	uint64_t evictions;  /* live entries pushed out by the cap */
+	uint64_t reaped;     /* exited entries removed */
+	uint64_t pid_reuse;  /* entries replaced because a pid came back with a new start time */
+	uint64_t misses;     /* lookups for pids the cache did not know */
 	size_t string_bytes; /* bytes held by the strings of all entries */
 	size_t max_bytes;
 };

@@ -93,8 +93,9 @@ int registry_write_markdown(FILE *out)
 {
 	fprintf(out, "# vigil event schema\n\n");
 	fprintf(out, "Schema version: %d\n\n", SCHEMA_VERSION);
-	fprintf(out, "Generated from `src/lib/fields.def` by `vigil schema --markdown`; a unit test "
-		     "fails when this file and the registry disagree.\n\n");
+	fprintf(out,
+		"Generated from `src/lib/fields.def` by `vigil schema --markdown`; a unit test "
+		"fails when this file and the registry disagree.\n\n");
 	fprintf(out, "Events are ECS NDJSON: one JSON object per line, dotted names nested as "
 		     "objects. Ids are stable and used by compiled content.\n\n");
 	fprintf(out, "| id | field | type | description |\n|---|---|---|---|\n");

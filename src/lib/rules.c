@@ -184,13 +184,18 @@ int rules_fail(char *err, size_t errlen, int code, const char *file, unsigned li
 }
 
 static const char *const rop_names[ROP_COUNT][2] = {
-	[ROP_EQUALS] = {"equals", "iequals"},	  [ROP_CONTAINS] = {"contains", "icontains"},
-	[ROP_STARTSWITH] = {"startswith", "istartswith"},
-	[ROP_ENDSWITH] = {"endswith", "iendswith"}, [ROP_IN] = {"in", "iin"},
-	[ROP_REGEX] = {"regex", NULL},		  [ROP_CIDR] = {"cidr", NULL},
-	[ROP_LT] = {"lt", NULL},		  [ROP_LTE] = {"lte", NULL},
-	[ROP_GT] = {"gt", NULL},		  [ROP_GTE] = {"gte", NULL},
-	[ROP_EXISTS] = {"exists", NULL},
+    [ROP_EQUALS] = {"equals", "iequals"},
+    [ROP_CONTAINS] = {"contains", "icontains"},
+    [ROP_STARTSWITH] = {"startswith", "istartswith"},
+    [ROP_ENDSWITH] = {"endswith", "iendswith"},
+    [ROP_IN] = {"in", "iin"},
+    [ROP_REGEX] = {"regex", NULL},
+    [ROP_CIDR] = {"cidr", NULL},
+    [ROP_LT] = {"lt", NULL},
+    [ROP_LTE] = {"lte", NULL},
+    [ROP_GT] = {"gt", NULL},
+    [ROP_GTE] = {"gte", NULL},
+    [ROP_EXISTS] = {"exists", NULL},
 };
 
 const char *rop_name(enum rop op, bool caseless)
@@ -310,7 +315,8 @@ static int yl_check_map(struct yload *y, struct ynode *m)
 	qsort(keys, m->n, sizeof(*keys), cmp_key);
 	int ret = 0;
 	for (uint32_t i = 1; i < m->n; i++) {
-		if (keys[i]->n == keys[i - 1]->n && memcmp(keys[i]->s, keys[i - 1]->s, keys[i]->n) == 0) {
+		if (keys[i]->n == keys[i - 1]->n &&
+		    memcmp(keys[i]->s, keys[i - 1]->s, keys[i]->n) == 0) {
 			ret = rules_fail(y->err, y->errlen, -EINVAL, y->file, keys[i]->line,
 					 keys[i]->s, "key given twice (first on line %u)",
 					 keys[i - 1]->line);
@@ -348,8 +354,8 @@ static int yaml_load_tree(const char *file, const char *data, size_t len, struct
 	while (!done && ret == 0) {
 		if (!yaml_parser_parse(&parser, &ev)) {
 			unsigned line = parser.error == YAML_READER_ERROR
-						? offset_line(data, len, parser.problem_offset)
-						: (unsigned)parser.problem_mark.line + 1;
+					    ? offset_line(data, len, parser.problem_offset)
+					    : (unsigned)parser.problem_mark.line + 1;
 			if (parser.error == YAML_MEMORY_ERROR)
 				ret = -ENOMEM;
 			else
@@ -386,10 +392,10 @@ static int yaml_load_tree(const char *file, const char *data, size_t len, struct
 			    !(n->s = arena_strndup(a, (const char *)ev.data.scalar.value,
 						   ev.data.scalar.length))) {
 				ret = y.nodes >= RULES_MAX_YAML_NODES
-					      ? rules_fail(err, errlen, -E2BIG, file, line, NULL,
-							   "more than %u YAML nodes",
-							   RULES_MAX_YAML_NODES)
-					      : -ENOMEM;
+					  ? rules_fail(err, errlen, -E2BIG, file, line, NULL,
+						       "more than %u YAML nodes",
+						       RULES_MAX_YAML_NODES)
+					  : -ENOMEM;
 				break;
 			}
 			n->n = (uint32_t)ev.data.scalar.length;
@@ -400,25 +406,26 @@ static int yaml_load_tree(const char *file, const char *data, size_t len, struct
 		case YAML_MAPPING_START_EVENT: {
 			bool seq = ev.type == YAML_SEQUENCE_START_EVENT;
 			const yaml_char_t *anchor =
-				seq ? ev.data.sequence_start.anchor : ev.data.mapping_start.anchor;
+			    seq ? ev.data.sequence_start.anchor : ev.data.mapping_start.anchor;
 			if (anchor) {
 				ret = rules_fail(err, errlen, -EINVAL, file, line, NULL,
 						 "YAML anchors are not supported");
 				break;
 			}
 			if (y.depth >= RULES_MAX_YAML_DEPTH) {
-				ret = rules_fail(err, errlen, -E2BIG, file, line, NULL,
-						 "YAML nested deeper than %u levels (conditions nest "
-						 "at most %u deep)",
-						 RULES_MAX_YAML_DEPTH, RULES_MAX_CONDITION_DEPTH);
+				ret =
+				    rules_fail(err, errlen, -E2BIG, file, line, NULL,
+					       "YAML nested deeper than %u levels (conditions nest "
+					       "at most %u deep)",
+					       RULES_MAX_YAML_DEPTH, RULES_MAX_CONDITION_DEPTH);
 				break;
 			}
 			if (!(n = yl_node(&y, seq ? YN_SEQ : YN_MAP, &ev.start_mark))) {
 				ret = y.nodes >= RULES_MAX_YAML_NODES
-					      ? rules_fail(err, errlen, -E2BIG, file, line, NULL,
-							   "more than %u YAML nodes",
-							   RULES_MAX_YAML_NODES)
-					      : -ENOMEM;
+					  ? rules_fail(err, errlen, -E2BIG, file, line, NULL,
+						       "more than %u YAML nodes",
+						       RULES_MAX_YAML_NODES)
+					  : -ENOMEM;
 				break;
 			}
 			if ((ret = yl_push(&y, n)) < 0)
@@ -473,13 +480,13 @@ struct pctx {
 	const char *file;
 	char *err;
 	size_t errlen;
-	struct event *ev;   /* test events are checked by parsing them */
-	struct buf json;    /* test event being written */
+	struct event *ev; /* test events are checked by parsing them */
+	struct buf json;  /* test event being written */
 	int schema;
 	const char *rule_id; /* rule being parsed, for messages */
 };
 
-#define FAIL(c, code, line, field, ...)                                                           \
+#define FAIL(c, code, line, field, ...)                                                            \
 	rules_fail((c)->err, (c)->errlen, (code), (c)->file, (line), (field), __VA_ARGS__)
 
 static const struct ynode *map_get(const struct ynode *m, const char *key)
@@ -558,7 +565,8 @@ static int get_duration(struct pctx *c, const struct ynode *n, const char *field
 {
 	uint64_t v, mult;
 	if (n->kind != YN_SCALAR || n->n < 2)
-		return FAIL(c, -EINVAL, n->line, field, "expected a duration such as 10s, 5m or 1h");
+		return FAIL(c, -EINVAL, n->line, field,
+			    "expected a duration such as 10s, 5m or 1h");
 	switch (n->s[n->n - 1]) {
 	case 's':
 		mult = 1;
@@ -570,7 +578,8 @@ static int get_duration(struct pctx *c, const struct ynode *n, const char *field
 		mult = 3600;
 		break;
 	default:
-		return FAIL(c, -EINVAL, n->line, field, "expected a duration such as 10s, 5m or 1h");
+		return FAIL(c, -EINVAL, n->line, field,
+			    "expected a duration such as 10s, 5m or 1h");
 	}
 	if (parse_u64(n->s, n->n - 1, RULES_MAX_WINDOW_SECONDS, &v) < 0 || v == 0 ||
 	    v * mult > RULES_MAX_WINDOW_SECONDS)
@@ -661,8 +670,7 @@ static int conj_add(struct conj *j, struct rcond *r)
 	return 0;
 }
 
-static int parse_field(struct pctx *c, const struct ynode *k, const struct ynode *v,
-		       struct conj *j)
+static int parse_field(struct pctx *c, const struct ynode *k, const struct ynode *v, struct conj *j)
 {
 	const char *name = NULL;
 	int ret = field_name(c, k, &name);
@@ -700,8 +708,7 @@ static int parse_field(struct pctx *c, const struct ynode *k, const struct ynode
 	return 0;
 }
 
-static int parse_cond_map(struct pctx *c, const struct ynode *n, unsigned depth,
-			  struct conj *j)
+static int parse_cond_map(struct pctx *c, const struct ynode *n, unsigned depth, struct conj *j)
 {
 	int ret = 0;
 	for (uint32_t i = 0; i < n->n && ret == 0; i++) {
@@ -724,8 +731,9 @@ static int parse_cond_map(struct pctx *c, const struct ynode *n, unsigned depth,
 				ret = parse_cond(c, v->kids[m], depth + 1, &r->kids[m]);
 		} else if (key_is(k, "not")) {
 			if (v->kind == YN_SEQ)
-				return FAIL(c, -EINVAL, v->line, "not",
-					    "takes one condition, not a list (use not: {any: [...]})");
+				return FAIL(
+				    c, -EINVAL, v->line, "not",
+				    "takes one condition, not a list (use not: {any: [...]})");
 			if (!(r = new_cond(c, RC_NOT, k->line)) ||
 			    !(r->kids = arena_alloc(&c->ast->arena, sizeof(*r->kids))))
 				return -ENOMEM;
@@ -822,7 +830,8 @@ static int test_value(struct pctx *c, const struct field_info *f, const struct y
 	switch (f->type) {
 	case FT_INT:
 		if (int_text(v->s, v->n) < 0)
-			return FAIL(c, -EINVAL, v->line, f->name, "test event: expected an integer");
+			return FAIL(c, -EINVAL, v->line, f->name,
+				    "test event: expected an integer");
 		return buf_append(b, v->s, v->n);
 	case FT_BOOL:
 		if (v->n == 4 && memcmp(v->s, "true", 4) == 0)
@@ -835,8 +844,8 @@ static int test_value(struct pctx *c, const struct field_info *f, const struct y
 	}
 }
 
-static int test_fields(struct pctx *c, const struct ynode *m, char *path, size_t plen,
-		       bool *first, bool *has_kind)
+static int test_fields(struct pctx *c, const struct ynode *m, char *path, size_t plen, bool *first,
+		       bool *has_kind)
 {
 	int ret;
 	for (uint32_t i = 0; i < m->n; i++) {
@@ -867,9 +876,9 @@ static int test_fields(struct pctx *c, const struct ynode *m, char *path, size_t
 		if ((!*first && (ret = buf_append_char(&c->json, ',')) < 0) ||
 		    (ret = json_append_string(&c->json, f->name, strlen(f->name))) < 0 ||
 		    (ret = buf_append_char(&c->json, ':')) < 0 || (ret = test_value(c, f, v)) < 0)
-			return ret == -E2BIG ? FAIL(c, -E2BIG, k->line, f->name,
-						    "test event too large")
-					     : ret;
+			return ret == -E2BIG
+				   ? FAIL(c, -E2BIG, k->line, f->name, "test event too large")
+				   : ret;
 		*first = false;
 		path[plen] = '\0';
 	}
@@ -922,7 +931,8 @@ static int parse_test_item(struct pctx *c, const struct ynode *n, bool match, st
 		return test_event(c, n, &t->json[0], &t->lens[0]);
 	}
 	if (events->kind != YN_SEQ || events->n == 0)
-		return FAIL(c, -EINVAL, events->line, "events", "expected a non-empty list of events");
+		return FAIL(c, -EINVAL, events->line, "events",
+			    "expected a non-empty list of events");
 	if (events->n > RULES_MAX_TEST_EVENTS)
 		return FAIL(c, -E2BIG, events->line, "events", "more than %u events",
 			    RULES_MAX_TEST_EVENTS);
@@ -945,12 +955,14 @@ static int parse_tests(struct pctx *c, const struct ynode *n, struct rrule *r)
 	int ret;
 
 	if (n->kind != YN_MAP)
-		return FAIL(c, -EINVAL, n->line, "tests", "expected a mapping with match and nomatch");
+		return FAIL(c, -EINVAL, n->line, "tests",
+			    "expected a mapping with match and nomatch");
 	for (uint32_t i = 0; i < n->n; i++) {
 		const struct ynode *k = n->kids[2 * i], *v = n->kids[2 * i + 1];
 		int which = key_is(k, "match") ? 0 : key_is(k, "nomatch") ? 1 : -1;
 		if (which < 0)
-			return FAIL(c, -EINVAL, k->line, "tests", "unknown key '%.*s' (match, nomatch)",
+			return FAIL(c, -EINVAL, k->line, "tests",
+				    "unknown key '%.*s' (match, nomatch)",
 				    (int)(k->n > 64 ? 64 : k->n), k->s);
 		if (v->kind != YN_SEQ)
 			return FAIL(c, -EINVAL, v->line, k->s, "expected a list of events");
@@ -958,7 +970,8 @@ static int parse_tests(struct pctx *c, const struct ynode *n, struct rrule *r)
 		total += v->n;
 	}
 	if (total > RULES_MAX_TESTS)
-		return FAIL(c, -E2BIG, n->line, "tests", "more than %u test items", RULES_MAX_TESTS);
+		return FAIL(c, -E2BIG, n->line, "tests", "more than %u test items",
+			    RULES_MAX_TESTS);
 	r->tests = arena_array(&c->ast->arena, total ? total : 1, sizeof(*r->tests));
 	if (!r->tests)
 		return -ENOMEM;
@@ -984,7 +997,8 @@ static int parse_threshold(struct pctx *c, const struct ynode *n, struct rrule *
 	uint64_t count = 0;
 	int ret;
 	if (n->kind != YN_MAP)
-		return FAIL(c, -EINVAL, n->line, "threshold", "expected a mapping (count, within, by)");
+		return FAIL(c, -EINVAL, n->line, "threshold",
+			    "expected a mapping (count, within, by)");
 	r->kind = RK_THRESHOLD;
 	for (uint32_t i = 0; i < n->n; i++) {
 		const struct ynode *k = n->kids[2 * i], *v = n->kids[2 * i + 1];
@@ -1012,7 +1026,8 @@ static int parse_sequence(struct pctx *c, const struct ynode *n, struct rrule *r
 	const struct ynode *steps = NULL;
 	int ret;
 	if (n->kind != YN_MAP)
-		return FAIL(c, -EINVAL, n->line, "sequence", "expected a mapping (within, by, steps)");
+		return FAIL(c, -EINVAL, n->line, "sequence",
+			    "expected a mapping (within, by, steps)");
 	r->kind = RK_SEQUENCE;
 	for (uint32_t i = 0; i < n->n; i++) {
 		const struct ynode *k = n->kids[2 * i], *v = n->kids[2 * i + 1];
@@ -1034,8 +1049,9 @@ static int parse_sequence(struct pctx *c, const struct ynode *n, struct rrule *r
 		return FAIL(c, -EINVAL, n->line, "sequence", "needs within and steps");
 	if (steps->kind != YN_SEQ || steps->n < RULES_MIN_SEQUENCE_STEPS ||
 	    steps->n > RULES_MAX_SEQUENCE_STEPS)
-		return FAIL(c, steps->kind == YN_SEQ && steps->n > RULES_MAX_SEQUENCE_STEPS ? -E2BIG
-											: -EINVAL,
+		return FAIL(c,
+			    steps->kind == YN_SEQ && steps->n > RULES_MAX_SEQUENCE_STEPS ? -E2BIG
+											 : -EINVAL,
 			    steps->line, "steps", "expected a list of %u to %u steps",
 			    RULES_MIN_SEQUENCE_STEPS, RULES_MAX_SEQUENCE_STEPS);
 	for (uint32_t s = 0; s < steps->n; s++) {
@@ -1067,8 +1083,8 @@ static int parse_sequence(struct pctx *c, const struct ynode *n, struct rrule *r
 
 static const char *const levels[] = {"informational", "low", "medium", "high", "critical"};
 /* Keys a rule may carry as documentation only. */
-static const char *const metadata_keys[] = {"author", "references", "status", "date",
-					    "modified", "falsepositives"};
+static const char *const metadata_keys[] = {"author", "references", "status",
+					    "date",   "modified",   "falsepositives"};
 
 static int parse_rule(struct pctx *c, const struct ynode *n, struct rrule *r)
 {
@@ -1114,7 +1130,8 @@ static int parse_rule(struct pctx *c, const struct ynode *n, struct rrule *r)
 				r->level = levels[l];
 		} else if (key_is(k, "tags")) {
 			if (v->kind != YN_SEQ)
-				ret = FAIL(c, -EINVAL, v->line, "tags", "expected a list of strings");
+				ret =
+				    FAIL(c, -EINVAL, v->line, "tags", "expected a list of strings");
 			else if (v->n > RULES_MAX_TAGS)
 				ret = FAIL(c, -E2BIG, v->line, "tags", "more than %u tags",
 					   RULES_MAX_TAGS);
@@ -1248,7 +1265,8 @@ static int parse_macros(struct pctx *c, const struct ynode *n)
 	struct rules_ast *ast = c->ast;
 	int ret;
 	if (n->kind != YN_MAP)
-		return FAIL(c, -EINVAL, n->line, "macros", "expected a mapping of names to conditions");
+		return FAIL(c, -EINVAL, n->line, "macros",
+			    "expected a mapping of names to conditions");
 	for (uint32_t i = 0; i < n->n; i++) {
 		const struct ynode *k = n->kids[2 * i], *v = n->kids[2 * i + 1];
 		if (ast->n_macros >= RULES_MAX_MACROS)
@@ -1315,8 +1333,8 @@ static int parse_source(struct pctx *c, const struct rules_source *src)
 	const struct ynode *schema = map_get(root, "schema");
 	if (schema) {
 		uint64_t v;
-		if (schema->kind != YN_SCALAR || parse_u64(schema->s, schema->n, 1u << 30, &v) < 0 ||
-		    v == 0) {
+		if (schema->kind != YN_SCALAR ||
+		    parse_u64(schema->s, schema->n, 1u << 30, &v) < 0 || v == 0) {
 			ret = FAIL(c, -EINVAL, schema->line, "schema", "expected a schema version");
 			goto out_tree;
 		}
@@ -1408,8 +1426,8 @@ out_ast:
 
 /* --- loading from memory and from the file system --- */
 
-int ruleset_load_sources(const struct rules_source *src, size_t n, struct ruleset **out,
-			 char *err, size_t errlen)
+int ruleset_load_sources(const struct rules_source *src, size_t n, struct ruleset **out, char *err,
+			 size_t errlen)
 {
 	struct rules_ast *ast = NULL;
 	int ret;
@@ -1476,7 +1494,8 @@ static int walk_dir(const char *dir, unsigned depth, struct file_list *l, char *
 	if (!(d = fdopendir(fd))) {
 		ret = -errno;
 		close(fd);
-		return rules_fail(err, errlen, ret, dir, 0, NULL, "cannot read: %s", strerror(-ret));
+		return rules_fail(err, errlen, ret, dir, 0, NULL, "cannot read: %s",
+				  strerror(-ret));
 	}
 	while (ret == 0 && (de = readdir(d))) {
 		struct stat st;
@@ -1541,8 +1560,7 @@ static int read_capped(const char *path, size_t max, size_t *total_left, char **
 	}
 	if ((size_t)st.st_size > *total_left) {
 		ret = rules_fail(err, errlen, -E2BIG, path, 0, NULL,
-				 "rule files larger than %u bytes together",
-				 RULES_MAX_TOTAL_BYTES);
+				 "rule files larger than %u bytes together", RULES_MAX_TOTAL_BYTES);
 		goto out_close;
 	}
 	size_t want = (size_t)st.st_size, got = 0;

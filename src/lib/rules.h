@@ -19,7 +19,7 @@
 /* Bytes of all rule files of one load together. */
 #define RULES_MAX_TOTAL_BYTES (32u * 1024u * 1024u)
 /* Rule files in one load, and directory levels searched for them. */
-#define RULES_MAX_FILES 4096u
+#define RULES_MAX_FILES	    4096u
 #define RULES_MAX_DIR_DEPTH 16u
 /* YAML nodes of one file, and how deep YAML collections may nest. */
 #define RULES_MAX_YAML_NODES 2000000u
@@ -39,25 +39,25 @@
 /* Bytes of all string values together, lists expanded. */
 #define RULES_MAX_VALUE_TOTAL_BYTES (64u * 1024u * 1024u)
 /* Named lists and macros in one load. */
-#define RULES_MAX_LISTS 4096u
+#define RULES_MAX_LISTS	 4096u
 #define RULES_MAX_MACROS 4096u
 /* Bytes of one value, pattern or list item. */
 #define RULES_MAX_VALUE_BYTES 4096u
 /* Largest bound of a regex repeat such as {2,1000}: big bounds make compiling slow. */
 #define RULES_MAX_REGEX_REPEAT 1000u
 /* Bytes of a rule's name, description and tags. */
-#define RULES_MAX_NAME_BYTES 256u
+#define RULES_MAX_NAME_BYTES	    256u
 #define RULES_MAX_DESCRIPTION_BYTES 4096u
-#define RULES_MAX_TAGS 64u
+#define RULES_MAX_TAGS		    64u
 /* Test items per rule and events per test item. */
-#define RULES_MAX_TESTS 256u
+#define RULES_MAX_TESTS	      256u
 #define RULES_MAX_TEST_EVENTS 256u
 /* Steps of a sequence. */
 #define RULES_MIN_SEQUENCE_STEPS 2u
 #define RULES_MAX_SEQUENCE_STEPS 4u
 /* Largest threshold count and longest window of a stateful clause. */
 #define RULES_MAX_THRESHOLD_COUNT 100000u
-#define RULES_MAX_WINDOW_SECONDS (24u * 3600u)
+#define RULES_MAX_WINDOW_SECONDS  (24u * 3600u)
 /* Distinct event.action values rules select on (each is one bucket of rules). */
 #define RULES_MAX_ACTIONS 256u
 /* Instructions of one compiled program (each rule or sequence step is one program). */
@@ -79,11 +79,11 @@ struct rules_source {
 struct rule_info {
 	const char *id;
 	const char *name;
-	const char *description; /* "" when absent */
-	const char *level;       /* informational, low, medium, high or critical */
+	const char *description;       /* "" when absent */
+	const char *level;	       /* informational, low, medium, high or critical */
 	const char *const *techniques; /* "T1059.004" from tags attack.t1059.004 */
 	size_t n_techniques;
-	bool kill;        /* `response: kill`: the agent may kill the process; off by default */
+	bool kill;	  /* `response: kill`: the agent may kill the process; off by default */
 	const char *file; /* source name the rule came from */
 	unsigned line;
 	size_t index; /* position in the ruleset, in load order */
@@ -104,8 +104,8 @@ int ruleset_load_path(const char *path, struct ruleset **out, char *err, size_t 
  * As ruleset_load_path, for @n files held in memory (a bundle's payload), in the given order.
  * The ruleset keeps no pointer into @src.
  */
-int ruleset_load_sources(const struct rules_source *src, size_t n, struct ruleset **out,
-			 char *err, size_t errlen);
+int ruleset_load_sources(const struct rules_source *src, size_t n, struct ruleset **out, char *err,
+			 size_t errlen);
 
 /*
  * A cache of compiled pattern databases shared by successive loads, so that content which
@@ -119,14 +119,14 @@ int ruleset_load_sources(const struct rules_source *src, size_t n, struct rulese
  * threads.
  */
 #define RULES_CACHE_MAX_ENTRIES 2048u
-#define RULES_CACHE_MAX_BYTES (256u * 1024u * 1024u)
+#define RULES_CACHE_MAX_BYTES	(256u * 1024u * 1024u)
 
 struct rules_cache;
 
 struct rules_cache_stats {
 	size_t entries;
-	size_t bytes;     /* database bytes the cache holds */
-	size_t in_use;    /* entries a ruleset holds */
+	size_t bytes;  /* database bytes the cache holds */
+	size_t in_use; /* entries a ruleset holds */
 	uint64_t hits;
 	uint64_t misses;
 	uint64_t evictions;
@@ -152,9 +152,8 @@ void rules_cache_get_stats(struct rules_cache *c, struct rules_cache_stats *out)
  * As ruleset_load_sources, reusing and filling @cache (NULL: no cache). The ruleset compiled
  * is the same, database for database, as without a cache.
  */
-int ruleset_load_sources_cached(const struct rules_source *src, size_t n,
-				struct rules_cache *cache, struct ruleset **out, char *err,
-				size_t errlen);
+int ruleset_load_sources_cached(const struct rules_source *src, size_t n, struct rules_cache *cache,
+				struct ruleset **out, char *err, size_t errlen);
 
 /* Frees @rs. Accepts NULL. No engine created from @rs may be used afterwards. */
 void ruleset_free(struct ruleset *rs);
@@ -170,12 +169,12 @@ const struct rule_info *ruleset_find(const struct ruleset *rs, const char *id);
 
 struct ruleset_stats {
 	size_t rules;
-	size_t programs;   /* one per rule, one per sequence step */
+	size_t programs; /* one per rule, one per sequence step */
 	size_t predicates;
-	size_t patterns;   /* string values compiled into pattern databases */
-	size_t databases;  /* Hyperscan databases (one per event.action bucket and field) */
-	size_t buckets;    /* event.action buckets, the catch-all bucket included */
-	size_t tests;      /* test items (match and nomatch) */
+	size_t patterns;     /* string values compiled into pattern databases */
+	size_t databases;    /* Hyperscan databases (one per event.action bucket and field) */
+	size_t buckets;	     /* event.action buckets, the catch-all bucket included */
+	size_t tests;	     /* test items (match and nomatch) */
 	size_t memory_bytes; /* compiled programs, pools and databases */
 };
 

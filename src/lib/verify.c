@@ -175,8 +175,8 @@ int program_verify(const struct prog_view *p, const struct pool_sizes *pools, ch
 			depth[to] = (int16_t)d;
 		}
 		if (depth[pc + 1] >= 0 && depth[pc + 1] != next) {
-			ret = VFAIL(err, errlen, "instruction %u: stack %d meets %d at %u", pc, next,
-				    depth[pc + 1], pc + 1);
+			ret = VFAIL(err, errlen, "instruction %u: stack %d meets %d at %u", pc,
+				    next, depth[pc + 1], pc + 1);
 			goto out_free;
 		}
 		depth[pc + 1] = (int16_t)next;
@@ -231,7 +231,8 @@ int ruleset_verify(const struct ruleset *rs, char *err, size_t errlen)
 		uint32_t req = 0;
 		for (uint32_t k = 0; k < p->n_preds; k++) {
 			if (rs->pred_prog[p->pred_base + k] != i)
-				return fail_rule(rs, p->rule, err, errlen, "predicate owner mismatch");
+				return fail_rule(rs, p->rule, err, errlen,
+						 "predicate owner mismatch");
 			if (rs->pred_req[p->pred_base + k]) {
 				if (rs->preds[p->pred_base + k].kind != PK_SCAN)
 					return fail_rule(rs, p->rule, err, errlen,
@@ -240,7 +241,8 @@ int ruleset_verify(const struct ruleset *rs, char *err, size_t errlen)
 			}
 		}
 		if (req != p->n_req || (req && !p->needs_hit))
-			return fail_rule(rs, p->rule, err, errlen, "required predicate count mismatch");
+			return fail_rule(rs, p->rule, err, errlen,
+					 "required predicate count mismatch");
 	}
 	for (uint32_t i = 0; i < rs->n_rules; i++) {
 		const struct crule *r = &rs->rules[i];
@@ -252,7 +254,8 @@ int ruleset_verify(const struct ruleset *rs, char *err, size_t errlen)
 	for (uint32_t i = 0; i < rs->n_dbs; i++) {
 		const struct cdb *d = &rs->dbs[i];
 		if (d->field >= FIELD_COUNT)
-			return fail_rule(rs, UINT32_MAX, err, errlen, "database field out of range");
+			return fail_rule(rs, UINT32_MAX, err, errlen,
+					 "database field out of range");
 		for (uint32_t k = 0; k < d->n_ids; k++) {
 			if (d->fan_start[k] > d->fan_start[k + 1])
 				return fail_rule(rs, UINT32_MAX, err, errlen, "bad fan-out table");
@@ -261,7 +264,8 @@ int ruleset_verify(const struct ruleset *rs, char *err, size_t errlen)
 			return fail_rule(rs, UINT32_MAX, err, errlen, "bad fan-out table");
 		for (uint32_t k = 0; d->mode && k < d->n_ids; k++) {
 			if (d->mode[k] & ~(LIT_AT_START | LIT_AT_END))
-				return fail_rule(rs, UINT32_MAX, err, errlen, "bad literal position");
+				return fail_rule(rs, UINT32_MAX, err, errlen,
+						 "bad literal position");
 		}
 		for (uint32_t k = 0; k < d->n_fan; k++) {
 			uint32_t p = d->fan_preds[k];
@@ -277,11 +281,14 @@ int ruleset_verify(const struct ruleset *rs, char *err, size_t errlen)
 		const struct cbucket *bk = &rs->buckets[b];
 		for (uint32_t k = 0; k < bk->n_always; k++) {
 			if (bk->always[k] >= rs->n_progs)
-				return fail_rule(rs, UINT32_MAX, err, errlen, "bucket program out of range");
+				return fail_rule(rs, UINT32_MAX, err, errlen,
+						 "bucket program out of range");
 		}
 		for (uint32_t k = 0; k < bk->n_dbs; k++) {
-			if (bk->dbs[k].db >= rs->n_dbs || rs->dbs[bk->dbs[k].db].field != bk->dbs[k].field)
-				return fail_rule(rs, UINT32_MAX, err, errlen, "bucket database out of range");
+			if (bk->dbs[k].db >= rs->n_dbs ||
+			    rs->dbs[bk->dbs[k].db].field != bk->dbs[k].field)
+				return fail_rule(rs, UINT32_MAX, err, errlen,
+						 "bucket database out of range");
 		}
 	}
 	return 0;

@@ -12,14 +12,14 @@
 #include "lib/rules.h"
 
 static const char rules_yaml[] =
-	"rules:\n"
-	"  - {id: a, name: a, condition: {all: [event.action: exec, process.args: {icontains: x}]}}\n"
-	"  - {id: b, name: b, condition: {any: [process.name: '', destination.ip: {cidr: 10.0.0.0/8},"
-	" process.pid: {gt: 5}, process.ancestors: {regex: 'sshd$'}]}}\n"
-	"  - id: c\n    name: c\n    condition: {event.action: rename}\n"
-	"    threshold: {count: 3, within: 10s, by: process.entity_id}\n"
-	"  - id: d\n    name: d\n    sequence: {within: 10s, by: process.pid, steps: "
-	"[{condition: {event.action: exec}}, {condition: {event.action: connect}}]}\n";
+    "rules:\n"
+    "  - {id: a, name: a, condition: {all: [event.action: exec, process.args: {icontains: x}]}}\n"
+    "  - {id: b, name: b, condition: {any: [process.name: '', destination.ip: {cidr: 10.0.0.0/8},"
+    " process.pid: {gt: 5}, process.ancestors: {regex: 'sshd$'}]}}\n"
+    "  - id: c\n    name: c\n    condition: {event.action: rename}\n"
+    "    threshold: {count: 3, within: 10s, by: process.entity_id}\n"
+    "  - id: d\n    name: d\n    sequence: {within: 10s, by: process.pid, steps: "
+    "[{condition: {event.action: exec}}, {condition: {event.action: connect}}]}\n";
 
 static struct ruleset *rs;
 static struct engine *eng;

@@ -14,13 +14,13 @@
 #define FUZZ_RULES_MAX 16384
 
 static const char *const events[] = {
-	"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"name\":\"sh\","
-	"\"pid\":1,\"args\":[\"sh\",\"-c\",\"\"],\"command_line\":\"sh -c \",\"entity_id\":\"e1\"},"
-	"\"user\":{\"id\":\"0\"}}",
-	"{\"event\":{\"kind\":\"event\",\"action\":\"connect\"},\"destination\":{\"ip\":\"10.0.0.1\","
-	"\"port\":443},\"process\":{\"entity_id\":\"e1\",\"executable\":\"\"}}",
-	"{\"event\":{\"kind\":\"event\",\"action\":\"rename\"},\"file\":{\"path\":\"/tmp/a\"},"
-	"\"source\":{\"ip\":\"::1\"}}",
+    "{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"name\":\"sh\","
+    "\"pid\":1,\"args\":[\"sh\",\"-c\",\"\"],\"command_line\":\"sh -c \",\"entity_id\":\"e1\"},"
+    "\"user\":{\"id\":\"0\"}}",
+    "{\"event\":{\"kind\":\"event\",\"action\":\"connect\"},\"destination\":{\"ip\":\"10.0.0.1\","
+    "\"port\":443},\"process\":{\"entity_id\":\"e1\",\"executable\":\"\"}}",
+    "{\"event\":{\"kind\":\"event\",\"action\":\"rename\"},\"file\":{\"path\":\"/tmp/a\"},"
+    "\"source\":{\"ip\":\"::1\"}}",
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -44,9 +44,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (engine_new(rs, NULL, &e) == 0 && (ev = event_new())) {
 		for (int round = 0; round < 2; round++) {
 			for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
-				if (event_parse_json(ev, events[i], strlen(events[i]), why, sizeof(why),
-						     NULL) == EVENT_PARSED)
-					engine_eval(e, ev, (uint64_t)(round * 10 + i) * 1000000000ull,
+				if (event_parse_json(ev, events[i], strlen(events[i]), why,
+						     sizeof(why), NULL) == EVENT_PARSED)
+					engine_eval(e, ev,
+						    (uint64_t)(round * 10 + i) * 1000000000ull,
 						    NULL, NULL);
 			}
 		}

@@ -31,8 +31,8 @@ static void good_program(struct prog_view *p)
 {
 	memset(preds, 0, sizeof(preds));
 	memset(code, 0, sizeof(code));
-	preds[0] = (struct cpred){.field = F_PROCESS_NAME, .kind = PK_SCAN, .op = ROP_CONTAINS,
-				  .off = 0, .n = 2};
+	preds[0] = (struct cpred){
+	    .field = F_PROCESS_NAME, .kind = PK_SCAN, .op = ROP_CONTAINS, .off = 0, .n = 2};
 	preds[1] = (struct cpred){.field = F_PROCESS_PID, .kind = PK_INT_CMP, .cmp = CMP_GT};
 	code[0] = (struct insn){.op = OP_PRED, .arg = 0};
 	code[1] = (struct insn){.op = OP_JF, .arg = 2};
@@ -197,16 +197,16 @@ static struct ruleset *load(const char *yaml)
 
 static void compiled_shape(void **state)
 {
-	struct ruleset *rs = load(
-		"macros:\n  m: {all: [event.action: exec, process.name: sh]}\n"
-		"rules:\n"
-		"  - id: a\n    name: n\n"
-		"    condition: {all: [{macro: m}, {any: [process.pid: {gt: 5}, "
-		"process.command_line: {icontains: [x, y]}]}, {not: {user.id: '0'}}]}\n"
-		"  - id: b\n    name: n\n    condition: {not: {process.name: sh}}\n"
-		"  - id: c\n    name: n\n"
-		"    sequence: {within: 1m, steps: [{condition: {event.action: fork}},"
-		" {condition: {event.action: exit}, by: process.pid}]}\n");
+	struct ruleset *rs =
+	    load("macros:\n  m: {all: [event.action: exec, process.name: sh]}\n"
+		 "rules:\n"
+		 "  - id: a\n    name: n\n"
+		 "    condition: {all: [{macro: m}, {any: [process.pid: {gt: 5}, "
+		 "process.command_line: {icontains: [x, y]}]}, {not: {user.id: '0'}}]}\n"
+		 "  - id: b\n    name: n\n    condition: {not: {process.name: sh}}\n"
+		 "  - id: c\n    name: n\n"
+		 "    sequence: {within: 1m, steps: [{condition: {event.action: fork}},"
+		 " {condition: {event.action: exit}, by: process.pid}]}\n");
 	assert_int_equal(rs->n_rules, 3);
 	assert_int_equal(rs->n_progs, 4);
 	/* rule a: all(action, name, any(pid, cmdline), not(uid)) flattened, short-circuit */
@@ -215,8 +215,8 @@ static void compiled_shape(void **state)
 	assert_true(a->needs_hit);
 	assert_int_equal(a->n_act, 1);
 	const struct insn *c = rs->code + a->code_off;
-	uint8_t ops[] = {OP_PRED, OP_JF, OP_POP, OP_PRED, OP_JF, OP_POP, OP_PRED, OP_JT,
-			 OP_POP, OP_PRED, OP_JF, OP_POP, OP_PRED, OP_NOT};
+	uint8_t ops[] = {OP_PRED, OP_JF,  OP_POP,  OP_PRED, OP_JF,  OP_POP,  OP_PRED,
+			 OP_JT,	  OP_POP, OP_PRED, OP_JF,   OP_POP, OP_PRED, OP_NOT};
 	assert_int_equal(a->n_code, sizeof(ops));
 	for (size_t i = 0; i < sizeof(ops); i++)
 		assert_int_equal(c[i].op, ops[i]);
@@ -259,8 +259,10 @@ static void shared_databases(void **state)
 {
 	/* rules without an action constraint join every bucket's databases */
 	struct ruleset *rs = load("rules:\n"
-				  "  - {id: a, name: n, condition: {all: [event.action: exec, process.name: {contains: x}]}}\n"
-				  "  - {id: b, name: n, condition: {all: [event.action: fork, file.path: {contains: y}]}}\n"
+				  "  - {id: a, name: n, condition: {all: [event.action: exec, "
+				  "process.name: {contains: x}]}}\n"
+				  "  - {id: b, name: n, condition: {all: [event.action: fork, "
+				  "file.path: {contains: y}]}}\n"
 				  "  - {id: c, name: n, condition: {file.name: {contains: z}}}\n");
 	struct ruleset_stats st;
 	ruleset_get_stats(rs, &st);
@@ -278,10 +280,11 @@ static void literal_positions(void **state)
 	assert_int_equal(hsdb_literal_mode(ROP_ENDSWITH), LIT_AT_END);
 	assert_int_equal(hsdb_literal_mode(ROP_CONTAINS), 0);
 	/* one literal under four operators is four patterns; contains and icontains two more */
-	struct ruleset *rs = load("rules:\n  - {id: a, name: n, condition: {any: ["
-				  "process.name: ab, process.name: {startswith: ab}, "
-				  "process.name: {endswith: ab}, process.name: {contains: ab}, "
-				  "process.name: {icontains: ab}, process.name: {regex: 'a+b'}]}}\n");
+	struct ruleset *rs =
+	    load("rules:\n  - {id: a, name: n, condition: {any: ["
+		 "process.name: ab, process.name: {startswith: ab}, "
+		 "process.name: {endswith: ab}, process.name: {contains: ab}, "
+		 "process.name: {icontains: ab}, process.name: {regex: 'a+b'}]}}\n");
 	struct ruleset_stats st;
 	ruleset_get_stats(rs, &st);
 	assert_int_equal(st.patterns, 6);
@@ -342,8 +345,10 @@ static unsigned expect_same_alerts(const struct ruleset *a, const struct ruleset
 		for (uint32_t t = 0; t < a->rules[r].n_tests; t++) {
 			const struct rtest *rt = &a->rules[r].tests[t];
 			for (uint32_t k = 0; k < rt->n; k++) {
-				eval_one(a, rt->json[k], rt->lens[k], 1750000000ull * 1000000000ull, &x);
-				eval_one(b, rt->json[k], rt->lens[k], 1750000000ull * 1000000000ull, &y);
+				eval_one(a, rt->json[k], rt->lens[k], 1750000000ull * 1000000000ull,
+					 &x);
+				eval_one(b, rt->json[k], rt->lens[k], 1750000000ull * 1000000000ull,
+					 &y);
 				assert_string_equal(x.ids, y.ids);
 				events++;
 				alerting += x.used > 0;
@@ -391,23 +396,32 @@ static void expect_same_ruleset(const struct ruleset *a, const struct ruleset *b
 
 /* Literal (every operator), scanned regex and on-demand regex databases. */
 static const char cache_rules[] =
-	"rules:\n"
-	"  - {id: lit, name: n, condition: {all: [event.action: exec, process.name: {startswith: ba}]}}\n"
-	"  - {id: eq, name: n, condition: {process.executable: /usr/bin/curl}}\n"
-	"  - {id: ends, name: n, condition: {all: [event.action: exec, process.command_line: {endswith: .sh}]}}\n"
-	"  - {id: icont, name: n, condition: {process.command_line: {icontains: [WGET, 'nc -e']}}}\n"
-	"  - {id: scanre, name: n, condition: {process.command_line: {regex: 'base64 +-d'}}}\n"
-	"  - {id: lazyre, name: n, condition: {all: [process.name: {contains: py}, "
-	"process.command_line: {regex: 'pty\\.spawn\\('}]}}\n";
+    "rules:\n"
+    "  - {id: lit, name: n, condition: {all: [event.action: exec, process.name: {startswith: "
+    "ba}]}}\n"
+    "  - {id: eq, name: n, condition: {process.executable: /usr/bin/curl}}\n"
+    "  - {id: ends, name: n, condition: {all: [event.action: exec, process.command_line: "
+    "{endswith: .sh}]}}\n"
+    "  - {id: icont, name: n, condition: {process.command_line: {icontains: [WGET, 'nc -e']}}}\n"
+    "  - {id: scanre, name: n, condition: {process.command_line: {regex: 'base64 +-d'}}}\n"
+    "  - {id: lazyre, name: n, condition: {all: [process.name: {contains: py}, "
+    "process.command_line: {regex: 'pty\\.spawn\\('}]}}\n";
 
 static const char *const cache_events[] = {
-	"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"name\":\"bash\",\"command_line\":\"x.sh\"}}",
-	"{\"event\":{\"kind\":\"event\",\"action\":\"fork\"},\"process\":{\"name\":\"bash\",\"command_line\":\"wget -q\"}}",
-	"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"executable\":\"/usr/bin/curl\",\"name\":\"curl\"}}",
-	"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"name\":\"sh\",\"command_line\":\"echo a | base64   -d\"}}",
-	"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"name\":\"python3\",\"command_line\":\"import pty; pty.spawn('/bin/sh')\"}}",
-	"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"name\":\"perl\",\"command_line\":\"pty.spawn( NC -E\"}}",
-	"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"name\":\"zsh\",\"command_line\":\"ls\"}}",
+    "{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"name\":\"bash\",\"command_"
+    "line\":\"x.sh\"}}",
+    "{\"event\":{\"kind\":\"event\",\"action\":\"fork\"},\"process\":{\"name\":\"bash\",\"command_"
+    "line\":\"wget -q\"}}",
+    "{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"executable\":\"/usr/bin/"
+    "curl\",\"name\":\"curl\"}}",
+    "{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"name\":\"sh\",\"command_"
+    "line\":\"echo a | base64   -d\"}}",
+    "{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"name\":\"python3\","
+    "\"command_line\":\"import pty; pty.spawn('/bin/sh')\"}}",
+    "{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"name\":\"perl\",\"command_"
+    "line\":\"pty.spawn( NC -E\"}}",
+    "{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"name\":\"zsh\",\"command_"
+    "line\":\"ls\"}}",
 };
 
 static void cache_gives_same_alerts(void **state)
@@ -495,13 +509,13 @@ static void cache_misses_changed_patterns(void **state)
 		const char *from, *to;
 		uint64_t misses;
 	} edits[] = {
-		{"startswith: ba}", "startswith: bb}", 1},
-		{"startswith: ba}", "istartswith: ba}", 1},
-		{"startswith: ba}", "endswith: ba}", 0},
-		/* a rule of every bucket: its literals are in the catch-all's and exec's databases */
-		{"icontains: [WGET", "contains: [WGET", 2},
-		{"'base64 +-d'", "'base64 +-D'", 1},
-		{"'pty\\.spawn\\('", "'pty\\.spawn\\(\\)'", 1},
+	    {"startswith: ba}", "startswith: bb}", 1},
+	    {"startswith: ba}", "istartswith: ba}", 1},
+	    {"startswith: ba}", "endswith: ba}", 0},
+	    /* a rule of every bucket: its literals are in the catch-all's and exec's databases */
+	    {"icontains: [WGET", "contains: [WGET", 2},
+	    {"'base64 +-d'", "'base64 +-D'", 1},
+	    {"'pty\\.spawn\\('", "'pty\\.spawn\\(\\)'", 1},
 	};
 
 	assert_int_equal(rules_cache_new(0, 0, &cache), 0);
@@ -517,7 +531,8 @@ static void cache_misses_changed_patterns(void **state)
 		/* and the changed database is the new one, not the old one */
 		src = (struct rules_source){"c.yml", yaml, strlen(yaml)};
 		plain = load_cached(&src, 1, NULL);
-		expect_same_alerts(plain, rs, cache_events, sizeof(cache_events) / sizeof(*cache_events));
+		expect_same_alerts(plain, rs, cache_events,
+				   sizeof(cache_events) / sizeof(*cache_events));
 		ruleset_free(plain);
 		ruleset_free(rs);
 	}
@@ -640,21 +655,21 @@ static void cache_content_directory(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(accepts_good_program),
-		cmocka_unit_test(field_id_out_of_range),
-		cmocka_unit_test(field_type_mismatch),
-		cmocka_unit_test(pool_out_of_range),
-		cmocka_unit_test(predicate_index_out_of_range),
-		cmocka_unit_test(backward_jump),
-		cmocka_unit_test(stack_overflow_and_underflow),
-		cmocka_unit_test(bad_shapes),
-		cmocka_unit_test(compiled_shape),
-		cmocka_unit_test(shared_databases),
-		cmocka_unit_test(literal_positions),
-		cmocka_unit_test(cache_gives_same_alerts),
-		cmocka_unit_test(cache_misses_changed_patterns),
-		cmocka_unit_test(cache_is_bounded),
-		cmocka_unit_test(cache_content_directory),
+	    cmocka_unit_test(accepts_good_program),
+	    cmocka_unit_test(field_id_out_of_range),
+	    cmocka_unit_test(field_type_mismatch),
+	    cmocka_unit_test(pool_out_of_range),
+	    cmocka_unit_test(predicate_index_out_of_range),
+	    cmocka_unit_test(backward_jump),
+	    cmocka_unit_test(stack_overflow_and_underflow),
+	    cmocka_unit_test(bad_shapes),
+	    cmocka_unit_test(compiled_shape),
+	    cmocka_unit_test(shared_databases),
+	    cmocka_unit_test(literal_positions),
+	    cmocka_unit_test(cache_gives_same_alerts),
+	    cmocka_unit_test(cache_misses_changed_patterns),
+	    cmocka_unit_test(cache_is_bounded),
+	    cmocka_unit_test(cache_content_directory),
 	};
 	return cmocka_run_group_tests_name("compile", tests, NULL, NULL);
 }

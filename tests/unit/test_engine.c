@@ -20,7 +20,7 @@
 #include "lib/rules.h"
 
 #define SEC 1000000000ull
-#define T0 (1750000000ull * SEC)
+#define T0  (1750000000ull * SEC)
 
 static char err[1024];
 
@@ -154,14 +154,17 @@ static void bucket_selection(void **state)
 	buf_init(&b, 1 << 20);
 	assert_int_equal(buf_append_str(&b, "rules:\n"), 0);
 	for (int i = 0; i < 50; i++)
-		assert_int_equal(buf_printf(&b, "  - {id: exec%d, name: n, condition: {all: "
-						"[event.action: exec, process.name: {exists: true}]}}\n",
-					    i),
-				 0);
-	assert_int_equal(buf_append_str(&b, "  - {id: fork, name: n, condition: {event.action: fork}}\n"
-					    "  - {id: any, name: n, condition: {process.name: x}}\n"
-					    "  - {id: any-not, name: n, condition: {not: {process.name: x}}}\n"),
-			 0);
+		assert_int_equal(
+		    buf_printf(&b,
+			       "  - {id: exec%d, name: n, condition: {all: "
+			       "[event.action: exec, process.name: {exists: true}]}}\n",
+			       i),
+		    0);
+	assert_int_equal(
+	    buf_append_str(&b, "  - {id: fork, name: n, condition: {event.action: fork}}\n"
+			       "  - {id: any, name: n, condition: {process.name: x}}\n"
+			       "  - {id: any-not, name: n, condition: {not: {process.name: x}}}\n"),
+	    0);
 	struct ruleset *rs = load(b.data);
 	buf_release(&b);
 	struct ruleset_stats rst;
@@ -172,22 +175,26 @@ static void bucket_selection(void **state)
 	struct engine_stats st;
 
 	/* a fork event considers the fork rule and the catch-all ones, never the exec rules */
-	assert_string_equal(eval_at(e, "{'event':{'kind':'event','action':'fork'},'process':{'name':'y'}}", T0),
-			    "fork,any-not");
+	assert_string_equal(
+	    eval_at(e, "{'event':{'kind':'event','action':'fork'},'process':{'name':'y'}}", T0),
+	    "fork,any-not");
 	engine_get_stats(e, &st);
 	assert_int_equal(st.evaluations, 2);
 	/* a pattern hit makes the catch-all rule a candidate */
-	assert_string_equal(eval_at(e, "{'event':{'kind':'event','action':'fork'},'process':{'name':'x'}}", T0),
-			    "fork,any");
+	assert_string_equal(
+	    eval_at(e, "{'event':{'kind':'event','action':'fork'},'process':{'name':'x'}}", T0),
+	    "fork,any");
 	engine_get_stats(e, &st);
 	assert_int_equal(st.evaluations, 2 + 3);
 	/* an action no rule names: only the catch-all bucket */
-	assert_string_equal(eval_at(e, "{'event':{'kind':'event','action':'ptrace'},'process':{'name':'x'}}", T0),
-			    "any");
+	assert_string_equal(
+	    eval_at(e, "{'event':{'kind':'event','action':'ptrace'},'process':{'name':'x'}}", T0),
+	    "any");
 	engine_get_stats(e, &st);
 	assert_int_equal(st.evaluations, 5 + 2);
 	/* exec: all fifty, in rule order, then the catch-all */
-	const char *ids = eval_at(e, "{'event':{'kind':'event','action':'exec'},'process':{'name':'z'}}", T0);
+	const char *ids =
+	    eval_at(e, "{'event':{'kind':'event','action':'exec'},'process':{'name':'z'}}", T0);
 	assert_int_equal(strncmp(ids, "exec0,exec1,exec2,", 18), 0);
 	assert_non_null(strstr(ids, "exec49,any-not"));
 	engine_get_stats(e, &st);
@@ -216,14 +223,34 @@ static void regex_buckets(void **state)
 	struct engine_stats st;
 	assert_int_equal(engine_new(rs, NULL, &e), 0);
 	/* r1's regex matches, but a fork event never evaluates an exec rule */
-	assert_string_equal(eval_at(e, "{'event':{'kind':'event','action':'fork'},'process':{'command_line':'aab'}}", T0), "");
+	assert_string_equal(
+	    eval_at(e,
+		    "{'event':{'kind':'event','action':'fork'},'process':{'command_line':'aab'}}",
+		    T0),
+	    "");
 	engine_get_stats(e, &st);
 	assert_int_equal(st.evaluations, 0);
-	assert_string_equal(eval_at(e, "{'event':{'kind':'event','action':'exec'},'process':{'command_line':'aab'}}", T0), "r1");
-	assert_string_equal(eval_at(e, "{'event':{'kind':'event','action':'fork'},'process':{'command_line':'xccd'}}", T0), "r2");
+	assert_string_equal(
+	    eval_at(e,
+		    "{'event':{'kind':'event','action':'exec'},'process':{'command_line':'aab'}}",
+		    T0),
+	    "r1");
+	assert_string_equal(
+	    eval_at(e,
+		    "{'event':{'kind':'event','action':'fork'},'process':{'command_line':'xccd'}}",
+		    T0),
+	    "r2");
 	/* r3's regex runs on demand, after process.name matched */
-	assert_string_equal(eval_at(e, "{'event':{'kind':'event','action':'fork'},'process':{'name':'x','command_line':'ef'}}", T0), "r3");
-	assert_string_equal(eval_at(e, "{'event':{'kind':'event','action':'fork'},'process':{'name':'y','command_line':'ef'}}", T0), "");
+	assert_string_equal(eval_at(e,
+				    "{'event':{'kind':'event','action':'fork'},'process':{'name':'"
+				    "x','command_line':'ef'}}",
+				    T0),
+			    "r3");
+	assert_string_equal(eval_at(e,
+				    "{'event':{'kind':'event','action':'fork'},'process':{'name':'"
+				    "y','command_line':'ef'}}",
+				    T0),
+			    "");
 	engine_get_stats(e, &st);
 	assert_int_equal(st.evaluations, 3);
 	engine_free(e);
@@ -236,9 +263,10 @@ static void regex_buckets(void **state)
 
 static void threshold_window(void **state)
 {
-	struct ruleset *rs = load("rules:\n  - id: burst\n    name: n\n"
-				  "    condition: {event.action: rename}\n"
-				  "    threshold: {count: 3, within: 16s, by: process.entity_id}\n");
+	struct ruleset *rs =
+	    load("rules:\n  - id: burst\n    name: n\n"
+		 "    condition: {event.action: rename}\n"
+		 "    threshold: {count: 3, within: 16s, by: process.entity_id}\n");
 	struct engine *e = NULL;
 	assert_int_equal(engine_new(rs, NULL, &e), 0);
 
@@ -274,20 +302,20 @@ static void threshold_window(void **state)
 	ruleset_free(rs);
 }
 
-#define EXEC_SH(key)                                                                              \
-	"{'event':{'kind':'event','action':'exec'},'process':{'entity_id':'" key                 \
+#define EXEC_SH(key)                                                                               \
+	"{'event':{'kind':'event','action':'exec'},'process':{'entity_id':'" key                   \
 	"','name':'sh','parent':{'name':'nginx'}}}"
-#define CONNECT(key)                                                                              \
-	"{'event':{'kind':'event','action':'connect'},'process':{'entity_id':'" key              \
+#define CONNECT(key)                                                                               \
+	"{'event':{'kind':'event','action':'connect'},'process':{'entity_id':'" key                \
 	"'},'network':{'direction':'egress'}}"
 
 static void sequence_window(void **state)
 {
 	struct ruleset *rs = load(
-		"rules:\n  - id: seq\n    name: n\n    tags: [attack.t1190]\n"
-		"    sequence:\n      within: 30s\n      by: process.entity_id\n      steps:\n"
-		"        - condition: {all: [event.action: exec, process.parent.name: nginx]}\n"
-		"        - condition: {all: [event.action: connect, network.direction: egress]}\n");
+	    "rules:\n  - id: seq\n    name: n\n    tags: [attack.t1190]\n"
+	    "    sequence:\n      within: 30s\n      by: process.entity_id\n      steps:\n"
+	    "        - condition: {all: [event.action: exec, process.parent.name: nginx]}\n"
+	    "        - condition: {all: [event.action: connect, network.direction: egress]}\n");
 	struct engine *e = NULL;
 	assert_int_equal(engine_new(rs, NULL, &e), 0);
 
@@ -324,8 +352,10 @@ static void state_eviction(void **state)
 
 	assert_int_equal(engine_new(rs, &opt, &e), 0);
 	for (int i = 0; i < 10; i++) {
-		snprintf(ev, sizeof(ev),
-			 "{'event':{'kind':'event','action':'rename'},'process':{'entity_id':'k%d'}}", i);
+		snprintf(
+		    ev, sizeof(ev),
+		    "{'event':{'kind':'event','action':'rename'},'process':{'entity_id':'k%d'}}",
+		    i);
 		assert_string_equal(eval_at(e, ev, T0 + (uint64_t)i * SEC), "");
 	}
 	engine_get_stats(e, &st);
@@ -334,16 +364,20 @@ static void state_eviction(void **state)
 	assert_int_equal(st.state_evictions, 6);
 	assert_int_equal(st.state_expired, 0);
 	/* the newest keys are still counted, the oldest were evicted */
-	assert_string_equal(eval_at(e, "{'event':{'kind':'event','action':'rename'},'process':{'entity_id':'k9'}}",
-				    T0 + 10 * SEC),
-			    "burst");
-	assert_string_equal(eval_at(e, "{'event':{'kind':'event','action':'rename'},'process':{'entity_id':'k0'}}",
-				    T0 + 10 * SEC),
-			    "");
+	assert_string_equal(
+	    eval_at(e, "{'event':{'kind':'event','action':'rename'},'process':{'entity_id':'k9'}}",
+		    T0 + 10 * SEC),
+	    "burst");
+	assert_string_equal(
+	    eval_at(e, "{'event':{'kind':'event','action':'rename'},'process':{'entity_id':'k0'}}",
+		    T0 + 10 * SEC),
+	    "");
 	/* entries past their window are reused, counted apart from evictions */
 	for (int i = 0; i < 4; i++) {
-		snprintf(ev, sizeof(ev),
-			 "{'event':{'kind':'event','action':'rename'},'process':{'entity_id':'z%d'}}", i);
+		snprintf(
+		    ev, sizeof(ev),
+		    "{'event':{'kind':'event','action':'rename'},'process':{'entity_id':'z%d'}}",
+		    i);
 		assert_string_equal(eval_at(e, ev, T0 + 3600 * SEC), "");
 	}
 	engine_get_stats(e, &st);
@@ -360,17 +394,20 @@ static void state_eviction(void **state)
 
 static void alert_json(void **state)
 {
-	struct ruleset *rs = load("rules:\n  - id: vigil-x\n    name: 'Shell \"quoted\"'\n"
-				  "    level: high\n    tags: [attack.execution, attack.t1059.004, attack.t1105]\n"
-				  "    response: kill\n"
-				  "    condition: {all: [event.action: exec, process.name: sh]}\n");
+	struct ruleset *rs =
+	    load("rules:\n  - id: vigil-x\n    name: 'Shell \"quoted\"'\n"
+		 "    level: high\n    tags: [attack.execution, attack.t1059.004, attack.t1105]\n"
+		 "    response: kill\n"
+		 "    condition: {all: [event.action: exec, process.name: sh]}\n");
 	struct engine *e = NULL;
 	assert_int_equal(engine_new(rs, NULL, &e), 0);
 	struct event *ev = event_new(), *scratch = event_new();
 	char why[256];
-	const char *line = "{\"@timestamp\":\"2026-01-01T00:00:00.5Z\",\"event\":{\"kind\":\"event\","
-			   "\"action\":\"exec\"},\"process\":{\"name\":\"sh\",\"pid\":42}}";
-	assert_int_equal(event_parse_json(ev, line, strlen(line), why, sizeof(why), NULL), EVENT_PARSED);
+	const char *line =
+	    "{\"@timestamp\":\"2026-01-01T00:00:00.5Z\",\"event\":{\"kind\":\"event\","
+	    "\"action\":\"exec\"},\"process\":{\"name\":\"sh\",\"pid\":42}}";
+	assert_int_equal(event_parse_json(ev, line, strlen(line), why, sizeof(why), NULL),
+			 EVENT_PARSED);
 	const struct rule_info *r = ruleset_find(rs, "vigil-x");
 	assert_true(r->kill);
 	struct buf out;
@@ -379,7 +416,8 @@ static void alert_json(void **state)
 	assert_non_null(strstr(out.data, "\"event\":{\"action\":\"exec\",\"kind\":\"alert\"}"));
 	assert_non_null(strstr(out.data, "\"rule\":{\"id\":\"vigil-x\",\"level\":\"high\","
 					 "\"name\":\"Shell \\\"quoted\\\"\"}"));
-	assert_non_null(strstr(out.data, "\"threat\":{\"technique\":{\"id\":[\"T1059.004\",\"T1105\"]}}"));
+	assert_non_null(
+	    strstr(out.data, "\"threat\":{\"technique\":{\"id\":[\"T1059.004\",\"T1105\"]}}"));
 	assert_non_null(strstr(out.data, "\"pid\":42"));
 	assert_non_null(strstr(out.data, "\"@timestamp\":\"2026-01-01T00:00:00.5Z\""));
 	/* the alert reads back as an alert line, which replay skips */
@@ -406,21 +444,28 @@ static void timestamps(void **state)
 	t = "2000-02-29T00:00:00Z";
 	assert_int_equal(timestamp_parse(t, strlen(t), &ns), 0);
 	assert_int_equal(ns, 951782400ull * SEC);
-	const char *bad[] = {"", "2026-11-25", "2026-13-01T00:00:00Z", "2026-11-25T20:34:08",
-			     "2026-11-25T20:34:08.Z", "2026-11-25T20:34:08Zx", "1969-12-31T23:59:59Z",
-			     "2026-11-25T20:34:08+2:00", "abcd-11-25T20:34:08Z"};
+	const char *bad[] = {"",
+			     "2026-11-25",
+			     "2026-13-01T00:00:00Z",
+			     "2026-11-25T20:34:08",
+			     "2026-11-25T20:34:08.Z",
+			     "2026-11-25T20:34:08Zx",
+			     "1969-12-31T23:59:59Z",
+			     "2026-11-25T20:34:08+2:00",
+			     "abcd-11-25T20:34:08Z"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_int_equal(timestamp_parse(bad[i], strlen(bad[i]), &ns), -EINVAL);
 }
 
 static void failing_tests_reported(void **state)
 {
-	struct ruleset *rs = load("rules:\n  - id: r1\n    name: n\n"
-				  "    condition: {all: [event.action: exec, process.name: sh]}\n"
-				  "    tests:\n      match:\n        - {event.action: exec, process.name: bash}\n"
-				  "      nomatch:\n        - {event.action: exec, process.name: sh}\n"
-				  "        - {event.action: exec, process.name: dash}\n"
-				  "  - {id: r2, name: n, condition: {event.action: fork}}\n");
+	struct ruleset *rs =
+	    load("rules:\n  - id: r1\n    name: n\n"
+		 "    condition: {all: [event.action: exec, process.name: sh]}\n"
+		 "    tests:\n      match:\n        - {event.action: exec, process.name: bash}\n"
+		 "      nomatch:\n        - {event.action: exec, process.name: sh}\n"
+		 "        - {event.action: exec, process.name: dash}\n"
+		 "  - {id: r2, name: n, condition: {event.action: fork}}\n");
 	struct buf report;
 	struct rules_test_result res;
 	buf_init(&report, 1 << 16);
@@ -466,17 +511,17 @@ static void content_tree_passes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(rule_cases),
-		cmocka_unit_test(bucket_selection),
-		cmocka_unit_test(regex_buckets),
-		cmocka_unit_test(threshold_window),
-		cmocka_unit_test(sequence_window),
-		cmocka_unit_test(state_eviction),
-		cmocka_unit_test(alert_json),
-		cmocka_unit_test(timestamps),
-		cmocka_unit_test(failing_tests_reported),
-		cmocka_unit_test(empty_ruleset),
-		cmocka_unit_test(content_tree_passes),
+	    cmocka_unit_test(rule_cases),
+	    cmocka_unit_test(bucket_selection),
+	    cmocka_unit_test(regex_buckets),
+	    cmocka_unit_test(threshold_window),
+	    cmocka_unit_test(sequence_window),
+	    cmocka_unit_test(state_eviction),
+	    cmocka_unit_test(alert_json),
+	    cmocka_unit_test(timestamps),
+	    cmocka_unit_test(failing_tests_reported),
+	    cmocka_unit_test(empty_ruleset),
+	    cmocka_unit_test(content_tree_passes),
 	};
 	return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
 }

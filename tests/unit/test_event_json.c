@@ -43,7 +43,10 @@ static void escapes_embedded_nul(void **state)
 static void replaces_invalid_utf8(void **state)
 {
 	/* lone continuation, truncated 2-byte, overlong '/', surrogate, past U+10FFFF */
-	const char in[] = "\x80x\xc3" "y\xc0\xaf" "z\xed\xa0\x80" "w\xf4\x90\x80\x80";
+	const char in[] = "\x80x\xc3"
+			  "y\xc0\xaf"
+			  "z\xed\xa0\x80"
+			  "w\xf4\x90\x80\x80";
 	char *out = escape(in, sizeof(in) - 1);
 	json_error_t jerr;
 	char *doc;
@@ -54,7 +57,10 @@ static void replaces_invalid_utf8(void **state)
 	assert_non_null(s);
 	assert_non_null(strstr(s, "x"));
 	assert_null(strstr(s, "\xc3y"));
-	assert_memory_equal(s, "\xef\xbf\xbd" "x", 4);
+	assert_memory_equal(s,
+			    "\xef\xbf\xbd"
+			    "x",
+			    4);
 	json_decref(v);
 	free(doc);
 	free(out);
@@ -104,8 +110,7 @@ static void writes_nested_objects(void **state)
 	json_t *dst = json_object_get(root, "destination");
 	assert_string_equal(json_string_value(json_object_get(dst, "ip")), "2001:db8::1");
 	assert_string_equal(
-		json_string_value(json_object_get(json_object_get(root, "source"), "ip")),
-		"127.0.0.1");
+	    json_string_value(json_object_get(json_object_get(root, "source"), "ip")), "127.0.0.1");
 	/* no key appears twice at the top level */
 	assert_int_equal(json_object_size(root), 5);
 	json_decref(root);
@@ -123,7 +128,8 @@ static void round_trips(void **state)
 	event_set_str(ev, F_PROCESS_COMMAND_LINE, "x\0y\n\"z\"", 7);
 	event_mark_truncated(ev, F_PROCESS_ARGS);
 	assert_int_equal(event_write_json(ev, &a), 0);
-	assert_int_equal(event_parse_json(back, a.data, a.len, err, sizeof(err), NULL), EVENT_PARSED);
+	assert_int_equal(event_parse_json(back, a.data, a.len, err, sizeof(err), NULL),
+			 EVENT_PARSED);
 	assert_int_equal(event_write_json(back, &b), 0);
 	assert_string_equal(a.data, b.data);
 	size_t len;
@@ -156,7 +162,8 @@ static void large_argv(void **state)
 	assert_false(event_is_truncated(ev, F_PROCESS_ARGS));
 	assert_int_equal(event_write_json(ev, &b), 0);
 	assert_true(b.len > n);
-	assert_int_equal(event_parse_json(back, b.data, b.len, err, sizeof(err), NULL), EVENT_PARSED);
+	assert_int_equal(event_parse_json(back, b.data, b.len, err, sizeof(err), NULL),
+			 EVENT_PARSED);
 	assert_int_equal(event_list_count(back, F_PROCESS_ARGS), n / 64);
 	size_t len;
 	const char *last = event_list_item(back, F_PROCESS_ARGS, n / 64 - 1, &len);
@@ -202,7 +209,7 @@ static void setters_check_types(void **state)
 	assert_int_equal(event_set_int(ev, F_PROCESS_EXECUTABLE, 1), -EINVAL);
 	assert_int_equal(event_set_cstr(ev, F_PROCESS_PID, "1"), -EINVAL);
 	assert_int_equal(event_set_int(ev, (enum field_id)FIELD_COUNT, 1), -EINVAL);
-	assert_int_equal(event_set_int(ev, (enum field_id)-1, 1), -EINVAL);
+	assert_int_equal(event_set_int(ev, (enum field_id) - 1, 1), -EINVAL);
 	assert_int_equal(event_list_append(ev, F_PROCESS_ARGS, "a", 1), 0);
 	assert_int_equal(event_list_append(ev, F_PROCESS_ANCESTORS, "b", 1), 0);
 	/* interleaving two lists is refused */
@@ -224,24 +231,24 @@ static void rejects_malformed(void **state)
 		const char *line;
 		const char *reason;
 	} cases[] = {
-		{"", "invalid JSON"},
-		{"{", "invalid JSON"},
-		{"[1,2]", "expected a JSON object"},
-		{"{\"event\":{\"kind\":\"event\"}}", "event.action: missing"},
-		{"{\"event\":{\"action\":\"exec\"}}", "event.kind: missing"},
-		{"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"pid\":\"1\"}}",
-		 "process.pid: expected an integer"},
-		{"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"pid\":{\"x\":1}}}",
-		 "process.pid: expected an integer"},
-		{"{\"event\":{\"kind\":\"event\",\"action\":\"x\"},\"source\":{\"ip\":\"1.2.3\"}}",
-		 "source.ip: not an IPv4 or IPv6 address"},
-		{"{\"event\":{\"kind\":\"event\",\"action\":\"x\"},\"process\":{\"args\":[1]}}",
-		 "process.args: expected an array of strings"},
-		{"{\"event\":{\"kind\":\"weird\",\"action\":\"x\"}}", "event.kind: expected"},
-		{"{\"event\":{\"kind\":\"event\",\"action\":\"x\",\"truncated\":[\"nope\"]}}",
-		 "event.truncated: names an unknown field"},
-		{"{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":{\"g\":{\"h\":{\"i\":{\"j\":1}}}}}}}}}}",
-		 "too deeply"},
+	    {"", "invalid JSON"},
+	    {"{", "invalid JSON"},
+	    {"[1,2]", "expected a JSON object"},
+	    {"{\"event\":{\"kind\":\"event\"}}", "event.action: missing"},
+	    {"{\"event\":{\"action\":\"exec\"}}", "event.kind: missing"},
+	    {"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"pid\":\"1\"}}",
+	     "process.pid: expected an integer"},
+	    {"{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":{\"pid\":{\"x\":1}}}",
+	     "process.pid: expected an integer"},
+	    {"{\"event\":{\"kind\":\"event\",\"action\":\"x\"},\"source\":{\"ip\":\"1.2.3\"}}",
+	     "source.ip: not an IPv4 or IPv6 address"},
+	    {"{\"event\":{\"kind\":\"event\",\"action\":\"x\"},\"process\":{\"args\":[1]}}",
+	     "process.args: expected an array of strings"},
+	    {"{\"event\":{\"kind\":\"weird\",\"action\":\"x\"}}", "event.kind: expected"},
+	    {"{\"event\":{\"kind\":\"event\",\"action\":\"x\",\"truncated\":[\"nope\"]}}",
+	     "event.truncated: names an unknown field"},
+	    {"{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":{\"g\":{\"h\":{\"i\":{\"j\":1}}}}}}}}}}",
+	     "too deeply"},
 	};
 	char err[256];
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -261,12 +268,14 @@ static void skips_other_kinds_and_unknown_fields(void **state)
 	const char *metric = "{\"event\":{\"kind\":\"metric\"},\"vigil\":{\"x\":1}}";
 	assert_int_equal(event_parse_json(ev, metric, strlen(metric), err, sizeof(err), &unknown),
 			 EVENT_SKIPPED);
-	const char *line = "{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"future\":{\"f\":1}}";
+	const char *line =
+	    "{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"future\":{\"f\":1}}";
 	assert_int_equal(event_parse_json(ev, line, strlen(line), err, sizeof(err), &unknown),
 			 EVENT_PARSED);
 	assert_int_equal(unknown, 2);
 	/* dotted keys are accepted too */
-	const char *dotted = "{\"event.kind\":\"event\",\"event.action\":\"exec\",\"process.pid\":7}";
+	const char *dotted =
+	    "{\"event.kind\":\"event\",\"event.action\":\"exec\",\"process.pid\":7}";
 	assert_int_equal(event_parse_json(ev, dotted, strlen(dotted), err, sizeof(err), NULL),
 			 EVENT_PARSED);
 	int64_t pid;
@@ -278,17 +287,17 @@ static void skips_other_kinds_and_unknown_fields(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(escapes_control_characters),
-		cmocka_unit_test(escapes_embedded_nul),
-		cmocka_unit_test(replaces_invalid_utf8),
-		cmocka_unit_test(keeps_valid_utf8),
-		cmocka_unit_test(writes_nested_objects),
-		cmocka_unit_test(round_trips),
-		cmocka_unit_test(large_argv),
-		cmocka_unit_test(truncation_is_marked),
-		cmocka_unit_test(setters_check_types),
-		cmocka_unit_test(rejects_malformed),
-		cmocka_unit_test(skips_other_kinds_and_unknown_fields),
+	    cmocka_unit_test(escapes_control_characters),
+	    cmocka_unit_test(escapes_embedded_nul),
+	    cmocka_unit_test(replaces_invalid_utf8),
+	    cmocka_unit_test(keeps_valid_utf8),
+	    cmocka_unit_test(writes_nested_objects),
+	    cmocka_unit_test(round_trips),
+	    cmocka_unit_test(large_argv),
+	    cmocka_unit_test(truncation_is_marked),
+	    cmocka_unit_test(setters_check_types),
+	    cmocka_unit_test(rejects_malformed),
+	    cmocka_unit_test(skips_other_kinds_and_unknown_fields),
 	};
 	return cmocka_run_group_tests_name("event_json", tests, NULL, NULL);
 }

@@ -109,11 +109,11 @@ static void schema_doc_matches_registry(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(ids_match_positions),
-		cmocka_unit_test(names_unique_and_found),
-		cmocka_unit_test(no_leaf_is_a_prefix),
-		cmocka_unit_test(json_order_groups_prefixes),
-		cmocka_unit_test(schema_doc_matches_registry),
+	    cmocka_unit_test(ids_match_positions),
+	    cmocka_unit_test(names_unique_and_found),
+	    cmocka_unit_test(no_leaf_is_a_prefix),
+	    cmocka_unit_test(json_order_groups_prefixes),
+	    cmocka_unit_test(schema_doc_matches_registry),
 	};
 	return cmocka_run_group_tests_name("registry", tests, NULL, NULL);
 }

@@ -38,11 +38,11 @@ static int load(const char *yaml)
 	return ret;
 }
 
-#define assert_err(ret_expected, needle)                                                          \
-	do {                                                                                      \
-		if (!strstr(err, (needle)))                                                       \
-			fail_msg("error '%s' lacks '%s'", err, (needle));                         \
-		(void)(ret_expected);                                                             \
+#define assert_err(ret_expected, needle)                                                           \
+	do {                                                                                       \
+		if (!strstr(err, (needle)))                                                        \
+			fail_msg("error '%s' lacks '%s'", err, (needle));                          \
+		(void)(ret_expected);                                                              \
 	} while (0)
 
 static void expect_error(const char *yaml, int code, const char *needle)
@@ -66,15 +66,18 @@ static void unknown_field(void **state)
 {
 	expect_error(RULE_HEAD "    condition:\n      all:\n        - event.action: exec\n"
 			       "        - process.nope: {contains: x}\n",
-		     -EINVAL, "t.yml:7: process.nope: unknown field (not in the registry of schema version");
+		     -EINVAL,
+		     "t.yml:7: process.nope: unknown field (not in the registry of schema version");
 }
 
 static void newer_schema(void **state)
 {
 	/* the 21-versus-20 case: content written for a registry this build does not have */
-	expect_error("schema: 2\n" RULE_HEAD
-		     "    condition: {process.field_from_the_future: {contains: x}}\n",
-		     -EINVAL, "t.yml:1: schema: content needs schema version 2; this build has schema version 1");
+	expect_error(
+	    "schema: 2\n" RULE_HEAD
+	    "    condition: {process.field_from_the_future: {contains: x}}\n",
+	    -EINVAL,
+	    "t.yml:1: schema: content needs schema version 2; this build has schema version 1");
 	expect_error("schema: 0\n", -EINVAL, "t.yml:1: schema: expected a schema version");
 	expect_error("schema: [1]\n", -EINVAL, "schema: expected a schema version");
 }
@@ -105,7 +108,8 @@ static void type_mismatches(void **state)
 		     "exists takes true or false");
 	expect_error(RULE_HEAD "    threshold: {count: 2, within: 10s, by: process.args}\n"
 			       "    condition: {event.action: exec}\n",
-		     -EINVAL, "process.args: a field of type list of strings cannot be a state key");
+		     -EINVAL,
+		     "process.args: a field of type list of strings cannot be a state key");
 }
 
 static void wrong_arity(void **state)
@@ -118,7 +122,8 @@ static void wrong_arity(void **state)
 		     "process.name: exists takes one value");
 	expect_error(RULE_HEAD "    condition: {process.name: {in: bash}}\n", -EINVAL,
 		     "process.name: in takes a list or \"@listname\", not a single value");
-	expect_error(RULE_HEAD "    condition: {not: [{event.action: exec}, {event.action: fork}]}\n",
+	expect_error(RULE_HEAD
+		     "    condition: {not: [{event.action: exec}, {event.action: fork}]}\n",
 		     -EINVAL, "not: takes one condition, not a list");
 	expect_error(RULE_HEAD "    condition: {all: {event.action: exec}}\n", -EINVAL,
 		     "all: expected a list of conditions, not a mapping");
@@ -132,8 +137,7 @@ static void wrong_arity(void **state)
 		     "process.name: no operator given");
 	expect_error(RULE_HEAD "    condition: {process.name: {likes: x}}\n", -EINVAL,
 		     "process.name: unknown operator 'likes'");
-	expect_error(RULE_HEAD "    condition: [a]\n", -EINVAL,
-		     "condition: expected a mapping");
+	expect_error(RULE_HEAD "    condition: [a]\n", -EINVAL, "condition: expected a mapping");
 	expect_error(RULE_HEAD "    condition: {process.args: {contains: [[a]]}}\n", -EINVAL,
 		     "process.args: contains: expected a value, not a list");
 }
@@ -151,8 +155,7 @@ static void bad_values(void **state)
 	/* raw bytes that are not UTF-8: refused by the YAML reader with the line */
 	expect_error(RULE_HEAD "    condition: {process.name: \"ba\xff\xfesh\"}\n", -EINVAL,
 		     "t.yml:4: YAML: invalid leading UTF-8 octet");
-	expect_error(RULE_HEAD "    condition: {process.name: \"\xc3\x28\"}\n", -EINVAL,
-		     "UTF-8");
+	expect_error(RULE_HEAD "    condition: {process.name: \"\xc3\x28\"}\n", -EINVAL, "UTF-8");
 	/* an empty equals is a real comparison */
 	assert_int_equal(load(RULE_HEAD "    condition: {process.name: ''}\n"), 0);
 	/* too long */
@@ -223,18 +226,19 @@ static void deep_macros(void **state)
 	expect_error(b.data, -E2BIG, "condition: nested deeper than 64 levels (macros expanded)");
 	buf_release(&b);
 
-	expect_error("macros:\n  a: {macro: b}\n  b: {any: [{macro: a}, {event.action: x}]}\n" RULE_HEAD
-		     "    condition: {macro: a}\n",
-		     -EINVAL, "macro: macro 'a' refers to itself");
+	expect_error(
+	    "macros:\n  a: {macro: b}\n  b: {any: [{macro: a}, {event.action: x}]}\n" RULE_HEAD
+	    "    condition: {macro: a}\n",
+	    -EINVAL, "macro: macro 'a' refers to itself");
 	expect_error(RULE_HEAD "    condition: {macro: nope}\n", -EINVAL,
 		     "t.yml:4: macro: unknown macro 'nope'");
 	/* exponential expansion stops at the per-rule predicate cap */
 	buf_init(&b, 1 << 20);
 	assert_int_equal(buf_append_str(&b, "macros:\n  m0: {process.name: {contains: x}}\n"), 0);
 	for (int i = 1; i < 30; i++)
-		assert_int_equal(buf_printf(&b, "  m%d: {any: [{macro: m%d}, {macro: m%d}]}\n", i,
-					    i - 1, i - 1),
-				 0);
+		assert_int_equal(
+		    buf_printf(&b, "  m%d: {any: [{macro: m%d}, {macro: m%d}]}\n", i, i - 1, i - 1),
+		    0);
 	assert_int_equal(buf_append_str(&b, RULE_HEAD "    condition: {macro: m29}\n"), 0);
 	expect_error(b.data, -E2BIG, "more than 1024 predicates in one rule");
 	buf_release(&b);
@@ -247,8 +251,8 @@ static void many_rules(void **state)
 	assert_int_equal(buf_append_str(&b, "rules:\n"), 0);
 	for (int i = 0; i < 100000; i++)
 		assert_int_equal(
-			buf_printf(&b, "- {id: r%d, name: n, condition: {event.action: exec}}\n", i),
-			0);
+		    buf_printf(&b, "- {id: r%d, name: n, condition: {event.action: exec}}\n", i),
+		    0);
 	/* one file of 100,000 rules */
 	expect_error(b.data, -E2BIG, "t.yml:20002: rules: more than 20000 rules in one load");
 
@@ -261,8 +265,9 @@ static void many_rules(void **state)
 		buf_init(&p, 8u << 20);
 		assert_int_equal(buf_append_str(&p, "rules:\n"), 0);
 		for (int i = 0; i < 10000; i++)
-			assert_int_equal(buf_printf(&p, "- {id: f%dr%d, name: n, condition: "
-							"{event.action: exec}}\n",
+			assert_int_equal(buf_printf(&p,
+						    "- {id: f%dr%d, name: n, condition: "
+						    "{event.action: exec}}\n",
 						    f, i),
 					 0);
 		snprintf(names[f], sizeof(names[f]), "f%d.yml", f);
@@ -297,9 +302,12 @@ static void hyperscan_rejects(void **state)
 	/* repeat bounds that would make compiling slow are refused before compiling */
 	expect_error(RULE_HEAD "    condition: {process.name: {regex: '(a|b){2,1001}c'}}\n", -E2BIG,
 		     "t.yml:4: process.name: regex: repeat bound 1001 above 1000");
-	expect_error(RULE_HEAD "    condition: {process.name: {regex: 'x{99999999999999999999}'}}\n",
+	expect_error(RULE_HEAD
+		     "    condition: {process.name: {regex: 'x{99999999999999999999}'}}\n",
 		     -E2BIG, "above 1000");
-	assert_int_equal(load(RULE_HEAD "    condition: {process.name: {regex: '[{]9999\\{5000}a{1000}'}}\n"), 0);
+	assert_int_equal(
+	    load(RULE_HEAD "    condition: {process.name: {regex: '[{]9999\\{5000}a{1000}'}}\n"),
+	    0);
 }
 
 static void duplicate_ids(void **state)
@@ -310,8 +318,8 @@ static void duplicate_ids(void **state)
 		     -EINVAL, "t.yml:4: id: duplicate rule id 'same' (also t.yml:2)");
 	/* across files too */
 	struct rules_source src[2] = {
-		{"a.yml", "rules: [{id: x, name: a, condition: {event.action: exec}}]\n", 0},
-		{"b.yml", "rules: [{id: x, name: b, condition: {event.action: exec}}]\n", 0},
+	    {"a.yml", "rules: [{id: x, name: a, condition: {event.action: exec}}]\n", 0},
+	    {"b.yml", "rules: [{id: x, name: b, condition: {event.action: exec}}]\n", 0},
 	};
 	src[0].len = strlen(src[0].data);
 	src[1].len = strlen(src[1].data);
@@ -428,11 +436,12 @@ static void structure_errors(void **state)
 		     -EINVAL, "id: expected [A-Za-z0-9._-]{1,64}");
 	expect_error("rules:\n  - {id: r, condition: {event.action: exec}}\n", -EINVAL,
 		     "name: rule r has no name");
-	expect_error("rules:\n  - {id: r, name: n}\n", -EINVAL, "condition: rule r has no condition");
+	expect_error("rules:\n  - {id: r, name: n}\n", -EINVAL,
+		     "condition: rule r has no condition");
 	expect_error(RULE_HEAD "    level: severe\n    condition: {event.action: exec}\n", -EINVAL,
 		     "t.yml:4: level: expected informational, low, medium, high or critical");
-	expect_error(RULE_HEAD "    response: block\n    condition: {event.action: exec}\n", -EINVAL,
-		     "response: the only response is kill");
+	expect_error(RULE_HEAD "    response: block\n    condition: {event.action: exec}\n",
+		     -EINVAL, "response: the only response is kill");
 	expect_error(RULE_HEAD "    condtion: {event.action: exec}\n", -EINVAL,
 		     "t.yml:4: unknown rule key 'condtion'");
 	expect_error(RULE_HEAD "    condition: {event.action: exec}\n    tags: attack.t1\n",
@@ -443,12 +452,13 @@ static void structure_errors(void **state)
 		     -EINVAL, "YAML anchors are not supported");
 	expect_error(RULE_HEAD "    condition: {event.action: exec}\n---\nrules: []\n", -EINVAL,
 		     "t.yml:5: more than one YAML document");
-	expect_error(RULE_HEAD "    condition: {event.action: exec, event.action: fork}\n",
-		     -EINVAL, "t.yml:4: event.action: key given twice");
+	expect_error(RULE_HEAD "    condition: {event.action: exec, event.action: fork}\n", -EINVAL,
+		     "t.yml:4: event.action: key given twice");
 	expect_error(RULE_HEAD "    condition: {event.action: [exec\n", -EINVAL, "YAML:");
 	expect_error(RULE_HEAD "    condition: {process.name: {in: '@nope'}}\n", -EINVAL,
 		     "t.yml:4: process.name: unknown list '@nope'");
-	expect_error(RULE_HEAD "    condition: {all: [{event.action: exec}, {event.action: fork}]}\n",
+	expect_error(RULE_HEAD
+		     "    condition: {all: [{event.action: exec}, {event.action: fork}]}\n",
 		     -EINVAL, "event.action: the condition requires event.action to have two");
 	expect_error(RULE_HEAD "    condition: {event.action: exec}\n"
 			       "    threshold: {count: 0, within: 10s}\n",
@@ -465,8 +475,9 @@ static void structure_errors(void **state)
 	expect_error(RULE_HEAD "    sequence:\n      within: 10s\n      steps:\n"
 			       "        - condition: {event.action: exec}\n",
 		     -EINVAL, "steps: expected a list of 2 to 4 steps");
-	expect_error(RULE_HEAD "    sequence: {within: 10s, steps: [{condition: {event.action: exec}},"
-			       " {by: process.pid}]}\n",
+	expect_error(RULE_HEAD
+		     "    sequence: {within: 10s, steps: [{condition: {event.action: exec}},"
+		     " {by: process.pid}]}\n",
 		     -EINVAL, "steps: step has no condition");
 	expect_error(RULE_HEAD "    condition: {event.action: exec}\n"
 			       "    threshold: {count: 2, within: 1s}\n"
@@ -494,7 +505,7 @@ static void limits_on_lists(void **state)
 		assert_int_equal(buf_append_str(&b, "]\n"), 0);
 	}
 	assert_int_equal(buf_append_str(&b, RULE_HEAD "    condition: {process.name: "
-						    "{in: ['@l0', '@l1']}}\n"),
+						      "{in: ['@l0', '@l1']}}\n"),
 			 0);
 	expect_error(b.data, -E2BIG, "process.name: in: more than 4096 values");
 	buf_release(&b);
@@ -502,14 +513,17 @@ static void limits_on_lists(void **state)
 
 static void test_event_errors(void **state)
 {
-	expect_error(RULE_HEAD "    condition: {event.action: exec}\n"
-			       "    tests:\n      match:\n        - {event.action: exec, process.nope: 1}\n",
+	expect_error(RULE_HEAD
+		     "    condition: {event.action: exec}\n"
+		     "    tests:\n      match:\n        - {event.action: exec, process.nope: 1}\n",
 		     -EINVAL, "t.yml:7: process.nope: test event: unknown field");
-	expect_error(RULE_HEAD "    condition: {event.action: exec}\n"
-			       "    tests:\n      match:\n        - {event.action: exec, process.pid: x}\n",
+	expect_error(RULE_HEAD
+		     "    condition: {event.action: exec}\n"
+		     "    tests:\n      match:\n        - {event.action: exec, process.pid: x}\n",
 		     -EINVAL, "process.pid: test event: expected an integer");
-	expect_error(RULE_HEAD "    condition: {event.action: exec}\n"
-			       "    tests:\n      match:\n        - {event.action: exec, source.ip: x}\n",
+	expect_error(RULE_HEAD
+		     "    condition: {event.action: exec}\n"
+		     "    tests:\n      match:\n        - {event.action: exec, source.ip: x}\n",
 		     -EINVAL, "bad test event: source.ip: not an IPv4 or IPv6 address");
 	expect_error(RULE_HEAD "    condition: {event.action: exec}\n"
 			       "    tests:\n      maybe: []\n",
@@ -518,26 +532,27 @@ static void test_event_errors(void **state)
 			       "    tests:\n      match:\n        - {events: []}\n",
 		     -EINVAL, "events: expected a non-empty list of events");
 	/* nested objects are the same fields as dotted names */
-	assert_int_equal(load(RULE_HEAD "    condition: {event.action: exec}\n"
-					"    tests:\n      match:\n"
-					"        - {event: {action: exec}, process: {pid: 3, args: [a]}}\n"),
+	assert_int_equal(load(RULE_HEAD
+			      "    condition: {event.action: exec}\n"
+			      "    tests:\n      match:\n"
+			      "        - {event: {action: exec}, process: {pid: 3, args: [a]}}\n"),
 			 0);
 }
 
 static void rule_information(void **state)
 {
 	const char *yaml =
-		"rules:\n"
-		"  - id: vigil-test.1\n"
-		"    name: Test rule\n"
-		"    description: what it finds\n"
-		"    level: critical\n"
-		"    tags: [attack.execution, attack.t1059.004, attack.T1105, attack.t1059.004,"
-		" attack.t12, cve.2021]\n"
-		"    response: kill\n"
-		"    author: someone\n"
-		"    condition: {event.action: exec}\n"
-		"  - {id: plain, name: Plain, condition: {event.action: exec}}\n";
+	    "rules:\n"
+	    "  - id: vigil-test.1\n"
+	    "    name: Test rule\n"
+	    "    description: what it finds\n"
+	    "    level: critical\n"
+	    "    tags: [attack.execution, attack.t1059.004, attack.T1105, attack.t1059.004,"
+	    " attack.t12, cve.2021]\n"
+	    "    response: kill\n"
+	    "    author: someone\n"
+	    "    condition: {event.action: exec}\n"
+	    "  - {id: plain, name: Plain, condition: {event.action: exec}}\n";
 	struct rules_source src = {"info.yml", yaml, strlen(yaml)};
 	struct ruleset *rs = NULL;
 	assert_int_equal(ruleset_load_sources(&src, 1, &rs, err, sizeof(err)), 0);
@@ -575,7 +590,7 @@ static void text_checks(void **state)
 	assert_true(rules_utf8_valid("\xc3\xa9", 2));
 	assert_false(rules_utf8_valid("\xc3", 1));
 	assert_false(rules_utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
-	assert_false(rules_utf8_valid("\xc0\xaf", 2));     /* overlong */
+	assert_false(rules_utf8_valid("\xc0\xaf", 2));	   /* overlong */
 	assert_true(rules_id_valid("a-b_c.9", 7));
 	assert_false(rules_id_valid("", 0));
 	assert_false(rules_id_valid("a b", 3));
@@ -584,24 +599,15 @@ static void text_checks(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(loads_minimal_rule),
-		cmocka_unit_test(unknown_field),
-		cmocka_unit_test(newer_schema),
-		cmocka_unit_test(type_mismatches),
-		cmocka_unit_test(wrong_arity),
-		cmocka_unit_test(bad_values),
-		cmocka_unit_test(deep_condition),
-		cmocka_unit_test(deep_macros),
-		cmocka_unit_test(many_rules),
-		cmocka_unit_test(hyperscan_rejects),
-		cmocka_unit_test(duplicate_ids),
-		cmocka_unit_test(huge_file),
-		cmocka_unit_test(directory_load),
-		cmocka_unit_test(structure_errors),
-		cmocka_unit_test(limits_on_lists),
-		cmocka_unit_test(test_event_errors),
-		cmocka_unit_test(rule_information),
-		cmocka_unit_test(text_checks),
+	    cmocka_unit_test(loads_minimal_rule), cmocka_unit_test(unknown_field),
+	    cmocka_unit_test(newer_schema),	  cmocka_unit_test(type_mismatches),
+	    cmocka_unit_test(wrong_arity),	  cmocka_unit_test(bad_values),
+	    cmocka_unit_test(deep_condition),	  cmocka_unit_test(deep_macros),
+	    cmocka_unit_test(many_rules),	  cmocka_unit_test(hyperscan_rejects),
+	    cmocka_unit_test(duplicate_ids),	  cmocka_unit_test(huge_file),
+	    cmocka_unit_test(directory_load),	  cmocka_unit_test(structure_errors),
+	    cmocka_unit_test(limits_on_lists),	  cmocka_unit_test(test_event_errors),
+	    cmocka_unit_test(rule_information),	  cmocka_unit_test(text_checks),
 	};
 	return cmocka_run_group_tests_name("rules", tests, NULL, NULL);
 }

@@ -717,9 +717,10 @@ static void limits(void **state)
 	/* a condition referring to one selection thousands of times stays bounded */
 	src = malloc(200000);
 	assert_non_null(src);
-	n = (size_t)snprintf(src, 200000, "title: t\nid: x\nlogsource: {product: linux, category: "
-				 "process_creation}\ndetection:\n  s:\n    Image: '*a*b*'\n"
-				 "  condition: s");
+	n = (size_t)snprintf(src, 200000,
+			     "title: t\nid: x\nlogsource: {product: linux, category: "
+			     "process_creation}\ndetection:\n  s:\n    Image: '*a*b*'\n"
+			     "  condition: s");
 	for (int i = 0; i < 2000; i++)
 		n += (size_t)snprintf(src + n, 200000 - n, " and s");
 	src[n++] = '\n';
