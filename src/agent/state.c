@@ -190,22 +190,6 @@ out_close:
 	return ret;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /*
  * Replaces @name in @dirfd with @len bytes: a temporary file written and fsync-ed, then
  * renamed over @name, so after a power loss @name holds the old or the new bytes, never a
@@ -220,7 +204,7 @@ static int replace_file_at(int dirfd, const char *name, const char *tmp, const v
 	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
-	ret = write_all(fd, data, len);
+	ret = fd_write_all(fd, data, len);
 	if (ret == 0 && fsync(fd) < 0)
 		ret = -errno;
 	if (close(fd) < 0 && ret == 0)

@@ -33,6 +33,9 @@ int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf
 /* Makes sure @extra more bytes fit without reallocating. Same errors as buf_append. */
 int buf_reserve(struct buf *b, size_t extra);
 
+/* Writes all @len bytes of @data to @fd, retrying short writes and EINTR. Returns 0 or -errno. */
+int fd_write_all(int fd, const void *data, size_t len);
+
 /* Overflow-checked size arithmetic: returns 0 and stores the result, or -EOVERFLOW. */
 int size_mul(size_t a, size_t b, size_t *out);
 int size_add(size_t a, size_t b, size_t *out);

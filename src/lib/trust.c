@@ -481,22 +481,6 @@ out_close:
 	return err;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int trust_file_write(const char *path, const void *data, size_t len, unsigned mode, bool exclusive)
 {
 	char tmp[4096];
@@ -512,7 +496,7 @@ int trust_file_write(const char *path, const void *data, size_t len, unsigned mo
 	fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, (mode_t)mode);
 	if (fd < 0)
 		return -errno;
-	err = write_all(fd, data, len);
+	err = fd_write_all(fd, data, len);
 	if (!err && fchmod(fd, (mode_t)mode) < 0)
 		err = -errno;
 	if (!err && fsync(fd) < 0)
