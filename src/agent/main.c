@@ -756,6 +756,8 @@ int main(int argc, char **argv)
 			status = 1;
 			break;
 		}
+		if (agent.updater && agent.uplink)
+			updater_pull(agent.updater, uplink_take_pulled(agent.uplink));
 		if (agent.updater)
 			updater_tick(agent.updater);
 		if (agent.uplink)

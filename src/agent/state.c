@@ -281,6 +281,7 @@ static json_t *state_to_json(const struct agent_state *st)
 	err |= put(o, "format", json_integer(STATE_FORMAT));
 	err |= put(o, "active", version_json(st->has_active, st->active));
 	err |= put(o, "last_known_good", version_json(st->has_lkg, st->lkg));
+	err |= put(o, "previous_good", version_json(st->has_prev_good, st->prev_good));
 	if (st->has_trial) {
 		trial = json_object();
 		if (!trial)
@@ -510,7 +511,8 @@ static void read_state(struct reader *r, json_t *o, struct agent_state *st)
 		return;
 	}
 	if (!get_version(r, o, "active", true, &st->has_active, &st->active) ||
-	    !get_version(r, o, "last_known_good", true, &st->has_lkg, &st->lkg))
+	    !get_version(r, o, "last_known_good", true, &st->has_lkg, &st->lkg) ||
+	    !get_version(r, o, "previous_good", true, &st->has_prev_good, &st->prev_good))
 		return;
 	x = json_object_get(o, "trial");
 	if (x && !json_is_null(x)) {
@@ -654,10 +656,10 @@ int state_bundle_read(int bundlefd, uint64_t version, size_t max, struct buf *ou
 static bool bundle_needed(const struct agent_state *st, const char *name)
 {
 	char want[BUNDLE_NAME_BYTES], tmp[BUNDLE_NAME_BYTES];
-	const uint64_t versions[3] = {st->active, st->lkg, st->trial_version};
-	const bool has[3] = {st->has_active, st->has_lkg, st->has_trial};
+	const uint64_t versions[] = {st->active, st->lkg, st->prev_good, st->trial_version};
+	const bool has[] = {st->has_active, st->has_lkg, st->has_prev_good, st->has_trial};
 
-	for (int i = 0; i < 3; i++) {
+	for (size_t i = 0; i < sizeof(has) / sizeof(has[0]); i++) {
 		if (!has[i])
 			continue;
 		bundle_name(versions[i], want, tmp);

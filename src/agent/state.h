@@ -77,6 +77,10 @@ struct agent_state {
 	uint64_t active;
 	bool has_lkg;
 	uint64_t lkg;
+	/* the last-known-good version before lkg, kept so that a release the server pulls after
+	 * it became last-known-good here can still be left for what ran before it */
+	bool has_prev_good;
+	uint64_t prev_good;
 	bool has_trial;
 	uint64_t trial_version;
 	unsigned trial_starts_left;
@@ -138,8 +142,8 @@ int state_bundle_store(int bundlefd, uint64_t version, const void *data, size_t 
 int state_bundle_read(int bundlefd, uint64_t version, size_t max, struct buf *out);
 
 /*
- * Removes every file of BUNDLES that is not the copy of the active, last-known-good or trial
- * version (left-over temporary files included). Returns the number removed or -errno.
+ * Removes every file of BUNDLES that is not the copy of the active, last-known-good, previous
+ * good or trial version (left-over temporary files included). Returns the number removed or -errno.
  */
 int state_bundle_prune(int bundlefd, const struct agent_state *st);
 

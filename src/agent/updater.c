@@ -89,6 +89,8 @@ struct updater {
 	bool reverted;
 	uint64_t reverted_version;
 	char revert_reason[STATE_REASON_BYTES];
+	uint64_t pull_pending; /* a version the server pulled, acted on when idle; 0 none */
+	uint64_t pulled;       /* versions pulled by the server that ran here */
 };
 
 static uint64_t mono_ns(void)
@@ -418,6 +420,12 @@ static int load_active(struct updater *u, char *err, size_t errlen)
 		state_reject(st, file, true, st->active, "start", why, now_s());
 		if (st->has_trial && st->trial_version == st->active)
 			st->has_trial = false;
+		if (st->has_lkg && st->lkg == st->active) {
+			/* the last-known-good copy itself is unusable: the one before it */
+			st->has_lkg = st->has_prev_good && st->prev_good != st->active;
+			st->lkg = st->has_lkg ? st->prev_good : 0;
+			st->has_prev_good = false;
+		}
 		if (st->has_lkg && st->lkg != st->active) {
 			fprintf(stderr,
 				"vigil-agent: falling back to last-known-good version %" PRIu64
@@ -426,8 +434,6 @@ static int load_active(struct updater *u, char *err, size_t errlen)
 			st->active = st->lkg;
 		} else {
 			st->has_active = false;
-			if (st->has_lkg && st->lkg == st->active)
-				st->has_lkg = false;
 		}
 	}
 	if (!st->has_active) {
@@ -504,6 +510,10 @@ static void promote(struct updater *u)
 {
 	struct agent_state *st = u->st;
 
+	if (st->has_lkg && st->lkg != st->trial_version) {
+		st->has_prev_good = true;
+		st->prev_good = st->lkg;
+	}
 	st->has_lkg = true;
 	st->lkg = st->trial_version;
 	st->has_trial = false;
@@ -516,6 +526,63 @@ static void promote(struct updater *u)
 	prune(u);
 	fprintf(stderr, "vigil-agent: content version %" PRIu64 " is now last-known-good\n",
 		st->lkg);
+}
+
+void updater_pull(struct updater *u, uint64_t version)
+{
+	if (u && version)
+		u->pull_pending = version;
+}
+
+/* Forgets @version as a good version to return to. */
+static void drop_good(struct agent_state *st, uint64_t version)
+{
+	if (st->has_prev_good && st->prev_good == version)
+		st->has_prev_good = false;
+	if (st->has_lkg && st->lkg == version) {
+		st->has_lkg = st->has_prev_good;
+		st->lkg = st->prev_good;
+		st->has_prev_good = false;
+	}
+}
+
+/* Acts on a release the server pulled: quarantined, and left when it runs. */
+static void pull(struct updater *u)
+{
+	struct agent_state *st = u->st;
+	uint64_t v = u->pull_pending;
+	bool running = st->has_active && st->active == v;
+	char err[ERR_BYTES];
+
+	u->pull_pending = 0;
+	if (!running && !(st->has_lkg && st->lkg == v) &&
+	    !(st->has_prev_good && st->prev_good == v))
+		return; /* never ran here, or already left: nothing to undo */
+	state_quarantine(st, v, "pulled by the server", now_s());
+	drop_good(st, v);
+	if (!running) {
+		save(u);
+		prune(u);
+		fprintf(stderr,
+			"vigil-agent: content version %" PRIu64 " pulled by the server: "
+			"quarantined\n",
+			v);
+		return;
+	}
+	if (st->has_trial && st->trial_version == v) {
+		st->has_trial = false;
+		u->trial_running = false;
+		u->agent->content_on_trial = false;
+	}
+	st->has_active = st->has_lkg;
+	st->active = st->lkg;
+	u->pulled++;
+	report_revert(u, v, "pulled by the server");
+	if (load_active(u, err, sizeof(err)) < 0)
+		fprintf(stderr, "vigil-agent: cannot load the built-in rules: %s\n", err);
+	save(u);
+	prune(u);
+	u->next_liveness_ns = 0;
 }
 
 /* --- one activation --- */
@@ -878,6 +945,8 @@ void updater_tick(struct updater *u)
 
 	switch (u->phase) {
 	case PHASE_IDLE:
+		if (u->pull_pending)
+			pull(u);
 		if (inbox_changed(u) || now >= u->next_scan_ns) {
 			u->next_scan_ns = now + seconds_ns(UPDATER_SCAN_INTERVAL);
 			if (next_in_inbox(u, name, sizeof(name)))
@@ -938,6 +1007,9 @@ int updater_metrics(const struct updater *u, struct buf *out)
 	    st->has_active ? buf_printf(out, "%" PRIu64, st->active) : buf_append_str(out, "null");
 	err |= buf_append_str(out, ",\"last_known_good\":");
 	err |= st->has_lkg ? buf_printf(out, "%" PRIu64, st->lkg) : buf_append_str(out, "null");
+	err |= buf_append_str(out, ",\"previous_good\":");
+	err |= st->has_prev_good ? buf_printf(out, "%" PRIu64, st->prev_good)
+				 : buf_append_str(out, "null");
 	if (st->has_trial)
 		err |= buf_printf(out, ",\"trial\":{\"version\":%" PRIu64 ",\"starts_left\":%u}",
 				  st->trial_version, st->trial_starts_left);
@@ -948,8 +1020,8 @@ int updater_metrics(const struct updater *u, struct buf *out)
 		err |= buf_printf(out, "%s%" PRIu64, i ? "," : "", st->quarantined[i].version);
 	err |= buf_printf(out,
 			  "],\"activated\":%" PRIu64 ",\"rejected\":%" PRIu64
-			  ",\"crash_loop_reverts\":%" PRIu64,
-			  u->activated, u->rejected, st->crash_loop_reverts);
+			  ",\"crash_loop_reverts\":%" PRIu64 ",\"pulled\":%" PRIu64,
+			  u->activated, u->rejected, st->crash_loop_reverts, u->pulled);
 	err |= buf_printf(out, ",\"activating\":%s%s%s", u->phase != PHASE_IDLE ? "\"" : "",
 			  u->phase != PHASE_IDLE ? state_step_name(u->job.step) : "null",
 			  u->phase != PHASE_IDLE ? "\"" : "");

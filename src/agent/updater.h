@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "../lib/buf.h"
@@ -59,6 +60,15 @@ int updater_open(struct agent *agent, const struct updater_options *opt, struct 
  * in progress without blocking, probes liveness when due, ends a trial. Never blocks for long.
  */
 void updater_tick(struct updater *u);
+
+/*
+ * The server pulled release @version (halted its rollout). When it runs here (on trial or as
+ * last-known-good) or is kept as a good version to return to, it is quarantined, never to be
+ * activated again, and the agent returns to the good version it ran before, from its own held
+ * copy; a version that never ran here is left alone. Nothing older than what this host
+ * already ran is taken on the server's word alone. Acted on at the next idle tick.
+ */
+void updater_pull(struct updater *u, uint64_t version);
 
 /* True while an activation is in progress: the main loop then polls its source briefly. */
 bool updater_busy(const struct updater *u);

@@ -49,6 +49,7 @@ struct uplink {
 	uint64_t alerts_raised;
 	uint64_t drops;	    /* events the source lost, from its metrics */
 	bool audit_mode;    /* the server's word on the content the agent runs */
+	uint64_t pulled;    /* a release the server says it pulled, for the main loop; 0 none */
 	double drops_at;    /* main thread: when the drops were last read */
 	struct buf scratch; /* main thread: the source's metrics */
 	char agent_id[64];
@@ -417,6 +418,9 @@ static int heartbeat(struct uplink *u, struct buf *reply)
 		fprintf(stderr, "vigil-agent: uplink: kill responses %s\n",
 			audit ? "in audit mode while the release bakes" : "active again");
 	u->audit_mode = audit;
+	json_t *pulled = json_object_get(content, "pulled");
+	if (json_is_integer(pulled) && json_integer_value(pulled) > 0)
+		u->pulled = (uint64_t)json_integer_value(pulled);
 	pthread_mutex_unlock(&u->lock);
 	follow_content(u, content);
 	ret = 0;
@@ -723,6 +727,19 @@ void uplink_publish(struct uplink *u, const struct agent *agent)
 	if (fresh)
 		u->drops = drops;
 	pthread_mutex_unlock(&u->lock);
+}
+
+uint64_t uplink_take_pulled(struct uplink *u)
+{
+	uint64_t v;
+
+	if (!u)
+		return 0;
+	pthread_mutex_lock(&u->lock);
+	v = u->pulled;
+	u->pulled = 0;
+	pthread_mutex_unlock(&u->lock);
+	return v;
 }
 
 bool uplink_audit_mode(struct uplink *u)

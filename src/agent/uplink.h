@@ -56,6 +56,12 @@ void uplink_publish(struct uplink *u, const struct agent *agent);
  */
 bool uplink_audit_mode(struct uplink *u);
 
+/*
+ * The release version the server last said it pulled (halted), once: 0 when none since the
+ * last call (main thread; the updater quarantines it and leaves it).
+ */
+uint64_t uplink_take_pulled(struct uplink *u);
+
 /* True when events are uploaded too. */
 bool uplink_wants_events(const struct uplink *u);
 

@@ -89,8 +89,14 @@ int fleet_target_json(struct buf *b, const struct fleet_target *t)
 {
 	int ret;
 
-	if (!t->has)
+	if (!t->has && !t->pulled)
 		return buf_append_str(b, "null");
+	if (!t->has)
+		return buf_printf(b,
+				  "{\"version\":null,\"hash\":null,\"size\":null,\"url\":null,"
+				  "\"audit_mode\":false,\"rollout\":%" PRId64
+				  ",\"why\":\"pulled\",\"pulled\":%" PRIu64 "}",
+				  t->rollout_id, t->pulled);
 	ret = buf_printf(b, "{\"version\":%" PRIu64, t->version);
 	if (!ret)
 		ret = t->known ? buf_printf(b,
@@ -99,9 +105,13 @@ int fleet_target_json(struct buf *b, const struct fleet_target *t)
 					    t->hash, t->size, t->hash)
 			       : buf_append_str(b, ",\"hash\":null,\"size\":null,\"url\":null");
 	if (!ret)
-		ret = buf_printf(b, ",\"audit_mode\":%s,\"rollout\":%" PRId64 ",\"why\":\"%s\"}",
+		ret = buf_printf(b, ",\"audit_mode\":%s,\"rollout\":%" PRId64 ",\"why\":\"%s\"",
 				 t->audit_mode ? "true" : "false", t->rollout_id,
 				 t->why ? t->why : "");
+	if (!ret && t->pulled)
+		ret = buf_printf(b, ",\"pulled\":%" PRIu64, t->pulled);
+	if (!ret)
+		ret = buf_append_char(b, '}');
 	return ret;
 }
 

@@ -434,6 +434,8 @@ int fleet_heartbeat(struct fleet *f, const struct store_agent *a, const struct s
 	out->rollout_id = r->id;
 	out->why = rollout_why_name(ans.why);
 	out->audit_mode = ans.baking;
+	if (ans.why == ROLLOUT_WHY_pulled)
+		out->pulled = rollout_version(r->ctl);
 	if (ans.version) {
 		const struct fl_release *rel = release_by_version(f, ans.version);
 		out->has = true;
@@ -476,6 +478,8 @@ int fleet_target_of(struct fleet *f, const struct store_agent *a, int64_t now,
 		out->rollout_id = r->id;
 		out->why = rollout_why_name(ans.why);
 		out->audit_mode = ans.baking;
+		if (ans.why == ROLLOUT_WHY_pulled)
+			out->pulled = rollout_version(r->ctl);
 		if (ans.version) {
 			const struct fl_release *rel = release_by_version(f, ans.version);
 			out->has = true;

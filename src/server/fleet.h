@@ -32,6 +32,7 @@ struct fleet_target {
 	bool audit_mode;    /* response actions stay in audit mode while the release bakes */
 	int64_t rollout_id; /* the rollout that decided, 0 none */
 	const char *why;    /* the controller's reason ("step", "pulled", ...) */
+	uint64_t pulled;    /* the release version that was halted and pulled, 0 none */
 };
 
 enum fleet_action {
