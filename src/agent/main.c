@@ -3,20 +3,25 @@
  * or replay), enriches each event from the process cache and prints ECS NDJSON.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
+#include "lib/bundle.h"
 #include "lib/engine.h"
 #include "lib/event_json.h"
+#include "lib/trust.h"
 #include "proc_scan.h"
 #include "response.h"
+#include "selftest.h"
 #include "updater.h"
 #include "uplink.h"
 
@@ -293,7 +298,8 @@ static void usage(FILE *out)
 		"  --source NAME           bpf (eBPF), proc (netlink proc connector) or\n"
 		"                          replay:FILE (the agent's own NDJSON); default: bpf,\n"
 		"                          falling back to proc when eBPF cannot load\n"
-		"  --rules PATH            evaluate the rules in PATH (a directory or a file) and\n"
+		"  --rules PATH            evaluate the rules in PATH (a directory, a rules file,\n"
+		"                          or a signed bundle verified against --root) and\n"
 		"                          print their alerts after the triggering event\n"
 		"  --alerts-only           print alerts and metric lines only\n"
 		"  --root FILE             pinned trust root (root.json) for content bundles\n"
@@ -528,8 +534,10 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 				"--upload-events go with --server\n");
 		return 2;
 	}
-	if ((opt->root_path || (opt->state_dir && !opt->server)) && !opt->content_dir) {
-		fprintf(stderr, "vigil-agent: --root and --state-dir go with --content-dir\n");
+	if (((opt->root_path && !opt->rules_path) || (opt->state_dir && !opt->server)) &&
+	    !opt->content_dir) {
+		fprintf(stderr, "vigil-agent: --root goes with --content-dir or a bundle given to "
+				"--rules; --state-dir with --content-dir or --server\n");
 		return 2;
 	}
 	if (opt->content_dir && opt->rules_path) {
@@ -578,11 +586,98 @@ static int agent_init(struct agent *agent)
 	return 0;
 }
 
+/* True when @path is a regular file that starts like a signed bundle. */
+static bool is_bundle(const char *path)
+{
+	char magic[BUNDLE_MAGIC_BYTES];
+	struct stat st;
+	bool yes = false;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    read(fd, magic, sizeof(magic)) == (ssize_t)sizeof(magic))
+		yes = memcmp(magic, BUNDLE_MAGIC, sizeof(magic)) == 0;
+	close(fd);
+	return yes;
+}
+
+/*
+ * --rules FILE.bundle: the bundle verified against --root as an activation would verify it,
+ * and its rules compiled with the agent's built-in ones, as they would run once activated.
+ */
+static int load_bundle_rules(const char *path, const char *root_path, struct ruleset **out,
+			     char *err, size_t errlen)
+{
+	struct bundle_verify_options vo = {.now = (int64_t)time(NULL),
+					   .schema_version = SCHEMA_VERSION,
+					   .agent_version = AGENT_VERSION};
+	struct trust_root *root = NULL;
+	struct bundle *b = NULL;
+	struct rules_source *src = NULL;
+	struct buf data;
+	char why[512];
+	int ret, n = 0;
+
+	if (!root_path) {
+		snprintf(err, errlen, "%s is a signed bundle: give --root root.json to verify it",
+			 path);
+		return -EINVAL;
+	}
+	buf_init(&data, BUNDLE_MAX_BYTES + 1);
+	ret = trust_root_load(root_path, &root, why, sizeof(why));
+	if (ret < 0) {
+		snprintf(err, errlen, "%s: %s", root_path, why);
+		goto out;
+	}
+	ret = trust_file_read(path, BUNDLE_MAX_BYTES, &data);
+	if (ret < 0) {
+		snprintf(err, errlen, "%s: %s", path,
+			 ret == -E2BIG ? "larger than the bundle cap" : strerror(-ret));
+		goto out;
+	}
+	ret = bundle_verify(root, data.data ? data.data : "", data.len, &vo, &b, why, sizeof(why));
+	if (ret < 0) {
+		snprintf(err, errlen, "%s: %s", path, why);
+		goto out;
+	}
+	n = bundle_rules_sources(b, &src);
+	if (n < 0) {
+		ret = n;
+		snprintf(err, errlen, "%s: %s", path, strerror(-ret));
+		goto out;
+	}
+	size_t count = bundle_file_count(b), bytes;
+	struct rules_source *all = NULL;
+	if (!size_add(count, 1, &bytes) && !size_mul(bytes, sizeof(*all), &bytes))
+		all = realloc(src, bytes);
+	if (!all) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto out;
+	}
+	src = all;
+	src[count] = *selftest_builtin_source();
+	ret = ruleset_load_sources(src, count + 1, out, why, sizeof(why));
+	if (ret < 0)
+		snprintf(err, errlen, "%s: %s", path, why);
+out:
+	free(src);
+	bundle_free(b);
+	trust_root_free(root);
+	buf_release(&data);
+	return ret;
+}
+
 /* Compiles the rules named by --rules and starts an engine over them. */
 static int load_rules(struct agent *agent)
 {
 	char err[1024];
-	int ret = ruleset_load_path(agent->opt.rules_path, &agent->rules, err, sizeof(err));
+	int ret = is_bundle(agent->opt.rules_path)
+		      ? load_bundle_rules(agent->opt.rules_path, agent->opt.root_path,
+					  &agent->rules, err, sizeof(err))
+		      : ruleset_load_path(agent->opt.rules_path, &agent->rules, err, sizeof(err));
 	if (ret < 0) {
 		fprintf(stderr, "vigil-agent: rules: %s\n", err);
 		return ret;

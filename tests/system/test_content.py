@@ -340,3 +340,51 @@ def test_privilege_escalation_to_root(tmp_path):
         "vigil-setuid-root-by-unprivileged": 1,
         "vigil-shell-with-elevated-euid": 1,
     }
+
+
+def test_agent_loads_a_signed_bundle_given_to_rules(tmp_path):
+    """`vigil-agent --rules FILE.bundle` verifies the bundle against --root and runs its rules
+    beside the built-in ones; an unverifiable or tampered bundle is refused in one line."""
+    from conftest import AGENT
+    for k in ("root", "signer", "other"):
+        assert run_vigil("keygen", "-o", tmp_path / k).returncode == 0
+    res = run_vigil("root", "create", "--root-key", tmp_path / "root.key", "--signer",
+                    tmp_path / "signer.pub", "-o", tmp_path / "root.json")
+    assert res.returncode == 0, res.stderr
+    bundle = tmp_path / "content.bundle"
+    res = run_vigil("content", "build", "content", "--version", "5", "--key",
+                    tmp_path / "signer.key", "-o", bundle)
+    assert res.returncode == 0, res.stderr
+    path = tmp_path / "events.ndjson"
+    path.write_text(json.dumps(nest({"@timestamp": ts(0), "event.kind": "event",
+                                     **exec_ev("/usr/bin/true",
+                                               ["vigil-liveness-marker", "nonce"],
+                                               **{"user.id": "0"})})) + "\n")
+
+    def agent(*args):
+        return subprocess.run([str(AGENT), "--print", "--alerts-only", "--source",
+                               f"replay:{path}", "--rules", *map(str, args)],
+                              capture_output=True, text=True, timeout=TIMEOUT,
+                              stdin=subprocess.DEVNULL)
+    res = agent(bundle, "--root", tmp_path / "root.json")
+    assert res.returncode == 0, res.stderr
+    rules = [get(json.loads(x), "rule.id") for x in res.stdout.splitlines()
+             if get(json.loads(x), "event.kind") == "alert"]
+    # the content's own rule and the agent's built-in liveness rule, as after an activation
+    assert sorted(rules) == ["vigil-builtin-liveness", "vigil-liveness"], res.stdout
+    res = agent(bundle)
+    assert res.returncode != 0
+    assert "signed bundle: give --root" in res.stderr and res.stderr.count("\n") == 1
+    # signed by a key the root does not name
+    res = run_vigil("content", "build", "content", "--version", "6", "--key",
+                    tmp_path / "other.key", "-o", tmp_path / "other.bundle")
+    assert res.returncode == 0, res.stderr
+    res = agent(tmp_path / "other.bundle", "--root", tmp_path / "root.json")
+    assert res.returncode != 0 and res.stderr.count("\n") == 1, res.stderr
+    assert "other.bundle" in res.stderr
+    # one byte changed in the payload
+    data = bytearray(bundle.read_bytes())
+    data[-10] ^= 0x40
+    (tmp_path / "bad.bundle").write_bytes(bytes(data))
+    res = agent(tmp_path / "bad.bundle", "--root", tmp_path / "root.json")
+    assert res.returncode != 0 and res.stderr.count("\n") == 1, res.stderr
