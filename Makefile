@@ -2,7 +2,7 @@
 #   make            build/vigil-agent, build/vigil (and build/vigil-server once it exists)
 #   make test       unit tests (plain and ASan+UBSan), fuzz smoke, system tests
 #   make bench      benchmarks (bench/), results side by side
-#   make run        the demo
+#   make run        the demo: server, signed content rolled out to an agent on this host
 #   make fuzz       every fuzz target for FUZZ_SECONDS each
 
 BUILD      ?= build
@@ -116,11 +116,11 @@ $(BUILD)/tests/test_server_%: tests/unit/test_server_%.c $(SERVER_LIB_OBJS) $(BU
 	$(CC) $(CFLAGS) -o $@ $< $(SERVER_LIB_OBJS) $(BUILD)/libvigil.a $(LDFLAGS) $(LDLIBS) \
 		-lmicrohttpd -lsqlite3 -lcmocka
 
-# agent unit tests link the agent file they test
-$(BUILD)/tests/test_agent_spool: tests/unit/test_agent_spool.c $(BUILD)/obj/src/agent/spool.o \
+# agent unit tests link the agent file they test: test_agent_NAME links src/agent/NAME.c
+$(BUILD)/tests/test_agent_%: tests/unit/test_agent_%.c $(BUILD)/obj/src/agent/%.o \
 		$(BUILD)/libvigil.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/obj/src/agent/spool.o $(BUILD)/libvigil.a $(LDFLAGS) \
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/obj/src/agent/$*.o $(BUILD)/libvigil.a $(LDFLAGS) \
 		$(LDLIBS) -lcmocka
 
 unit: $(UNIT_BINS)
@@ -132,6 +132,8 @@ FUZZ_CFLAGS := $(filter-out -O2 -D_FORTIFY_SOURCE=2,$(CFLAGS)) -O1 -fsanitize=ad
 FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/fuzzobj/%.o)
 # targets for agent-side parsers link the agent file they exercise as well
 FUZZ_EXTRA_fuzz_bpf_decode := $(BUILD)/fuzzobj/src/agent/bpf_decode.o
+FUZZ_EXTRA_fuzz_agent_state := $(BUILD)/fuzzobj/src/agent/state.o
+FUZZ_EXTRA_fuzz_agent_reply := $(BUILD)/fuzzobj/src/agent/uplink_proto.o
 # and targets for the server's request bodies link its parsers
 FUZZ_EXTRA_fuzz_server_enroll := $(BUILD)/fuzzobj/src/server/proto.o
 FUZZ_EXTRA_fuzz_server_heartbeat := $(BUILD)/fuzzobj/src/server/proto.o
@@ -180,7 +182,7 @@ bench: setup all
 	./bench/run.sh
 
 run: setup all
-	./scripts/demo.sh
+	BUILD="$(BUILD)" ./scripts/demo.sh
 
 format:
 	clang-format -i $(LIB_SRCS) $(AGENT_SRCS) $(CLI_SRCS) $(SERVER_SRCS) $(wildcard src/*/*.h)

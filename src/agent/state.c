@@ -584,11 +584,38 @@ static void read_state(struct reader *r, json_t *o, struct agent_state *st)
 		bad(r, "'trial' names a version that is not the active one");
 }
 
-int state_load(int dirfd, bool move_aside, struct agent_state *st, char *err, size_t errlen)
+int state_parse(const char *data, size_t len, struct agent_state *st, char *err, size_t errlen)
 {
 	struct reader r = {.err = err, .errlen = errlen};
 	json_error_t jerr;
-	json_t *root = NULL;
+	json_t *root;
+
+	state_init(st);
+	if (len > STATE_MAX_BYTES) {
+		bad(&r, "larger than 262144 bytes");
+		return -EBADMSG;
+	}
+	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		char what[STATE_REASON_BYTES], text[sizeof(jerr.text)];
+		/* the parser's message may quote the input: kept to one printable line */
+		state_copy_text(text, sizeof(text), jerr.text, strlen(jerr.text));
+		snprintf(what, sizeof(what), "not JSON: line %d: %s", jerr.line, text);
+		bad(&r, what);
+	} else {
+		read_state(&r, root, st);
+		json_decref(root);
+	}
+	if (r.bad) {
+		state_init(st);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int state_load(int dirfd, bool move_aside, struct agent_state *st, char *err, size_t errlen)
+{
+	struct reader r = {.err = err, .errlen = errlen};
 	struct buf b;
 	int ret;
 
@@ -606,13 +633,12 @@ int state_load(int dirfd, bool move_aside, struct agent_state *st, char *err, si
 			 ret == -ELOOP ? "a symbolic link (not followed)" : strerror(-ret));
 		goto out;
 	} else {
-		root = json_loadb(b.data ? b.data : "", b.len, JSON_REJECT_DUPLICATES, &jerr);
-		if (!root) {
-			char what[STATE_REASON_BYTES];
-			snprintf(what, sizeof(what), "not JSON: line %d: %s", jerr.line, jerr.text);
-			bad(&r, what);
-		} else {
-			read_state(&r, root, st);
+		ret = state_parse(b.data ? b.data : "", b.len, st, err, errlen);
+		if (ret < 0) {
+			if (move_aside &&
+			    renameat(dirfd, STATE_FILE, dirfd, STATE_CORRUPT_FILE) == 0)
+				fsync(dirfd);
+			goto out;
 		}
 	}
 	ret = 0;
@@ -623,7 +649,6 @@ int state_load(int dirfd, bool move_aside, struct agent_state *st, char *err, si
 			fsync(dirfd);
 	}
 out:
-	json_decref(root);
 	buf_release(&b);
 	return ret;
 }

@@ -126,6 +126,12 @@ int state_dir_check(int fd, const char *path, char *err, size_t errlen);
 int state_load(int dirfd, bool move_aside, struct agent_state *st, char *err, size_t errlen);
 
 /*
+ * Parses the text of a state.json (@len bytes, at most STATE_MAX_BYTES) into @st. Returns 0,
+ * or -EBADMSG with the reason in @err and @st empty.
+ */
+int state_parse(const char *data, size_t len, struct agent_state *st, char *err, size_t errlen);
+
+/*
  * Replaces DIR/state.json with @st atomically: after a power loss it holds the old or the
  * new state, whole. @durable also fsyncs the directory, so the new state is the one that
  * survives (needed for the trial record; a step record may be lost). Returns 0 or -errno.

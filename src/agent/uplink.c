@@ -24,11 +24,11 @@
 #include "agent.h"
 #include "spool.h"
 #include "state.h"
+#include "uplink_proto.h"
 
 #define CRED_FILE      "uplink.json"
 #define CRED_MAX_BYTES 4096u
 #define TOKEN_MAX      256u
-#define REPLY_MAX      (1u << 20)
 /* Seconds the last upload at a clean stop may take. */
 #define FINAL_UPLOAD_SECONDS 3.0
 
@@ -52,8 +52,8 @@ struct uplink {
 	uint64_t pulled;    /* a release the server says it pulled, for the main loop; 0 none */
 	double drops_at;    /* main thread: when the drops were last read */
 	struct buf scratch; /* main thread: the source's metrics */
-	char agent_id[64];
-	char credential[TOKEN_MAX];
+	char agent_id[UPLINK_ID_BYTES];
+	char credential[UPLINK_CRED_BYTES];
 	char enroll_token[TOKEN_MAX];
 	int64_t restarts; /* starts that did not follow a clean stop */
 	uint64_t heartbeats, heartbeat_failures, uploads, upload_failures, downloads;
@@ -92,7 +92,7 @@ static long request(struct uplink *u, const char *method, const char *path, cons
 		    size_t len, bool auth, struct buf *reply, double timeout)
 {
 	struct curl_slist *hdrs = NULL;
-	char url[1024], authz[TOKEN_MAX + 32];
+	char url[1024], authz[UPLINK_CRED_BYTES + 32];
 	long status = -1;
 
 	snprintf(url, sizeof(url), "%s%s", u->server, path);
@@ -170,8 +170,8 @@ static void load_credentials(struct uplink *u)
 		json_t *id = json_object_get(j, "agent_id"),
 		       *cred = json_object_get(j, "credential");
 		if (json_is_string(id) && json_is_string(cred) &&
-		    json_string_length(id) < sizeof(u->agent_id) &&
-		    json_string_length(cred) < sizeof(u->credential)) {
+		    uplink_id_valid(json_string_value(id), json_string_length(id)) &&
+		    uplink_credential_valid(json_string_value(cred), json_string_length(cred))) {
 			memcpy(u->agent_id, json_string_value(id), json_string_length(id) + 1);
 			memcpy(u->credential, json_string_value(cred),
 			       json_string_length(cred) + 1);
@@ -188,8 +188,9 @@ static void load_credentials(struct uplink *u)
 
 static int enroll(struct uplink *u, struct buf *reply)
 {
+	struct uplink_enrollment en;
 	struct buf body;
-	json_t *j = NULL;
+	char why[256];
 	long status;
 	int ret = -EAGAIN;
 
@@ -205,15 +206,14 @@ static int enroll(struct uplink *u, struct buf *reply)
 			fprintf(stderr, "vigil-agent: uplink: enrollment refused (%ld)\n", status);
 		goto out;
 	}
-	j = json_loadb(reply->data, reply->len, 0, NULL);
-	json_t *id = json_object_get(j, "agent_id"), *cred = json_object_get(j, "credential");
-	if (!json_is_string(id) || !json_is_string(cred) ||
-	    json_string_length(id) >= sizeof(u->agent_id) ||
-	    json_string_length(cred) >= sizeof(u->credential))
+	if (uplink_parse_enrollment(reply->data ? reply->data : "", reply->len, &en, why,
+				    sizeof(why)) < 0) {
+		fprintf(stderr, "vigil-agent: uplink: enrollment answer refused: %s\n", why);
 		goto out;
+	}
 	pthread_mutex_lock(&u->lock);
-	memcpy(u->agent_id, json_string_value(id), json_string_length(id) + 1);
-	memcpy(u->credential, json_string_value(cred), json_string_length(cred) + 1);
+	memcpy(u->agent_id, en.agent_id, sizeof(u->agent_id));
+	memcpy(u->credential, en.credential, sizeof(u->credential));
 	sodium_memzero(u->enroll_token, sizeof(u->enroll_token));
 	pthread_mutex_unlock(&u->lock);
 	ret = save_credentials(u);
@@ -223,7 +223,7 @@ static int enroll(struct uplink *u, struct buf *reply)
 	fprintf(stderr, "vigil-agent: uplink: enrolled as %s\n", u->agent_id);
 	ret = 0;
 out:
-	json_decref(j);
+	sodium_memzero(&en, sizeof(en));
 	buf_release(&body);
 	return ret;
 }
@@ -316,40 +316,34 @@ out:
 }
 
 /* Acts on the content the server names: a new version is fetched into the inbox once. */
-static void follow_content(struct uplink *u, json_t *content)
+static void follow_content(struct uplink *u, const struct uplink_content *c)
 {
-	json_t *v = json_object_get(content, "version"), *h = json_object_get(content, "hash"),
-	       *sz = json_object_get(content, "size"), *url = json_object_get(content, "url");
-	uint64_t version;
-
-	if (!u->content_dir[0] || !json_is_integer(v) || !json_is_string(h) ||
-	    !json_is_integer(sz) || !json_is_string(url))
+	if (!u->content_dir[0] || !c->has_version || !c->downloadable)
 		return;
-	version = (uint64_t)json_integer_value(v);
-	if ((u->st->has_active && u->st->active == version) || quarantined(u->st, version))
+	if ((u->st->has_active && u->st->active == c->version) || quarantined(u->st, c->version))
 		return;
 	pthread_mutex_lock(&u->lock);
-	bool done = strcmp(u->fetched, json_string_value(h)) == 0;
+	bool done = strcmp(u->fetched, c->hash) == 0;
 	pthread_mutex_unlock(&u->lock);
 	if (done)
 		return;
-	if (u->st->has_active && version < u->st->active)
-		/* a pull to an older version: activation takes it only as the last-known-good copy
-		 * or with a signed downgrade instruction in the bundle */
+	if (u->st->has_active && c->version < u->st->active)
+		/* activation takes an older version only with a signed downgrade instruction in
+		 * the bundle; a pulled release is left through updater_pull() instead */
 		fprintf(stderr,
 			"vigil-agent: uplink: the server asks for older content %" PRIu64 "\n",
-			version);
-	fetch(u, version, json_string_value(h), json_integer_value(sz), json_string_value(url));
+			c->version);
+	fetch(u, c->version, c->hash, c->size, c->url);
 }
 
 static int heartbeat(struct uplink *u, struct buf *reply)
 {
+	struct uplink_answer ans;
 	struct buf body;
-	char err[256], path[128];
+	char err[256], why[256], path[128];
 	double cpu;
 	int64_t rss;
 	long status;
-	json_t *j = NULL;
 	int ret = -EAGAIN;
 
 	state_init(u->st);
@@ -401,31 +395,28 @@ static int heartbeat(struct uplink *u, struct buf *reply)
 					"credentials\n");
 		goto out;
 	}
-	j = json_loadb(reply->data, reply->len, 0, NULL);
-	json_t *hs = json_object_get(j, "heartbeat_seconds");
+	if (uplink_parse_answer(reply->data ? reply->data : "", reply->len, &ans, why,
+				sizeof(why)) < 0) {
+		fprintf(stderr, "vigil-agent: uplink: heartbeat answer refused: %s\n", why);
+		goto out;
+	}
+	const struct uplink_content *c = &ans.content;
+	bool audit = c->audit_mode && c->has_version && u->st->has_active &&
+		     c->version == u->st->active;
 	pthread_mutex_lock(&u->lock);
 	u->heartbeats++;
-	if (json_is_integer(hs) && json_integer_value(hs) >= 1 && json_integer_value(hs) <= 86400 &&
-	    u->opt.heartbeat <= 0)
-		u->interval = (double)json_integer_value(hs);
-	pthread_mutex_unlock(&u->lock);
-	json_t *content = json_object_get(j, "content");
-	json_t *v = json_object_get(content, "version");
-	bool audit = json_is_true(json_object_get(content, "audit_mode")) && json_is_integer(v) &&
-		     u->st->has_active && (uint64_t)json_integer_value(v) == u->st->active;
-	pthread_mutex_lock(&u->lock);
+	if (ans.heartbeat_seconds && u->opt.heartbeat <= 0)
+		u->interval = (double)ans.heartbeat_seconds;
 	if (audit != u->audit_mode)
 		fprintf(stderr, "vigil-agent: uplink: kill responses %s\n",
 			audit ? "in audit mode while the release bakes" : "active again");
 	u->audit_mode = audit;
-	json_t *pulled = json_object_get(content, "pulled");
-	if (json_is_integer(pulled) && json_integer_value(pulled) > 0)
-		u->pulled = (uint64_t)json_integer_value(pulled);
+	if (c->pulled)
+		u->pulled = c->pulled;
 	pthread_mutex_unlock(&u->lock);
-	follow_content(u, content);
+	follow_content(u, c);
 	ret = 0;
 out:
-	json_decref(j);
 	buf_release(&body);
 	return ret;
 }
@@ -481,7 +472,7 @@ static void *run(void *p)
 	struct buf reply;
 	double next_hb = 0, backoff = 1, retry_at = 0;
 
-	buf_init(&reply, REPLY_MAX);
+	buf_init(&reply, UPLINK_REPLY_MAX);
 	for (;;) {
 		double now = mono();
 		pthread_mutex_lock(&u->lock);
@@ -634,9 +625,9 @@ int uplink_open(struct agent *agent, const struct uplink_options *opt, struct up
 		while (n && (tok.data[n - 1] == '\n' || tok.data[n - 1] == ' ' ||
 			     tok.data[n - 1] == '\r'))
 			n--;
-		if (ret || n == 0) {
+		if (ret || !uplink_credential_valid(tok.data, n)) {
 			snprintf(err, errlen, "%s: %s", opt->enroll_token_file,
-				 ret ? strerror(-ret) : "empty");
+				 ret ? strerror(-ret) : "not an enrollment token");
 			buf_release(&tok);
 			ret = ret ? ret : -EINVAL;
 			goto out_free;

@@ -1,0 +1,212 @@
+/*
+ * Parsers of what the agent reads from vigil-server. See uplink_proto.h.
+ */
+#include "uplink_proto.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../lib/bundle.h"
+
+/* Nesting a heartbeat answer may have: {"content": {...}}. */
+#define ANSWER_MAX_DEPTH 4
+
+static bool token_chars(const char *s, size_t len, size_t max, const char *extra)
+{
+	if (len == 0 || len >= max)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-' || (c && strchr(extra, c))))
+			return false;
+	}
+	return true;
+}
+
+bool uplink_id_valid(const char *s, size_t len)
+{
+	return token_chars(s, len, UPLINK_ID_BYTES, "");
+}
+
+bool uplink_credential_valid(const char *s, size_t len)
+{
+	return token_chars(s, len, UPLINK_CRED_BYTES, ".");
+}
+
+static int fail(char *err, size_t errlen, const char *what)
+{
+	snprintf(err, errlen, "%s", what);
+	return -EBADMSG;
+}
+
+/* Depth of nesting of the JSON text @data, without parsing it; strings are skipped. */
+static unsigned depth_of(const char *data, size_t len)
+{
+	unsigned depth = 0, max = 0;
+	bool in_string = false;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = data[i];
+		if (in_string) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == '{' || c == '[') {
+			if (++depth > max)
+				max = depth;
+		} else if ((c == '}' || c == ']') && depth) {
+			depth--;
+		}
+	}
+	return max;
+}
+
+static json_t *load(const char *data, size_t len, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *j;
+
+	if (len > UPLINK_REPLY_MAX) {
+		fail(err, errlen, "answer larger than 1 MiB");
+		return NULL;
+	}
+	if (depth_of(data, len) > ANSWER_MAX_DEPTH) {
+		fail(err, errlen, "answer nested too deeply");
+		return NULL;
+	}
+	j = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j) {
+		/* the parser's message may quote the input: kept to one printable line */
+		for (char *p = jerr.text; *p; p++)
+			if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+				*p = '?';
+		snprintf(err, errlen, "answer is not JSON: %s", jerr.text);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		fail(err, errlen, "answer is not a JSON object");
+		return NULL;
+	}
+	return j;
+}
+
+int uplink_parse_enrollment(const char *data, size_t len, struct uplink_enrollment *out,
+			    char *err, size_t errlen)
+{
+	json_t *j, *id, *cred;
+	int ret = 0;
+
+	memset(out, 0, sizeof(*out));
+	j = load(data, len, err, errlen);
+	if (!j)
+		return -EBADMSG;
+	id = json_object_get(j, "agent_id");
+	cred = json_object_get(j, "credential");
+	if (!json_is_string(id) || !uplink_id_valid(json_string_value(id), json_string_length(id)))
+		ret = fail(err, errlen, "'agent_id' is not an agent id");
+	else if (!json_is_string(cred) ||
+		 !uplink_credential_valid(json_string_value(cred), json_string_length(cred)))
+		ret = fail(err, errlen, "'credential' is not a credential");
+	if (!ret) {
+		memcpy(out->agent_id, json_string_value(id), json_string_length(id) + 1);
+		memcpy(out->credential, json_string_value(cred), json_string_length(cred) + 1);
+	}
+	json_decref(j);
+	return ret;
+}
+
+static bool is_hex64(const char *s, size_t len)
+{
+	if (len != 64)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* A version: an integer 1..BUNDLE_MAX_VERSION. */
+static bool version_of(json_t *v, uint64_t *out)
+{
+	if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+	    (uint64_t)json_integer_value(v) > BUNDLE_MAX_VERSION)
+		return false;
+	*out = (uint64_t)json_integer_value(v);
+	return true;
+}
+
+static int parse_content(json_t *c, struct uplink_content *out, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(c, "version"), *h = json_object_get(c, "hash"),
+	       *sz = json_object_get(c, "size"), *url = json_object_get(c, "url"),
+	       *audit = json_object_get(c, "audit_mode"), *pulled = json_object_get(c, "pulled");
+
+	if (!c || json_is_null(c))
+		return 0;
+	if (!json_is_object(c))
+		return fail(err, errlen, "'content' is not an object");
+	out->present = true;
+	if (v && !json_is_null(v)) {
+		if (!version_of(v, &out->version))
+			return fail(err, errlen, "'content.version' is not a version");
+		out->has_version = true;
+	}
+	if (h && !json_is_null(h)) {
+		if (!json_is_string(h) || !is_hex64(json_string_value(h), json_string_length(h)))
+			return fail(err, errlen, "'content.hash' is not 64 hex digits");
+		if (!json_is_integer(sz) || json_integer_value(sz) < 1 ||
+		    (uint64_t)json_integer_value(sz) > BUNDLE_MAX_BYTES)
+			return fail(err, errlen, "'content.size' is not a bundle size");
+		if (!json_is_string(url) || json_string_length(url) >= sizeof(out->url) ||
+		    strncmp(json_string_value(url), UPLINK_URL_PREFIX,
+			    sizeof(UPLINK_URL_PREFIX) - 1) != 0 ||
+		    strcmp(json_string_value(url) + sizeof(UPLINK_URL_PREFIX) - 1,
+			   json_string_value(h)) != 0)
+			return fail(err, errlen, "'content.url' is not the bundle's path");
+		if (!out->has_version)
+			return fail(err, errlen, "'content.hash' without a version");
+		memcpy(out->hash, json_string_value(h), 65);
+		memcpy(out->url, json_string_value(url), json_string_length(url) + 1);
+		out->size = (int64_t)json_integer_value(sz);
+		out->downloadable = true;
+	}
+	if (audit && !json_is_boolean(audit))
+		return fail(err, errlen, "'content.audit_mode' is not true or false");
+	out->audit_mode = json_is_true(audit);
+	if (pulled && !json_is_null(pulled) && !version_of(pulled, &out->pulled))
+		return fail(err, errlen, "'content.pulled' is not a version");
+	return 0;
+}
+
+int uplink_parse_answer(const char *data, size_t len, struct uplink_answer *out, char *err,
+			size_t errlen)
+{
+	json_t *j, *hs;
+	int ret = 0;
+
+	memset(out, 0, sizeof(*out));
+	j = load(data, len, err, errlen);
+	if (!j)
+		return -EBADMSG;
+	hs = json_object_get(j, "heartbeat_seconds");
+	if (hs) {
+		if (!json_is_integer(hs) || json_integer_value(hs) < UPLINK_MIN_INTERVAL ||
+		    json_integer_value(hs) > UPLINK_MAX_INTERVAL)
+			ret = fail(err, errlen, "'heartbeat_seconds' is out of range");
+		else
+			out->heartbeat_seconds = (unsigned)json_integer_value(hs);
+	}
+	if (!ret)
+		ret = parse_content(json_object_get(j, "content"), &out->content, err, errlen);
+	if (ret)
+		memset(out, 0, sizeof(*out));
+	json_decref(j);
+	return ret;
+}
