@@ -703,7 +703,7 @@ static bool source_drops(struct uplink *u, const struct agent *agent, uint64_t *
 	return j != NULL;
 }
 
-void uplink_publish(struct uplink *u, const struct agent *agent)
+void uplink_publish(struct uplink *u, struct agent *agent)
 {
 	uint64_t drops = 0;
 	double now = mono();
@@ -717,6 +717,9 @@ void uplink_publish(struct uplink *u, const struct agent *agent)
 	u->alerts_raised = agent->counters.alerts;
 	if (fresh)
 		u->drops = drops;
+	/* from the enrollment on, events and alerts carry the id the server knows */
+	if (u->agent_id[0] && strcmp(agent->agent_id, u->agent_id) != 0)
+		snprintf(agent->agent_id, sizeof(agent->agent_id), "%s", u->agent_id);
 	pthread_mutex_unlock(&u->lock);
 }
 

@@ -47,8 +47,11 @@ int uplink_open(struct agent *agent, const struct uplink_options *opt, struct up
 /* Queues an alert (@alert) or an event for upload: @json is one line of @len bytes. */
 void uplink_record(struct uplink *u, bool alert, const char *json, size_t len);
 
-/* Hands the thread the agent's counters for the next heartbeat (main thread). */
-void uplink_publish(struct uplink *u, const struct agent *agent);
+/*
+ * Hands the thread the agent's counters for the next heartbeat, and gives the agent the id
+ * the server enrolled it under once it has one (main thread).
+ */
+void uplink_publish(struct uplink *u, struct agent *agent);
 
 /*
  * True while the server says the content the agent runs is a release still baking in the

@@ -526,12 +526,17 @@ int http_start(struct server *srv, char *err, size_t errlen)
 		}
 		flags |= MHD_USE_TLS;
 	}
-	/* the PEM options are ignored unless MHD_USE_TLS is set */
+	/* the PEM options only with TLS: libmicrohttpd complains of them otherwise */
+	struct MHD_OptionItem tls[] = {
+	    {MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert.data},
+	    {MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key.data},
+	    {MHD_OPTION_END, 0, NULL},
+	};
+	if (!srv->tls_cert.len)
+		tls[0].option = MHD_OPTION_END;
 	srv->mhd = MHD_start_daemon(
 	    flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, log_mhd, srv,
-	    MHD_OPTION_HTTPS_MEM_CERT, srv->tls_cert.len ? srv->tls_cert.data : "",
-	    MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key.len ? srv->tls_key.data : "",
-	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+	    MHD_OPTION_ARRAY, tls, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
 	    (unsigned)srv->cfg.threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned)20000, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096, MHD_OPTION_END);

@@ -358,13 +358,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vigil-server: %s\n", err);
 		goto out;
 	}
-	ret = auth_bootstrap(&srv, o.init, stdout, now_seconds());
-	if (ret < 0) {
-		fprintf(stderr, "vigil-server: cannot make the first tokens (%s)\n",
-			strerror(-ret));
-		goto out;
-	}
 	if (o.init) {
+		ret = auth_bootstrap(&srv, true, stdout, now_seconds());
+		if (ret < 0) {
+			fprintf(stderr, "vigil-server: cannot make the first tokens (%s)\n",
+				strerror(-ret));
+			goto out;
+		}
 		if (ret == 0) {
 			fprintf(stderr,
 				"vigil-server: %s is already initialised: its tokens were "
@@ -398,6 +398,14 @@ int main(int argc, char **argv)
 	}
 	if (http_start(&srv, err, sizeof(err))) {
 		fprintf(stderr, "vigil-server: %s\n", err);
+		goto out;
+	}
+	/* the first tokens of a new store once the server is sure to run: tokens printed by a
+	 * start that then failed would be lost with its output */
+	ret = auth_bootstrap(&srv, false, stdout, now_seconds());
+	if (ret < 0) {
+		fprintf(stderr, "vigil-server: cannot make the first tokens (%s)\n",
+			strerror(-ret));
 		goto out;
 	}
 	fprintf(stderr, "vigil-server: listening on port %u (%s), store %s in %s, %u threads\n",

@@ -363,8 +363,10 @@ def test_good_release_reaches_all_and_bad_release_halts_at_its_first_step(tmp_pa
         real["canary-replay"].send([replay_marker(1)])
         real["replay"].send([replay_marker(1)])
         for n in ("bpf", "proc", "canary-replay", "replay"):
-            wait_for(lambda: alerts_of(s, "fleet-test-v1", ids[n]),
-                     f"an alert from {n} on the good release", timeout=30)
+            alerts = wait_for(lambda: alerts_of(s, "fleet-test-v1", ids[n]),
+                              f"an alert from {n} on the good release", timeout=30)
+            # they carry the id the agent was enrolled under, from its first run on
+            assert {a["data"]["agent"]["id"] for a in alerts} == {ids[n]}, alerts
     finally:
         for x in sims:
             x.stop()

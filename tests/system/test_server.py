@@ -244,6 +244,27 @@ def test_config_file(tmp_path):
         assert s.stop() == 0
 
 
+def test_a_start_that_cannot_listen_makes_no_tokens(tmp_path):
+    """The one-time tokens are made only by a start that runs: a failed first start must not
+    print them (to a log nobody kept) and leave a store whose tokens are lost."""
+    need_server()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = run(SERVER, "--data", tmp_path / "d", "--listen", f"127.0.0.1:{port}")
+    assert res.returncode == 1 and "cannot listen" in res.stderr, res.stderr
+    assert "token" not in res.stdout, res.stdout
+    s = Server(tmp_path / "d").start()
+    try:
+        assert s.admin and s.enroll, "the first start that runs makes the tokens"
+        s.admin_call("GET", "agents")
+        # plain HTTP is set up without TLS options the HTTP library would complain of
+        assert "HTTPS" not in s.stderr(), s.stderr()
+    finally:
+        assert s.stop() == 0
+
+
 def test_init_prints_tokens_once_and_stores_only_hashes(tmp_path):
     need_server()
     data = tmp_path / "d"
