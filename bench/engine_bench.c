@@ -118,6 +118,12 @@ static double cpu_s(void)
 	return clock_s(CLOCK_THREAD_CPUTIME_ID);
 }
 
+/* CPU time of every thread: a load compiles its pattern databases on more than one. */
+static double process_cpu_s(void)
+{
+	return clock_s(CLOCK_PROCESS_CPUTIME_ID);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -874,9 +880,9 @@ static int compile_timed(struct row *r, const char *path, int runs)
 	char err[1024] = "";
 	for (int k = 0; k < runs; k++) {
 		struct ruleset *rs = NULL;
-		double t0 = wall_s(), c0 = cpu_s();
+		double t0 = wall_s(), c0 = process_cpu_s();
 		int ret = ruleset_load_path(path, &rs, err, sizeof(err));
-		double ms = (cpu_s() - c0) * 1000;
+		double ms = (process_cpu_s() - c0) * 1000;
 		r->compile_wall_ms[k] = (wall_s() - t0) * 1000;
 		if (ret < 0) {
 			fprintf(stderr, "engine_bench: %s: %s\n", path,

@@ -116,10 +116,7 @@ static char *copy_cstr(char *out, size_t cap, const char *p, size_t len)
 
 static int set_id(struct event *ev, enum field_id id, uint32_t value)
 {
-	char text[16];
-
-	snprintf(text, sizeof(text), "%u", value); /* 10 digits at most: cannot be cut */
-	return event_set_cstr(ev, id, text);
+	return event_set_decimal(ev, id, value);
 }
 
 static int set_common(struct event *ev, const struct vg_hdr *h, const char *category)

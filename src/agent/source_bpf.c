@@ -1,14 +1,18 @@
 /*
  * eBPF source: loads the programs of src/bpf/vigil.bpf.c, attaches them to raw tracepoints,
  * and turns ring-buffer records into events. Reports what it could not attach and every
- * record lost, in the kernel or here.
+ * record lost, in the kernel or here. Loading runs in a short-lived child process, which
+ * hands the agent the descriptors of the maps, programs and links: the kernel's type
+ * information that loading parses (over 10 MB) then never enters the agent's memory.
  */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -20,8 +24,12 @@
 #include "source.h"
 #include "vigil.skel.h"
 
-/* Ring buffer between the programs and this source: 16 MiB holds some 50,000 exec records. */
-#define BPF_RINGBUF_BYTES (4u << 20)
+/*
+ * Ring buffer between the programs and this source. The kernel maps its pages twice into the
+ * agent, so it counts double in the agent's memory; 2 MiB holds some 6,000 exec records or
+ * 13,000 file records, several times what the storms of bench/run.sh leave between polls.
+ */
+#define BPF_RINGBUF_BYTES (2u << 20)
 /* Pending bytes that wake the agent at once; fewer wait for its next timed poll. */
 #define BPF_WAKEUP_BYTES (BPF_RINGBUF_BYTES / 16)
 /* Longest a record waits in the ring buffer when it woke nobody. */
@@ -125,9 +133,26 @@ static const struct {
 };
 /* clang-format on */
 
+/* Descriptors the loader hands over, in this order; -1 for a program not attached. */
+enum loaded_fd {
+	FD_EVENTS,
+	FD_DROPS,
+	FD_PROG,			/* PROG_COUNT program descriptors from here */
+	FD_LINK = FD_PROG + PROG_COUNT, /* and PROG_COUNT link descriptors from here */
+	FD_COUNT = FD_LINK + PROG_COUNT,
+};
+
+/* The loader's answer, sent with the descriptors it holds. */
+struct load_reply {
+	int ret; /* 0, or -errno with err set */
+	char err[256];
+	bool attached[PROG_COUNT];
+	bool present[FD_COUNT]; /* which descriptors follow, in enum loaded_fd order */
+};
+
 struct source {
 	struct agent *agent;
-	struct vigil_bpf *skel;
+	int fds[FD_COUNT];
 	struct ring_buffer *rb;
 	struct event *ev;
 	struct bpf_decoder *dec;
@@ -345,9 +370,8 @@ static int probe_kernel(char *err, size_t errlen)
 }
 
 /* Decides which programs to load and fills the syscall table for @src->categories. */
-static void configure(struct source *src)
+static void configure(struct source *src, struct vigil_bpf *skel)
 {
-	struct vigil_bpf *skel = src->skel;
 	/* without the kernel's BTF every tracepoint is tried, and attaching tells */
 	struct btf *vmlinux = btf__load_vmlinux_btf();
 	bool module_tp, any_syscall = false;
@@ -384,6 +408,219 @@ static void configure(struct source *src)
 	btf__free(vmlinux);
 }
 
+/*
+ * Loads and attaches the programs for @src into the kernel, in the loader child. Fills
+ * @reply (attached programs, error) and @fds (enum loaded_fd, -1 where there is none).
+ * The skeleton is left for the child's exit to release: the descriptors sent keep every
+ * object alive.
+ */
+static void load_programs(struct source *src, struct load_reply *reply, int fds[FD_COUNT])
+{
+	struct vigil_bpf *skel;
+	int ret;
+
+	libbpf_set_print(libbpf_log);
+	ret = probe_kernel(reply->err, sizeof(reply->err));
+	if (ret < 0)
+		goto out;
+	skel = vigil_bpf__open();
+	if (!skel) {
+		ret = -errno;
+		snprintf(reply->err, sizeof(reply->err), "cannot open the BPF object: %s",
+			 strerror(errno));
+		goto out;
+	}
+	configure(src, skel);
+	ret = bpf_map__set_max_entries(skel->maps.vg_scratch_map, (uint32_t)src->ncpus);
+	if (!ret)
+		ret = bpf_map__set_max_entries(skel->maps.vg_events, BPF_RINGBUF_BYTES);
+	if (ret < 0) {
+		snprintf(reply->err, sizeof(reply->err), "cannot size the BPF maps: %s",
+			 strerror(-ret));
+		goto out;
+	}
+	ret = vigil_bpf__load(skel);
+	if (ret < 0) {
+		snprintf(reply->err, sizeof(reply->err), "the kernel rejected the BPF programs: %s",
+			 strerror(-ret));
+		goto out;
+	}
+
+	for (int i = 0; i < PROG_COUNT; i++) {
+		struct bpf_program *prog = prog_of(skel, (enum prog_id)i);
+		struct bpf_link *link;
+
+		if (!src->wanted[i]) {
+			if (prog_info[i].essential) {
+				ret = -ENOENT;
+				snprintf(reply->err, sizeof(reply->err),
+					 "the kernel has no %s tracepoint",
+					 prog_info[i].tracepoint);
+				goto out;
+			}
+			continue;
+		}
+		link = bpf_program__attach(prog);
+		if (!link) {
+			ret = -errno;
+			if (prog_info[i].essential) {
+				snprintf(reply->err, sizeof(reply->err),
+					 "cannot attach to raw tracepoint %s: %s",
+					 prog_info[i].tracepoint, strerror(errno));
+				goto out;
+			}
+			fprintf(stderr, "vigil-agent: bpf: raw tracepoint %s unavailable: %s\n",
+				prog_info[i].tracepoint, strerror(errno));
+			continue;
+		}
+		*link_of(skel, (enum prog_id)i) = link;
+		reply->attached[i] = true;
+		fds[FD_PROG + i] = bpf_program__fd(prog);
+		fds[FD_LINK + i] = bpf_link__fd(link);
+	}
+	fds[FD_EVENTS] = bpf_map__fd(skel->maps.vg_events);
+	fds[FD_DROPS] = bpf_map__fd(skel->maps.vg_drops);
+	ret = 0;
+out:
+	reply->ret = ret < 0 ? ret : (ret > 0 ? -EINVAL : 0);
+}
+
+/* Sends @reply and the descriptors it marks present over @sock. Returns 0 or -errno. */
+static int send_reply(int sock, struct load_reply *reply, const int fds[FD_COUNT])
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * FD_COUNT)];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = {reply, sizeof(*reply)};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	int sent[FD_COUNT], n = 0;
+
+	for (int i = 0; i < FD_COUNT; i++) {
+		reply->present[i] = reply->ret == 0 && fds[i] >= 0;
+		if (reply->present[i])
+			sent[n++] = fds[i];
+	}
+	if (n > 0) {
+		struct cmsghdr *c;
+
+		memset(&control, 0, sizeof(control));
+		msg.msg_control = control.buf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+		memcpy(CMSG_DATA(c), sent, sizeof(int) * (size_t)n);
+	}
+	return sendmsg(sock, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof(*reply) ? 0 : -errno;
+}
+
+/*
+ * Receives the loader's reply on @sock into @reply and its descriptors into @src->fds.
+ * Returns 0 or -errno (descriptors received are then closed by bpf_close).
+ */
+static int receive_reply(struct source *src, int sock, struct load_reply *reply)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * FD_COUNT)];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = {reply, sizeof(*reply)};
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = control.buf,
+			     .msg_controllen = sizeof(control.buf)};
+	struct cmsghdr *c;
+	int got[FD_COUNT], n = 0, want = 0;
+	ssize_t len;
+
+	do
+		len = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	while (len < 0 && errno == EINTR);
+	if (len < 0)
+		return -errno;
+	for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		size_t bytes;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		bytes = c->cmsg_len - CMSG_LEN(0);
+		if (bytes % sizeof(int) || n + bytes / sizeof(int) > FD_COUNT)
+			return -EPROTO;
+		memcpy(got + n, CMSG_DATA(c), bytes);
+		n += (int)(bytes / sizeof(int));
+	}
+	for (int i = 0; i < FD_COUNT; i++)
+		want += reply->present[i];
+	if (len != (ssize_t)sizeof(*reply) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+	    n != want) {
+		for (int i = 0; i < n; i++)
+			close(got[i]);
+		return -EPROTO;
+	}
+	for (int i = 0, k = 0; i < FD_COUNT; i++)
+		if (reply->present[i])
+			src->fds[i] = got[k++];
+	reply->err[sizeof(reply->err) - 1] = '\0';
+	return 0;
+}
+
+/*
+ * Runs load_programs() in a child process and takes over what it loaded. Returns 0, or
+ * -errno with @err set.
+ */
+static int load_in_child(struct source *src, char *err, size_t errlen)
+{
+	struct load_reply reply;
+	int sv[2], status, ret;
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot start the BPF loader: %s", strerror(errno));
+		return ret;
+	}
+	pid = fork();
+	if (pid < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot start the BPF loader: %s", strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		return ret;
+	}
+	if (pid == 0) {
+		int fds[FD_COUNT];
+
+		close(sv[0]);
+		memset(&reply, 0, sizeof(reply));
+		for (int i = 0; i < FD_COUNT; i++)
+			fds[i] = -1;
+		load_programs(src, &reply, fds);
+		_exit(send_reply(sv[1], &reply, fds) == 0 ? 0 : 1);
+	}
+	close(sv[1]);
+	memset(&reply, 0, sizeof(reply));
+	ret = receive_reply(src, sv[0], &reply);
+	close(sv[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (ret < 0) {
+		snprintf(err, errlen, "the BPF loader failed: %s", strerror(-ret));
+		return ret;
+	}
+	if (reply.ret < 0) {
+		snprintf(err, errlen, "%s", reply.err);
+		return reply.ret;
+	}
+	memcpy(src->attached, reply.attached, sizeof(src->attached));
+	if (src->fds[FD_EVENTS] < 0 || src->fds[FD_DROPS] < 0) {
+		snprintf(err, errlen, "the BPF loader handed over no maps");
+		return -EPROTO;
+	}
+	return 0;
+}
+
 static void bpf_close(struct source *src);
 
 static int bpf_open(struct agent *agent, const char *arg, struct source **out, char *err,
@@ -393,16 +630,13 @@ static int bpf_open(struct agent *agent, const char *arg, struct source **out, c
 	int ret;
 
 	(void)arg;
-	libbpf_set_print(libbpf_log);
-	ret = probe_kernel(err, errlen);
-	if (ret < 0)
-		return ret;
-
 	src = calloc(1, sizeof(*src));
 	if (!src) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
+	for (int i = 0; i < FD_COUNT; i++)
+		src->fds[i] = -1;
 	src->agent = agent;
 	src->categories = agent->opt.categories ? agent->opt.categories : SOURCE_CAT_ALL;
 	src->ncpus = libbpf_num_possible_cpus();
@@ -416,56 +650,10 @@ static int bpf_open(struct agent *agent, const char *arg, struct source **out, c
 	}
 	bpf_decoder_init(src->dec, sysconf(_SC_CLK_TCK));
 
-	src->skel = vigil_bpf__open();
-	if (!src->skel) {
-		ret = -errno;
-		snprintf(err, errlen, "cannot open the BPF object: %s", strerror(errno));
+	ret = load_in_child(src, err, errlen);
+	if (ret < 0)
 		goto out_close;
-	}
-	configure(src);
-	ret = bpf_map__set_max_entries(src->skel->maps.vg_scratch_map, (uint32_t)src->ncpus);
-	if (!ret)
-		ret = bpf_map__set_max_entries(src->skel->maps.vg_events, BPF_RINGBUF_BYTES);
-	if (ret < 0) {
-		snprintf(err, errlen, "cannot size the BPF maps: %s", strerror(-ret));
-		goto out_close;
-	}
-	ret = vigil_bpf__load(src->skel);
-	if (ret < 0) {
-		snprintf(err, errlen, "the kernel rejected the BPF programs: %s", strerror(-ret));
-		goto out_close;
-	}
-
-	for (int i = 0; i < PROG_COUNT; i++) {
-		struct bpf_link *link;
-
-		if (!src->wanted[i]) {
-			if (prog_info[i].essential) {
-				ret = -ENOENT;
-				snprintf(err, errlen, "the kernel has no %s tracepoint",
-					 prog_info[i].tracepoint);
-				goto out_close;
-			}
-			continue;
-		}
-		link = bpf_program__attach(prog_of(src->skel, (enum prog_id)i));
-		if (!link) {
-			ret = -errno;
-			if (prog_info[i].essential) {
-				snprintf(err, errlen, "cannot attach to raw tracepoint %s: %s",
-					 prog_info[i].tracepoint, strerror(errno));
-				goto out_close;
-			}
-			fprintf(stderr, "vigil-agent: bpf: raw tracepoint %s unavailable: %s\n",
-				prog_info[i].tracepoint, strerror(errno));
-			continue;
-		}
-		*link_of(src->skel, (enum prog_id)i) = link;
-		src->attached[i] = true;
-	}
-
-	src->rb =
-	    ring_buffer__new(bpf_map__fd(src->skel->maps.vg_events), handle_record, src, NULL);
+	src->rb = ring_buffer__new(src->fds[FD_EVENTS], handle_record, src, NULL);
 	if (!src->rb) {
 		ret = -errno;
 		snprintf(err, errlen, "cannot map the BPF ring buffer: %s", strerror(errno));
@@ -499,7 +687,7 @@ static uint64_t drop_count(struct source *src, uint32_t key, uint64_t *values)
 {
 	uint64_t sum = 0;
 
-	if (bpf_map_lookup_elem(bpf_map__fd(src->skel->maps.vg_drops), &key, values) < 0)
+	if (bpf_map_lookup_elem(src->fds[FD_DROPS], &key, values) < 0)
 		return 0;
 	for (int c = 0; c < src->ncpus; c++)
 		sum += values[c];
@@ -518,8 +706,7 @@ static uint64_t recursion_misses(struct source *src)
 		if (!src->attached[i])
 			continue;
 		memset(&info, 0, sizeof(info));
-		if (bpf_obj_get_info_by_fd(bpf_program__fd(prog_of(src->skel, (enum prog_id)i)),
-					   &info, &len) == 0)
+		if (bpf_obj_get_info_by_fd(src->fds[FD_PROG + i], &info, &len) == 0)
 			sum += info.recursion_misses;
 	}
 	return sum;
@@ -580,7 +767,9 @@ static void bpf_close(struct source *src)
 	if (!src)
 		return;
 	ring_buffer__free(src->rb);
-	vigil_bpf__destroy(src->skel);
+	for (int i = 0; i < FD_COUNT; i++)
+		if (src->fds[i] >= 0)
+			close(src->fds[i]);
 	event_free(src->ev);
 	free(src->dec);
 	free(src);

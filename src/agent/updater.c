@@ -276,9 +276,10 @@ static void *compile_thread(void *arg)
 /* --- the live engine --- */
 
 /*
- * Installs @rs and @engine in the agent between two events. The ones they replace are handed
- * back in *@old_rs and *@old_engine when those are not NULL (the caller frees them once the
- * swap is timed), and freed here otherwise.
+ * Installs @rs and @engine in the agent between two events, carrying over the threshold and
+ * sequence state of the rules it leaves unchanged. The ones they replace are handed back in
+ * *@old_rs and *@old_engine when those are not NULL (the caller frees them once the swap is
+ * timed), and freed here otherwise.
  */
 static void swap_in(struct updater *u, struct ruleset *rs, struct engine *engine,
 		    struct ruleset **old_rs, struct engine **old_engine)
@@ -287,6 +288,8 @@ static void swap_in(struct updater *u, struct ruleset *rs, struct engine *engine
 	struct engine_stats es;
 
 	if (agent->engine) {
+		/* thresholds and sequences under way go on for rules the swap left unchanged */
+		engine_carry_state(engine, agent->engine);
 		engine_get_stats(agent->engine, &es);
 		agent->engine_retired.events += es.events;
 		agent->engine_retired.alerts += es.alerts;

@@ -27,6 +27,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Bytes of a scratch record buffer: a record at its cap plus the largest single append. */
 #define VG_SCRATCH_REC (VG_RECORD_MAX + VG_ARGV_MAX)
+/* Records a CPU sends between two looks at how much data waits in the ring buffer. */
+#define VG_WAKEUP_CHECK_EVERY 8u
 /* Ring buffer size unless user space sets another before loading. */
 #define VG_RINGBUF_DEFAULT (16u << 20)
 /* Threads that may sit between sys_enter and sys_exit of a stashed syscall at once. */
@@ -47,6 +49,17 @@ const volatile __u8 vg_nr_class[VG_NR_SLOTS] = {};
 struct vg_scratch {
 	__u32 cur; /* bytes of rec in use */
 	__u32 pos; /* start of the path being built in path[] */
+	/* the directory part ("/dir/") of the last path resolved into this record, when
+	 * dir_len is not 0: dir_len bytes at dir_off of rec, for directory fd dir_fd; dir_cut
+	 * when the walk cut it */
+	__u32 dir_off;
+	__u32 dir_len;
+	__s64 dir_fd;
+	__u32 dir_cut;
+	/* records this CPU sent, and whether the ring held vg_wakeup_bytes at the last look */
+	__u32 submitted;
+	__u32 above_mark;
+	__u32 reserved;
 	__u8 rec[VG_SCRATCH_REC];
 	/* paths are built backwards, ending at VG_PATH_MAX (VG_CGROUP_MAX for cgroups) */
 	char path[VG_PATH_MAX + VG_NAME_MAX + 1];
@@ -123,7 +136,8 @@ struct module___vg {
 } __attribute__((preserve_access_index));
 
 #if defined(__TARGET_ARCH_x86)
-#define VG_SYSCALL_NR(r) BPF_CORE_READ((r), orig_ax)
+/* from a BTF-typed pointer, by a direct load */
+#define VG_SYSCALL_NR(r) ((r)->orig_ax)
 #define VG_ARG0(r)	 BPF_CORE_READ((r), di)
 #define VG_ARG1(r)	 BPF_CORE_READ((r), si)
 #define VG_ARG2(r)	 BPF_CORE_READ((r), dx)
@@ -131,7 +145,7 @@ struct module___vg {
 #define VG_ARG4(r)	 BPF_CORE_READ((r), r8)
 #define VG_ARG5(r)	 BPF_CORE_READ((r), r9)
 #elif defined(__TARGET_ARCH_arm64)
-#define VG_SYSCALL_NR(r) BPF_CORE_READ((r), syscallno)
+#define VG_SYSCALL_NR(r) ((r)->syscallno)
 #define VG_ARG0(r)	 BPF_CORE_READ((r), orig_x0)
 #define VG_ARG1(r)	 BPF_CORE_READ((r), regs[1])
 #define VG_ARG2(r)	 BPF_CORE_READ((r), regs[2])
@@ -193,6 +207,7 @@ static __always_inline void *record_begin(struct vg_scratch *s, __u32 fixed, __u
 	h->pid = pid;
 	h->tid = tid;
 	s->cur = fixed;
+	s->dir_len = 0;
 	return s->rec;
 }
 
@@ -226,17 +241,20 @@ static __always_inline struct kernfs_node *kernfs_parent(struct kernfs_node *kn)
 	return BPF_CORE_READ(kn_old, parent);
 }
 
-/* The struct file behind descriptor @fd of @task, or NULL. */
-static __always_inline struct file *fd_file(struct task_struct *task, long fd)
+/*
+ * The struct file behind descriptor @fd of the current task, or NULL. The task's own
+ * structures are reached by plain loads through its typed pointer; only the slot of the
+ * descriptor table, at a variable index, needs a read helper.
+ */
+static __always_inline struct file *fd_file(long fd)
 {
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = task->files->fdt;
 	struct file *file = NULL;
 
-	if (!fdt || fd < 0 || (__u64)fd >= BPF_CORE_READ(fdt, max_fds))
+	if (!fdt || fd < 0 || (__u64)fd >= fdt->max_fds)
 		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fdt->fd[fd]))
 		return NULL;
 	return file;
 }
@@ -341,35 +359,43 @@ static __always_inline int finish_built_path(struct vg_scratch *s, bool complete
 	return put_built_path(s, pos, end);
 }
 
+/* A dentry's d_parent and d_name, which sit next to each other in struct dentry. */
+struct vg_dentry_link {
+	struct dentry *parent;
+	struct qstr name;
+};
+
 /*
- * Appends the absolute path of (@dentry_p, @vfsmnt_p) as @task_p sees it (up to its root,
- * crossing mounts). Sets @trunc_flag in the record when the path passes VG_PATH_MAX or
- * VG_PATH_DEPTH components. Returns the bytes appended or -1.
+ * Appends the absolute path of (@dentry_p, @vfsmnt_p) as the current task sees it (up to
+ * its root, crossing mounts). Sets @trunc_flag in the record when the path passes
+ * VG_PATH_MAX or VG_PATH_DEPTH components. Returns the bytes appended or -1.
  */
-__noinline int vg_append_path(__u64 dentry_p, __u64 vfsmnt_p, __u64 task_p, __u32 trunc_flag)
+__noinline int vg_append_path(__u64 dentry_p, __u64 vfsmnt_p, __u32 trunc_flag)
 {
 	struct vg_scratch *s = scratch();
 	struct dentry *dentry = (struct dentry *)dentry_p;
 	struct vfsmount *vfsmnt = (struct vfsmount *)vfsmnt_p;
-	struct task_struct *task = (struct task_struct *)task_p;
-	struct dentry *root_dentry, *mnt_root, *up;
-	struct vfsmount *root_mnt;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct dentry *mnt_root, *up;
+	struct path root;
 	struct mount *mnt, *parent;
-	struct qstr name;
+	struct vg_dentry_link link;
+	/* one read per component for both fields where the layout allows it */
+	__u32 link_off = bpf_core_field_offset(struct dentry, d_parent);
+	bool adjacent = bpf_core_field_offset(struct dentry, d_name) == link_off + sizeof(void *);
 	bool done = false;
 
 	if (!s || !dentry || !vfsmnt)
 		return -1;
-	root_dentry = BPF_CORE_READ(task, fs, root.dentry);
-	root_mnt = BPF_CORE_READ(task, fs, root.mnt);
+	root = task->fs->root;
 	mnt = container_of(vfsmnt, struct mount, mnt);
+	mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 	s->pos = VG_PATH_MAX;
 	for (int i = 0; i < VG_PATH_DEPTH; i++) {
-		if (dentry == root_dentry && vfsmnt == root_mnt) {
+		if (dentry == root.dentry && vfsmnt == root.mnt) {
 			done = true;
 			break;
 		}
-		mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 		if (dentry == mnt_root) {
 			parent = BPF_CORE_READ(mnt, mnt_parent);
 			if (!parent || parent == mnt) {
@@ -379,11 +405,18 @@ __noinline int vg_append_path(__u64 dentry_p, __u64 vfsmnt_p, __u64 task_p, __u3
 			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
 			mnt = parent;
 			vfsmnt = __builtin_preserve_access_index(&parent->mnt);
+			mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 			continue;
 		}
-		up = BPF_CORE_READ(dentry, d_parent);
-		name = BPF_CORE_READ(dentry, d_name);
-		if (!prepend_component(s, name.name, name.len))
+		if (adjacent) {
+			if (bpf_probe_read_kernel(&link, sizeof(link), (void *)dentry + link_off))
+				break;
+		} else {
+			link.parent = BPF_CORE_READ(dentry, d_parent);
+			link.name = BPF_CORE_READ(dentry, d_name);
+		}
+		up = link.parent;
+		if (!prepend_component(s, link.name.name, link.name.len))
 			break;
 		if (!up || up == dentry) {
 			/* an unlinked or pseudo file (memfd, anonymous): its own name is all */
@@ -527,43 +560,75 @@ static __always_inline int append_byte(struct vg_scratch *s, char c)
 }
 
 /*
+ * Appends again the directory part of the path resolved last into this record (see
+ * vg_append_resolved), marking the record with @trunc_flag when that part was cut.
+ * Returns the bytes appended or -1.
+ */
+static __always_inline int append_dir_again(struct vg_scratch *s, __u32 trunc_flag)
+{
+	__u32 cur = s->cur, from = s->dir_off;
+	__u64 len = s->dir_len;
+
+	barrier_var(len);
+	if (len == 0 || len > VG_PATH_MAX + 1 || cur > VG_RECORD_MAX - VG_PATH_MAX - 1 ||
+	    from >= VG_RECORD_MAX)
+		return -1;
+	if (bpf_probe_read_kernel(&s->rec[cur & (VG_RECORD_MAX - 1)], len,
+				  &s->rec[from & (VG_RECORD_MAX - 1)]))
+		return -1;
+	if (s->dir_cut)
+		mark_truncated(s, trunc_flag);
+	s->cur = cur + (__u32)len;
+	return (int)len;
+}
+
+/*
  * Appends the absolute form of user path @upath given relative to directory fd @dfd
- * (VG_AT_FDCWD for the working directory); an empty @upath names @dfd itself. Returns the
- * bytes appended, -2 when the directory is on a pseudo filesystem, or -1.
+ * (VG_AT_FDCWD for the working directory); an empty @upath names @dfd itself. A second
+ * path relative to the same directory (the two sides of a rename) reuses the first one's
+ * directory instead of walking it again. Returns the bytes appended, -2 when the directory
+ * is on a pseudo filesystem, or -1.
  */
 __noinline int vg_append_resolved(__s64 dfd, __u64 upath, __u32 trunc_flag)
 {
 	struct vg_scratch *s = scratch();
 	struct task_struct *task = current_task();
-	struct dentry *dentry;
-	struct vfsmount *vfsmnt;
+	struct path dir;
 	struct file *file;
-	__u32 start;
+	__u32 start, cut_before;
 	char c = 0;
 	int n;
 
 	if (!s || bpf_probe_read_user(&c, 1, (const void *)upath))
 		return -1;
 	start = s->cur;
-	if (c != '/') {
+	if (c && c != '/' && s->dir_len && s->dir_fd == dfd) {
+		if (append_dir_again(s, trunc_flag) < 0)
+			return -1;
+	} else if (c != '/') {
 		if (dfd == VG_AT_FDCWD) {
-			dentry = BPF_CORE_READ(task, fs, pwd.dentry);
-			vfsmnt = BPF_CORE_READ(task, fs, pwd.mnt);
+			dir = BPF_CORE_READ(task, fs, pwd);
 		} else {
-			file = fd_file(task, dfd);
+			file = fd_file(dfd);
 			if (!file)
 				return -1;
-			dentry = BPF_CORE_READ(file, f_path.dentry);
-			vfsmnt = BPF_CORE_READ(file, f_path.mnt);
+			dir = BPF_CORE_READ(file, f_path);
 		}
-		if (!dentry || dentry_on_pseudo_fs(dentry))
+		if (!dir.dentry || dentry_on_pseudo_fs(dir.dentry))
 			return -2;
-		n = vg_append_path((__u64)dentry, (__u64)vfsmnt, (__u64)task, trunc_flag);
+		cut_before = ((struct vg_hdr *)s->rec)->flags & trunc_flag;
+		n = vg_append_path((__u64)dir.dentry, (__u64)dir.mnt, trunc_flag);
 		if (n < 0)
 			return -1;
 		/* "/" + "x" should not become "//x" */
 		if (c && n != 1 && append_byte(s, '/') < 0)
 			return -1;
+		if (c) {
+			s->dir_off = start;
+			s->dir_len = s->cur - start;
+			s->dir_fd = dfd;
+			s->dir_cut = !cut_before && (((struct vg_hdr *)s->rec)->flags & trunc_flag);
+		}
 	}
 	if (c && vg_append_str(upath, VG_PATH_MAX, 1, trunc_flag) < 0)
 		return -1;
@@ -597,7 +662,7 @@ __noinline int vg_pseudo_path(__u32 off, __u32 len)
 __noinline int vg_submit(__u32 action)
 {
 	struct vg_scratch *s = scratch();
-	__u64 size;
+	__u64 size, avail, flags;
 
 	if (!s)
 		return -1;
@@ -606,9 +671,20 @@ __noinline int vg_submit(__u32 action)
 	if (size < sizeof(struct vg_hdr) || size > VG_RECORD_MAX)
 		return -1;
 	((struct vg_hdr *)s->rec)->size = (__u32)size;
-	__u64 flags = bpf_ringbuf_query(&vg_events, BPF_RB_AVAIL_DATA) >= vg_wakeup_bytes
-			      ? BPF_RB_FORCE_WAKEUP
-			      : BPF_RB_NO_WAKEUP;
+	/*
+	 * Only a record that finds the waiting bytes past the mark when they were below it at
+	 * the previous look wakes the agent: every wake-up is an interrupt, and the records
+	 * after it would each send one more until the agent has caught up. Below the mark the
+	 * agent's timed poll collects them. The look itself touches the consumer's cache line,
+	 * so it is taken every few records only; the mark leaves room for that.
+	 */
+	flags = BPF_RB_NO_WAKEUP;
+	if (++s->submitted % VG_WAKEUP_CHECK_EVERY == 0) {
+		avail = bpf_ringbuf_query(&vg_events, BPF_RB_AVAIL_DATA);
+		if (avail >= vg_wakeup_bytes && !s->above_mark)
+			flags = BPF_RB_FORCE_WAKEUP;
+		s->above_mark = avail >= vg_wakeup_bytes;
+	}
 	if (bpf_ringbuf_output(&vg_events, s->rec, size, flags)) {
 		count_drop(VG_DROP_RINGBUF_FULL, action);
 		return -1;
@@ -684,12 +760,12 @@ int vg_exec(struct bpf_raw_tracepoint_args *ctx)
 	exe = BPF_CORE_READ(bprm, file);
 	off = s->cur;
 	n = vg_append_path((__u64)BPF_CORE_READ(exe, f_path.dentry),
-			   (__u64)BPF_CORE_READ(exe, f_path.mnt), (__u64)task, VG_F_EXE_TRUNC);
+			   (__u64)BPF_CORE_READ(exe, f_path.mnt), VG_F_EXE_TRUNC);
 	set_str(&e->executable, off, n);
 
 	off = s->cur;
 	n = vg_append_path((__u64)BPF_CORE_READ(task, fs, pwd.dentry),
-			   (__u64)BPF_CORE_READ(task, fs, pwd.mnt), (__u64)task, VG_F_CWD_TRUNC);
+			   (__u64)BPF_CORE_READ(task, fs, pwd.mnt), VG_F_CWD_TRUNC);
 	set_str(&e->cwd, off, n);
 
 	tty = BPF_CORE_READ(task, signal, tty);
@@ -930,11 +1006,11 @@ int vg_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 /* open, openat, openat2, creat returned @fd: report a created or writable regular file. */
 __noinline int vg_on_open(__s64 fd, __u32 sc)
 {
-	struct task_struct *task = current_task();
-	struct file *file = fd_file(task, fd);
+	struct file *file = fd_file(fd);
 	struct vg_scratch *s;
 	struct vg_file *f;
 	struct inode *inode;
+	struct path where;
 	__u32 fmode, imode, off;
 	__u16 action;
 	int n;
@@ -960,8 +1036,8 @@ __noinline int vg_on_open(__s64 fd, __u32 sc)
 	f->mode = imode & 07777;
 	f->syscall = sc;
 	off = s->cur;
-	n = vg_append_path((__u64)BPF_CORE_READ(file, f_path.dentry),
-			   (__u64)BPF_CORE_READ(file, f_path.mnt), (__u64)task, VG_F_PATH_TRUNC);
+	where = BPF_CORE_READ(file, f_path);
+	n = vg_append_path((__u64)where.dentry, (__u64)where.mnt, VG_F_PATH_TRUNC);
 	if (n <= 0)
 		return 0;
 	set_str(&f->path, off, n);
@@ -969,12 +1045,13 @@ __noinline int vg_on_open(__s64 fd, __u32 sc)
 	return 0;
 }
 
-/* rename, unlink, chmod families returned 0: report them with resolved paths. */
-__noinline int vg_on_file_op(__u32 sc)
+/*
+ * rename, unlink, chmod families returned 0: report them with resolved paths. Their
+ * arguments are still in @regs_p (the syscall's saved registers) at sys_exit.
+ */
+__noinline int vg_on_file_op(__u64 regs_p, __u32 sc)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct vg_stash *st = bpf_map_lookup_elem(&vg_stash_map, &id);
-	struct task_struct *task = current_task();
+	struct pt_regs *regs = (struct pt_regs *)regs_p;
 	struct vg_scratch *s = scratch();
 	struct vg_file *f;
 	struct file *file;
@@ -984,44 +1061,44 @@ __noinline int vg_on_file_op(__u32 sc)
 	__u32 action = action_of(sc), off;
 	int n;
 
-	if (!st || st->sc != sc || !s)
+	if (!s)
 		return 0;
 	f = record_begin_current(s, sizeof(*f), VG_T_FILE, action);
 	f->syscall = sc;
 	f->mode = VG_MODE_UNKNOWN;
 	switch (sc) {
 	case VG_SC_RENAME:
-		upath = st->args[0];
-		upath2 = st->args[1];
+		upath = VG_ARG0(regs);
+		upath2 = VG_ARG1(regs);
 		break;
 	case VG_SC_RENAMEAT:
 	case VG_SC_RENAMEAT2:
-		dfd = (__s32)st->args[0];
-		upath = st->args[1];
-		dfd2 = (__s32)st->args[2];
-		upath2 = st->args[3];
+		dfd = (__s32)VG_ARG0(regs);
+		upath = VG_ARG1(regs);
+		dfd2 = (__s32)VG_ARG2(regs);
+		upath2 = VG_ARG3(regs);
 		break;
 	case VG_SC_UNLINK:
 	case VG_SC_RMDIR:
-		upath = st->args[0];
+		upath = VG_ARG0(regs);
 		break;
 	case VG_SC_UNLINKAT:
-		dfd = (__s32)st->args[0];
-		upath = st->args[1];
+		dfd = (__s32)VG_ARG0(regs);
+		upath = VG_ARG1(regs);
 		break;
 	case VG_SC_CHMOD:
-		upath = st->args[0];
-		f->mode = (__u32)st->args[1] & 07777;
+		upath = VG_ARG0(regs);
+		f->mode = (__u32)VG_ARG1(regs) & 07777;
 		break;
 	case VG_SC_FCHMODAT:
 	case VG_SC_FCHMODAT2:
-		dfd = (__s32)st->args[0];
-		upath = st->args[1];
-		f->mode = (__u32)st->args[2] & 07777;
+		dfd = (__s32)VG_ARG0(regs);
+		upath = VG_ARG1(regs);
+		f->mode = (__u32)VG_ARG2(regs) & 07777;
 		break;
 	case VG_SC_FCHMOD:
-		f->mode = (__u32)st->args[1] & 07777;
-		file = fd_file(task, (__s32)st->args[0]);
+		f->mode = (__u32)VG_ARG1(regs) & 07777;
+		file = fd_file((__s32)VG_ARG0(regs));
 		if (!file)
 			return 0;
 		dentry = BPF_CORE_READ(file, f_path.dentry);
@@ -1029,7 +1106,7 @@ __noinline int vg_on_file_op(__u32 sc)
 			return 0;
 		off = s->cur;
 		n = vg_append_path((__u64)dentry, (__u64)BPF_CORE_READ(file, f_path.mnt),
-				   (__u64)task, VG_F_PATH_TRUNC);
+				   VG_F_PATH_TRUNC);
 		if (n <= 0)
 			return 0;
 		set_str(&f->path, off, n);
@@ -1082,7 +1159,7 @@ static __always_inline bool sock_addrs(struct sock *sk, struct vg_net *nt)
 /* The socket behind descriptor @fd of the current task, or NULL. */
 static __always_inline struct sock *fd_sock(long fd)
 {
-	struct file *file = fd_file(current_task(), fd);
+	struct file *file = fd_file(fd);
 	struct socket *sock;
 
 	if (!file)
@@ -1223,7 +1300,6 @@ __noinline int vg_on_misc(__s64 ret, __u32 sc)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct vg_stash *st = bpf_map_lookup_elem(&vg_stash_map, &id);
-	struct task_struct *task = current_task();
 	struct vg_scratch *s = scratch();
 	struct vg_ptrace *p;
 	struct vg_memfd *m;
@@ -1258,12 +1334,12 @@ __noinline int vg_on_misc(__s64 ret, __u32 sc)
 		mod = record_begin_current(s, sizeof(*mod), VG_T_MODULE, VG_A_MODULE_LOAD);
 		mod->syscall = sc;
 		if (sc == VG_SC_FINIT_MODULE) {
-			file = fd_file(task, (__s32)st->args[0]);
+			file = fd_file((__s32)st->args[0]);
 			if (file) {
 				off = s->cur;
 				n = vg_append_path((__u64)BPF_CORE_READ(file, f_path.dentry),
 						   (__u64)BPF_CORE_READ(file, f_path.mnt),
-						   (__u64)task, VG_F_PATH_TRUNC);
+						   VG_F_PATH_TRUNC);
 				set_str(&mod->path, off, n);
 			}
 		}
@@ -1273,11 +1349,26 @@ __noinline int vg_on_misc(__s64 ret, __u32 sc)
 	return 0;
 }
 
-SEC("raw_tp/sys_exit")
-int vg_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+/*
+ * The address of the saved registers, the first argument of tracepoint context @ctx, as a
+ * plain number that the global functions (verified apart from their callers) accept.
+ */
+static __always_inline __u64 regs_address(__u64 *ctx)
 {
-	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
-	__s64 ret = (__s64)ctx->args[1];
+	__u64 addr = 0;
+
+	bpf_probe_read_kernel(&addr, sizeof(addr), &ctx[0]);
+	return addr;
+}
+
+/*
+ * A BTF-typed raw tracepoint: the saved registers arrive as a typed pointer, so the syscall
+ * number, which every syscall of the machine has read here, is a plain load rather than a
+ * helper call.
+ */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(vg_sys_exit, struct pt_regs *regs, long ret)
+{
 	__u64 nr = VG_SYSCALL_NR(regs);
 	__u64 id;
 	__u32 sc;
@@ -1292,19 +1383,17 @@ int vg_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	if (sc < VG_SC_FIRST_STASHED) {
 		/* stashed classes need no such check: sys_enter kept nothing for compat calls */
-		if (ret < 0 || compat_syscall())
+		if (ret < 0 || (sc >= VG_SC_RENAME && ret != 0) || compat_syscall())
 			return 0;
 		if (sc == VG_SC_ACCEPT || sc == VG_SC_ACCEPT4)
 			vg_on_accept(ret, sc);
+		else if (sc >= VG_SC_RENAME)
+			vg_on_file_op(regs_address(ctx), sc);
 		else
 			vg_on_open(ret, sc);
 		return 0;
 	}
 	switch (sc) {
-	case VG_SC_RENAME ... VG_SC_FCHMODAT2:
-		if (ret == 0)
-			vg_on_file_op(sc);
-		break;
 	case VG_SC_CONNECT ... VG_SC_SENDMMSG:
 		vg_on_net(ret, sc);
 		break;

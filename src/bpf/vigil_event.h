@@ -79,7 +79,8 @@ enum vg_drop {
  * Syscalls the programs handle, independent of the architecture's numbering. User space
  * fills vg_nr_class[nr] with these before loading; 0 means "not interesting", which is all
  * sys_enter and sys_exit look at for every other syscall. Classes before
- * VG_SC_FIRST_STASHED need nothing from sys_enter.
+ * VG_SC_FIRST_STASHED need nothing from sys_enter: sys_exit reads their arguments from the
+ * registers, which these syscalls leave as they were given.
  */
 enum vg_syscall {
 	VG_SC_NONE,
@@ -89,8 +90,7 @@ enum vg_syscall {
 	VG_SC_OPENAT2,
 	VG_SC_ACCEPT,
 	VG_SC_ACCEPT4,
-	VG_SC_FIRST_STASHED,
-	VG_SC_RENAME = VG_SC_FIRST_STASHED,
+	VG_SC_RENAME,
 	VG_SC_RENAMEAT,
 	VG_SC_RENAMEAT2,
 	VG_SC_UNLINK,
@@ -100,7 +100,8 @@ enum vg_syscall {
 	VG_SC_FCHMOD,
 	VG_SC_FCHMODAT,
 	VG_SC_FCHMODAT2,
-	VG_SC_CONNECT,
+	VG_SC_FIRST_STASHED,
+	VG_SC_CONNECT = VG_SC_FIRST_STASHED,
 	VG_SC_BIND,
 	VG_SC_SENDTO,
 	VG_SC_SENDMSG,

@@ -1,9 +1,10 @@
 /*
  * vigil bench heartbeat: starts vigil-server on a temporary store, enrolls N simulated agents
- * and drives it over HTTP with libcurl's multi interface (each agent sends its next request
- * as soon as the previous one is answered), first heartbeats, then alert batches; ends with
- * one JSON line of throughput, latency and the server's CPU time.
+ * and drives it over HTTP/1.1 keep-alive connections (one per agent, all in one epoll loop),
+ * first heartbeats, then alert batches; ends with one JSON line of throughput, latency and
+ * the CPU time of the server and of this load generator.
  */
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -11,12 +12,17 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -30,18 +36,29 @@
 /* Alerts in one uploaded batch. */
 #define BENCH_ALERT_BATCH 500u
 #define BENCH_REPLY_MAX	  (1u << 20)
+#define BENCH_REQUEST_MAX (4u << 20)
+/* Seconds a phase waits for the answers still outstanding when it ends. */
+#define BENCH_DRAIN_SECONDS 30.0
+#define BENCH_EPOLL_EVENTS  256
 
+/*
+ * One simulated agent: its own keep-alive connection and at most one request in flight.
+ * Requests are prebuilt bytes and answers are parsed just enough to check the status and
+ * find their end, so the load generator costs a few system calls per request whatever the
+ * number of agents.
+ */
 struct sim_agent {
 	char id[40];
-	char auth[160]; /* "Authorization: Bearer ..." */
-	char url[128];
-	struct curl_slist *hdrs;
-	CURL *h;
+	char cred[160];
+	int fd;		      /* -1: not connected */
+	struct buf heartbeat; /* the whole heartbeat request, the same every time */
+	struct buf batch;     /* the alert batch request in flight */
+	const char *out;      /* the request being sent */
+	size_t out_len, out_off;
 	struct buf reply;
+	bool busy;
 	double sent;	  /* monotonic seconds */
 	int64_t next_seq; /* alerts */
-	int mode;	  /* what the handle is set up for: 0 nothing, 1 heartbeats, 2 alerts */
-	struct buf body;  /* the alert batch in flight */
 };
 
 struct bench {
@@ -49,9 +66,10 @@ struct bench {
 	double seconds;
 	unsigned threads;
 	double rate;	/* heartbeats per second offered (0: each agent as fast as answered) */
-	unsigned *idle; /* agents with no request in flight (open loop) */
+	unsigned *idle; /* agents with no request in flight */
 	size_t n_idle;
-	int64_t late; /* heartbeats due while every agent was still waiting */
+	unsigned *ready; /* closed loop: the idle agents sending next */
+	int64_t late;	 /* heartbeats due while every agent was still waiting */
 	char dir[64];
 	pid_t server;
 	unsigned port;
@@ -60,6 +78,13 @@ struct bench {
 	double *lat; /* latencies of the heartbeat phase, seconds */
 	size_t n_lat, cap_lat;
 	struct buf body;
+	int ep; /* epoll */
+	struct sockaddr_in addr;
+	size_t busy; /* requests in flight */
+	int64_t done, failed;
+	bool alerts; /* the phase running */
+	bool paced;
+	double end;
 };
 
 static double mono(void)
@@ -228,8 +253,7 @@ static int enroll_all(struct bench *b)
 			goto out;
 		}
 		snprintf(a->id, sizeof(a->id), "%s", json_string_value(id));
-		snprintf(a->auth, sizeof(a->auth), "Authorization: Bearer %s",
-			 json_string_value(cred));
+		snprintf(a->cred, sizeof(a->cred), "%s", json_string_value(cred));
 		json_decref(j);
 	}
 	ret = 0;
@@ -267,35 +291,182 @@ static int next_body(struct bench *b, struct sim_agent *a, bool alerts)
 	return ret ? ret : buf_append_str(&b->body, "]}");
 }
 
-static int submit(struct bench *b, CURLM *m, struct sim_agent *a, bool alerts)
+/* Writes agent @a's next request (heartbeat or alert batch) into @out. 0 or a buf error. */
+static int build_request(struct bench *b, struct sim_agent *a, bool alerts, struct buf *out)
 {
-	int mode = alerts ? 2 : 1;
+	int ret = next_body(b, a, alerts);
 
-	/* every heartbeat is the same request: the handle keeps its URL and body */
-	if (a->mode != mode) {
-		snprintf(a->url, sizeof(a->url), "http://127.0.0.1:%u/api/v1/agents/%s/%s", b->port,
-			 a->id, alerts ? "alerts" : "heartbeat");
-		curl_easy_setopt(a->h, CURLOPT_URL, a->url);
-		if (!alerts) {
-			if (next_body(b, a, false))
-				return -1;
-			curl_easy_setopt(a->h, CURLOPT_COPYPOSTFIELDS, b->body.data);
+	buf_reset(out);
+	if (!ret)
+		ret = buf_printf(out,
+				 "POST /api/v1/agents/%s/%s HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n"
+				 "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+				 "Content-Length: %zu\r\n\r\n",
+				 a->id, alerts ? "alerts" : "heartbeat", b->port, a->cred,
+				 b->body.len);
+	return ret ? ret : buf_append(out, b->body.data, b->body.len);
+}
+
+static void disconnect(struct bench *b, struct sim_agent *a)
+{
+	if (a->fd < 0)
+		return;
+	epoll_ctl(b->ep, EPOLL_CTL_DEL, a->fd, NULL);
+	close(a->fd);
+	a->fd = -1;
+}
+
+/* Opens agent @a's connection. Returns 0 or -errno. */
+static int agent_connect(struct bench *b, struct sim_agent *a)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+				 .data.ptr = a};
+	int one = 1, fd, ret;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* loopback: a blocking connect returns as soon as the handshake is done */
+	if (connect(fd, (struct sockaddr *)&b->addr, sizeof(b->addr)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) ||
+	    fcntl(fd, F_SETFL, O_NONBLOCK) || epoll_ctl(b->ep, EPOLL_CTL_ADD, fd, &ev)) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	a->fd = fd;
+	return 0;
+}
+
+/* Ends agent @a's request: @ok when answered 200. */
+static void finish(struct bench *b, struct sim_agent *a, bool ok, double now);
+
+/* Sends what is left of agent @a's request; the rest waits for EPOLLOUT. */
+static void flush(struct bench *b, struct sim_agent *a)
+{
+	while (a->out_off < a->out_len) {
+		ssize_t n = send(a->fd, a->out + a->out_off, a->out_len - a->out_off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			disconnect(b, a);
+			finish(b, a, false, mono());
+			return;
 		}
-		a->mode = mode;
+		a->out_off += (size_t)n;
 	}
-	if (alerts) {
-		/* new sequence numbers each time; the handle reads the body in place */
-		if (next_body(b, a, true))
+}
+
+/*
+ * Starts agent @a's next request. Returns 0, or -1 when the request cannot be built. A request
+ * that fails at once is counted and the agent is idle again.
+ */
+static int submit(struct bench *b, struct sim_agent *a)
+{
+	if (b->alerts) {
+		/* new sequence numbers each time */
+		if (build_request(b, a, true, &a->batch))
 			return -1;
-		buf_reset(&a->body);
-		if (buf_append(&a->body, b->body.data, b->body.len))
-			return -1;
-		curl_easy_setopt(a->h, CURLOPT_POSTFIELDSIZE, (long)a->body.len);
-		curl_easy_setopt(a->h, CURLOPT_POSTFIELDS, a->body.data);
+		a->out = a->batch.data;
+		a->out_len = a->batch.len;
+	} else {
+		a->out = a->heartbeat.data;
+		a->out_len = a->heartbeat.len;
 	}
+	a->out_off = 0;
 	buf_reset(&a->reply);
+	a->busy = true;
+	b->busy++;
 	a->sent = mono();
-	return curl_multi_add_handle(m, a->h) == CURLM_OK ? 0 : -1;
+	if (a->fd < 0 && agent_connect(b, a)) {
+		finish(b, a, false, a->sent);
+		return 0;
+	}
+	flush(b, a);
+	return 0;
+}
+
+static void finish(struct bench *b, struct sim_agent *a, bool ok, double now)
+{
+	if (!a->busy)
+		return;
+	a->busy = false;
+	b->busy--;
+	if (ok) {
+		b->done++;
+		if (!b->alerts && b->n_lat < b->cap_lat)
+			b->lat[b->n_lat++] = now - a->sent;
+	} else {
+		b->failed++;
+	}
+	b->idle[b->n_idle++] = (unsigned)(a - b->agents);
+}
+
+/*
+ * Looks at what agent @a received: 1 when the answer is whole (its status in *@status; *@close
+ * when the server closes the connection after it), 0 when more is to come, -1 when it is not
+ * an HTTP/1.1 answer this client understands.
+ */
+static int parse_reply(const struct sim_agent *a, unsigned *status, bool *close_after)
+{
+	const char *p = a->reply.data, *end, *line;
+	size_t head, clen = SIZE_MAX;
+
+	if (!p)
+		return 0;
+	end = memmem(p, a->reply.len, "\r\n\r\n", 4);
+	if (!end)
+		return 0;
+	head = (size_t)(end - p) + 4;
+	if (a->reply.len < 12 || strncmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ')
+		return -1;
+	*status = (unsigned)strtoul(p + 9, NULL, 10);
+	*close_after = p[7] == '0';
+	for (line = memchr(p, '\n', head); line && line + 1 < end;
+	     line = memchr(line + 1, '\n', (size_t)(end - line))) {
+		const char *h = line + 1;
+		if (strncasecmp(h, "Content-Length:", 15) == 0)
+			clen = strtoul(h + 15, NULL, 10);
+		else if (strncasecmp(h, "Connection:", 11) == 0 &&
+			 strncasecmp(h + 11 + strspn(h + 11, " \t"), "close", 5) == 0)
+			*close_after = true;
+	}
+	if (clen == SIZE_MAX)
+		return -1;
+	if (a->reply.len < head + clen)
+		return 0;
+	return a->reply.len == head + clen ? 1 : -1;
+}
+
+/* Reads what agent @a's connection has. */
+static void receive(struct bench *b, struct sim_agent *a)
+{
+	char chunk[16384];
+	unsigned status = 0;
+	bool close_after = false;
+
+	for (;;) {
+		ssize_t n = recv(a->fd, chunk, sizeof(chunk), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0 || !a->busy || buf_append(&a->reply, chunk, (size_t)n)) {
+			/* closed, failed or out of turn: the next request opens a new connection */
+			disconnect(b, a);
+			finish(b, a, false, mono());
+			return;
+		}
+		int r = parse_reply(a, &status, &close_after);
+		if (r == 0)
+			continue;
+		if (r < 0 || close_after)
+			disconnect(b, a);
+		finish(b, a, r > 0 && status == 200, mono());
+		return;
+	}
 }
 
 static int cmp_double(const void *x, const void *y)
@@ -307,37 +478,27 @@ static int cmp_double(const void *x, const void *y)
 /*
  * Runs one phase for b->seconds; returns completed requests, or -1. Closed loop (an agent
  * sends again as soon as it is answered) unless b->rate is set for heartbeats: then requests
- * start at that rate, each from an agent with nothing in flight.
+ * start at that rate, each from an agent with nothing in flight. Answers still outstanding
+ * BENCH_DRAIN_SECONDS after the end count as failed.
  */
 static int64_t drive(struct bench *b, bool alerts, int64_t *failed)
 {
-	CURLM *m = curl_multi_init();
-	bool paced = !alerts && b->rate > 0;
-	int64_t done = 0, started = 0;
-	double start, end;
-	int running = 0;
+	struct epoll_event evs[BENCH_EPOLL_EVENTS];
+	int64_t started = 0;
+	double start;
 
-	*failed = 0;
-	if (!m)
-		return -1;
-	curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)b->n_agents);
-	/* keep every agent's connection open between its requests, as a real agent would */
-	curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)b->n_agents);
+	b->alerts = alerts;
+	b->paced = !alerts && b->rate > 0;
+	b->done = b->failed = 0;
 	b->n_idle = 0;
-	for (unsigned i = 0; i < b->n_agents; i++) {
-		if (paced)
-			b->idle[b->n_idle++] = i;
-		else if (submit(b, m, &b->agents[i], alerts))
-			return -1;
-	}
+	for (unsigned i = 0; i < b->n_agents; i++)
+		b->idle[b->n_idle++] = i;
 	start = mono();
-	end = start + b->seconds;
+	b->end = start + b->seconds;
 	for (;;) {
-		CURLMsg *msg;
-		int left;
 		double now = mono();
 
-		if (paced && now < end) {
+		if (b->paced && now < b->end) {
 			int64_t due = (int64_t)((now - start) * b->rate);
 			while (started < due) {
 				if (b->n_idle == 0) {
@@ -345,39 +506,42 @@ static int64_t drive(struct bench *b, bool alerts, int64_t *failed)
 					started = due;
 					break;
 				}
-				if (submit(b, m, &b->agents[b->idle[--b->n_idle]], false))
+				if (submit(b, &b->agents[b->idle[--b->n_idle]]))
 					return -1;
 				started++;
 			}
+		} else if (now < b->end) {
+			/* those failing at once are idle again and go at the next turn */
+			size_t n = b->n_idle;
+			memcpy(b->ready, b->idle, n * sizeof(*b->ready));
+			b->n_idle = 0;
+			for (size_t i = 0; i < n; i++)
+				if (submit(b, &b->agents[b->ready[i]]))
+					return -1;
 		}
-		curl_multi_perform(m, &running);
-		while ((msg = curl_multi_info_read(m, &left))) {
-			struct sim_agent *a = NULL;
-			long status = 0;
-			now = mono();
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&a);
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
-			curl_multi_remove_handle(m, msg->easy_handle);
-			if (msg->data.result == CURLE_OK && status == 200) {
-				done++;
-				if (!alerts && b->n_lat < b->cap_lat)
-					b->lat[b->n_lat++] = now - a->sent;
-			} else {
-				(*failed)++;
-			}
-			if (paced)
-				b->idle[b->n_idle++] = (unsigned)(a - b->agents);
-			else if (now < end && submit(b, m, a, alerts))
-				return -1;
-		}
-		if (mono() >= end && running == 0)
+		if (now >= b->end && b->busy == 0)
 			break;
-		curl_multi_poll(m, NULL, 0, paced ? 1 : 50, NULL);
+		if (now >= b->end + BENCH_DRAIN_SECONDS) {
+			b->failed += (int64_t)b->busy;
+			break;
+		}
+		int n = epoll_wait(b->ep, evs, BENCH_EPOLL_EVENTS, b->paced ? 1 : 50);
+		for (int i = 0; i < n; i++) {
+			struct sim_agent *a = evs[i].data.ptr;
+			if (a->fd < 0)
+				continue;
+			if (evs[i].events & EPOLLOUT)
+				flush(b, a);
+			if (a->fd >= 0 &&
+			    (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+				receive(b, a);
+		}
 	}
-	curl_multi_cleanup(m);
-	return done;
+	for (unsigned i = 0; i < b->n_agents; i++)
+		b->agents[i].busy = false;
+	b->busy = 0;
+	*failed = b->failed;
+	return b->done;
 }
 
 int cmd_bench(int argc, char **argv)
@@ -395,6 +559,7 @@ int cmd_bench(int argc, char **argv)
 		return 2;
 	}
 	memset(&b, 0, sizeof(b));
+	b.ep = -1;
 	b.n_agents = 1000;
 	b.seconds = 10;
 	for (int i = 2; i < argc; i++) {
@@ -439,32 +604,36 @@ int cmd_bench(int argc, char **argv)
 	buf_init(&b.body, 1u << 20);
 	b.agents = calloc(b.n_agents, sizeof(*b.agents));
 	b.idle = calloc(b.n_agents, sizeof(*b.idle));
+	b.ready = calloc(b.n_agents, sizeof(*b.ready));
 	b.cap_lat = 5000000;
 	b.lat = malloc(b.cap_lat * sizeof(*b.lat));
-	if (!b.agents || !b.idle || !b.lat || start_server(&b) || enroll_all(&b))
+	b.ep = epoll_create1(EPOLL_CLOEXEC);
+	for (unsigned i = 0; b.agents && i < b.n_agents; i++) {
+		struct sim_agent *a = &b.agents[i];
+		a->fd = -1;
+		buf_init(&a->heartbeat, BENCH_REQUEST_MAX);
+		buf_init(&a->batch, BENCH_REQUEST_MAX);
+		buf_init(&a->reply, BENCH_REPLY_MAX);
+	}
+	if (!b.agents || !b.idle || !b.ready || !b.lat || b.ep < 0 || start_server(&b) ||
+	    enroll_all(&b))
 		goto out;
+	b.addr.sin_family = AF_INET;
+	b.addr.sin_port = htons((uint16_t)b.port);
+	b.addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	for (unsigned i = 0; i < b.n_agents; i++) {
 		struct sim_agent *a = &b.agents[i];
-		a->h = curl_easy_init();
-		a->hdrs = curl_slist_append(NULL, a->auth);
-		a->hdrs = curl_slist_append(a->hdrs, "Content-Type: application/json");
-		a->hdrs = curl_slist_append(a->hdrs, "Expect:");
-		buf_init(&a->reply, BENCH_REPLY_MAX);
-		buf_init(&a->body, 1u << 20);
-		if (!a->h || !a->hdrs)
+		if (build_request(&b, a, false, &a->heartbeat) || agent_connect(&b, a)) {
+			fprintf(stderr, "vigil bench heartbeat: cannot connect agent %u\n", i);
 			goto out;
-		curl_easy_setopt(a->h, CURLOPT_HTTPHEADER, a->hdrs);
-		curl_easy_setopt(a->h, CURLOPT_WRITEFUNCTION, on_data);
-		curl_easy_setopt(a->h, CURLOPT_WRITEDATA, &a->reply);
-		curl_easy_setopt(a->h, CURLOPT_PRIVATE, (char *)a);
-		curl_easy_setopt(a->h, CURLOPT_NOSIGNAL, 1L);
+		}
 	}
 	double cpu0 = server_cpu_seconds(b.server), t0 = mono(), own0 = own_cpu_seconds();
 	int64_t hb_failed, al_failed;
 	int64_t hb = drive(&b, false, &hb_failed);
 	double t1 = mono(), cpu1 = server_cpu_seconds(b.server), own1 = own_cpu_seconds();
 	int64_t batches = drive(&b, true, &al_failed);
-	double t2 = mono(), cpu2 = server_cpu_seconds(b.server);
+	double t2 = mono(), cpu2 = server_cpu_seconds(b.server), own2 = own_cpu_seconds();
 	if (hb < 0 || batches < 0) {
 		fprintf(stderr, "vigil bench heartbeat: the client failed\n");
 		goto out;
@@ -478,11 +647,11 @@ int cmd_bench(int argc, char **argv)
 	       "\"heartbeat_errors\":%" PRId64 ",\"alerts\":%" PRId64
 	       ",\"alerts_per_second\":%.0f,\"alert_errors\":%" PRId64
 	       ",\"cpu_seconds\":%.2f,\"heartbeat_cpu_seconds\":%.2f,\"alert_cpu_seconds\":%.2f,"
-	       "\"client_heartbeat_cpu_seconds\":%.2f}\n",
+	       "\"client_heartbeat_cpu_seconds\":%.2f,\"client_alert_cpu_seconds\":%.2f}\n",
 	       b.n_agents, b.seconds, b.rate, b.late, hb, (double)hb / (t1 - t0), p50, p99,
 	       hb_failed, batches * (int64_t)BENCH_ALERT_BATCH,
 	       (double)batches * BENCH_ALERT_BATCH / (t2 - t1), al_failed, cpu2 - cpu0, cpu1 - cpu0,
-	       cpu2 - cpu1, own1 - own0);
+	       cpu2 - cpu1, own1 - own0, own2 - own1);
 	status = hb > 0 && hb_failed == 0 && al_failed == 0 ? 0 : 1;
 out:
 	if (b.server > 0) {
@@ -490,14 +659,16 @@ out:
 		waitpid(b.server, NULL, 0);
 	}
 	for (unsigned i = 0; b.agents && i < b.n_agents; i++) {
-		if (b.agents[i].h)
-			curl_easy_cleanup(b.agents[i].h);
-		curl_slist_free_all(b.agents[i].hdrs);
+		disconnect(&b, &b.agents[i]);
+		buf_release(&b.agents[i].heartbeat);
+		buf_release(&b.agents[i].batch);
 		buf_release(&b.agents[i].reply);
-		buf_release(&b.agents[i].body);
 	}
+	if (b.ep >= 0)
+		close(b.ep);
 	free(b.agents);
 	free(b.idle);
+	free(b.ready);
 	free(b.lat);
 	buf_release(&b.body);
 	curl_global_cleanup();

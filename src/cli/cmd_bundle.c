@@ -591,7 +591,9 @@ int cmd_content_verify(int argc, char **argv)
 				BUNDLE_MAX_BYTES);
 		else
 			fprintf(stderr, "%s: %s: %s\n", cmd, path,
-				ret == -ELOOP ? "a symbolic link (not followed)" : strerror(-ret));
+				ret == -ELOOP	 ? "a symbolic link (not followed)"
+				: ret == -EINVAL ? "not a regular file"
+						 : strerror(-ret));
 		goto out;
 	}
 	opt.now = (trust_time_t)time(NULL);

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <hs/hs.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,6 +327,140 @@ void engine_reset_state(struct engine *e)
 	s->n_ent = 0;
 	s->live = 0;
 	s->free_list = s->mru = s->lru = NIL;
+}
+
+/* --- carrying state across a content swap --- */
+
+#define RULE_DIGEST_BYTES crypto_generichash_BYTES
+
+static void digest_u64(crypto_generichash_state *st, uint64_t v)
+{
+	unsigned char b[8];
+	for (int i = 0; i < 8; i++)
+		b[i] = (unsigned char)(v >> (8 * i));
+	crypto_generichash_update(st, b, sizeof(b));
+}
+
+static void digest_str(crypto_generichash_state *st, const struct ruleset *rs, const struct cstr *v)
+{
+	digest_u64(st, v->len);
+	crypto_generichash_update(st, (const unsigned char *)rs->blob + v->off, v->len);
+}
+
+static void digest_pred(crypto_generichash_state *st, const struct ruleset *rs,
+			const struct cpred *cp)
+{
+	digest_u64(st, (uint64_t)cp->field << 32 | (uint64_t)cp->kind << 24 |
+			   (uint64_t)cp->flags << 16 | (uint64_t)cp->op << 8 | cp->cmp);
+	digest_u64(st, cp->n);
+	/* a regex run on demand keeps its database index in num: its pattern stands for it */
+	digest_u64(st, cp->kind == PK_REGEX ? 0 : (uint64_t)cp->num);
+	for (uint32_t i = 0; i < cp->n; i++) {
+		switch (cp->kind) {
+		case PK_INT_IN:
+			digest_u64(st, (uint64_t)rs->ints[cp->off + i]);
+			break;
+		case PK_IP_IN:
+			crypto_generichash_update(st, (const unsigned char *)&rs->nets[cp->off + i],
+						  sizeof(rs->nets[0]));
+			break;
+		case PK_SCAN:
+		case PK_STR_EQ:
+		case PK_REGEX:
+			digest_str(st, rs, &rs->strs[cp->off + i]);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/*
+ * A digest of rule @r's definition as compiled (kind, count, window, and per program its step,
+ * key field, event.action values, instructions and predicates with their values): two rules
+ * with the same digest keep state with the same meaning.
+ */
+static void rule_digest(const struct ruleset *rs, uint32_t r, uint8_t out[RULE_DIGEST_BYTES])
+{
+	const struct crule *cr = &rs->rules[r];
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, NULL, 0, RULE_DIGEST_BYTES);
+	digest_u64(&st, cr->kind);
+	digest_u64(&st, cr->count);
+	digest_u64(&st, cr->within_ns);
+	digest_u64(&st, cr->n_progs);
+	for (uint32_t p = cr->prog_first; p < cr->prog_first + cr->n_progs; p++) {
+		const struct cprog *pr = &rs->progs[p];
+		digest_u64(&st, pr->step);
+		digest_u64(&st, (uint64_t)(int64_t)pr->by_field);
+		digest_u64(&st, pr->n_act);
+		for (uint32_t k = 0; k < pr->n_act; k++)
+			digest_str(&st, rs, &rs->actions[rs->act_ids[pr->act_off + k]]);
+		digest_u64(&st, pr->n_code);
+		for (uint32_t k = 0; k < pr->n_code; k++)
+			digest_u64(&st, (uint64_t)rs->code[pr->code_off + k].op << 32 |
+					    rs->code[pr->code_off + k].arg);
+		digest_u64(&st, pr->n_preds);
+		for (uint32_t k = 0; k < pr->n_preds; k++)
+			digest_pred(&st, rs, &rs->preds[pr->pred_base + k]);
+	}
+	crypto_generichash_final(&st, out, RULE_DIGEST_BYTES);
+}
+
+/* The index in @to of the stateful rule of @from with @r's id and definition, or NIL. */
+static uint32_t same_rule(const struct ruleset *to, const struct ruleset *from, uint32_t r)
+{
+	uint8_t a[RULE_DIGEST_BYTES], b[RULE_DIGEST_BYTES];
+
+	for (uint32_t i = 0; i < to->n_rules; i++) {
+		if (to->rules[i].kind != from->rules[r].kind ||
+		    strcmp(to->rules[i].info.id, from->rules[r].info.id) != 0)
+			continue;
+		rule_digest(from, r, a);
+		rule_digest(to, i, b);
+		return memcmp(a, b, sizeof(a)) == 0 ? i : NIL;
+	}
+	return NIL;
+}
+
+int engine_carry_state(struct engine *to, const struct engine *from)
+{
+	const struct state *s;
+	uint32_t *map;
+	int carried = 0;
+
+	if (!to || !from || to->st.live || to->stats.events)
+		return -EINVAL;
+	s = &from->st;
+	if (!s->heads || !s->live || !to->st.heads)
+		return 0;
+	map = malloc(from->rs->n_rules * sizeof(*map));
+	if (!map)
+		return -ENOMEM;
+	for (uint32_t r = 0; r < from->rs->n_rules; r++)
+		map[r] = from->rs->rules[r].kind == RK_PLAIN ? NIL : same_rule(to->rs, from->rs, r);
+	/* keys are hashed as @from hashed them; oldest first, so that recency is kept */
+	to->seed = from->seed;
+	for (uint32_t i = s->lru; i != NIL; i = s->ent[i].prev) {
+		const struct sentry *x = &s->ent[i];
+		uint32_t r = x->rule < from->rs->n_rules ? map[x->rule] : NIL;
+		/* a key longer than what is kept of it cannot be hashed again for a new index */
+		if (r == NIL || (r != x->rule && x->key_len > STATE_KEY_INLINE))
+			continue;
+		uint64_t h = r == x->rule ? x->hash : key_hash(to->seed, r, x->key, x->key_len);
+		uint32_t k = state_insert(to, r, h, x->key, x->key_len, x->t_last);
+		if (k == NIL)
+			break;
+		struct sentry *y = &to->st.ent[k];
+		y->t_last = x->t_last;
+		y->t_start = x->t_start;
+		y->step = x->step;
+		memcpy(y->slots, x->slots, sizeof(y->slots));
+		carried++;
+	}
+	free(map);
+	return carried;
 }
 
 /* The state key of @ev for @field: its value's bytes. False when the field is absent. */

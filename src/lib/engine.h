@@ -61,6 +61,15 @@ int engine_eval(struct engine *e, const struct event *ev, uint64_t now_ns, engin
 /* Forgets all threshold and sequence state (counters in the stats are kept). */
 void engine_reset_state(struct engine *e);
 
+/*
+ * Takes over into @to, which has evaluated nothing yet, the threshold and sequence state of
+ * @from for every rule @to's ruleset holds with the same id and the same definition (kind,
+ * count, window, keys, conditions and values); the state of other rules is left behind, and
+ * @from is unchanged. For a content swap. Returns the number of state entries carried, or
+ * -EINVAL (@to has evaluated events) or -ENOMEM (nothing carried).
+ */
+int engine_carry_state(struct engine *to, const struct engine *from);
+
 void engine_get_stats(const struct engine *e, struct engine_stats *out);
 
 /* Bytes the engine holds (scratch, tables, state), not counting the ruleset. */

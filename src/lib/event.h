@@ -68,6 +68,8 @@ void event_reset(struct event *ev);
  */
 int event_set_str(struct event *ev, enum field_id id, const char *p, size_t len);
 int event_set_cstr(struct event *ev, enum field_id id, const char *s);
+/* Sets string field @id to the decimal text of @value (ids such as user.id are strings). */
+int event_set_decimal(struct event *ev, enum field_id id, int64_t value);
 int event_set_int(struct event *ev, enum field_id id, int64_t value);
 int event_set_bool(struct event *ev, enum field_id id, bool value);
 /* @addr holds 4 bytes for AF_INET, 16 for AF_INET6. */

@@ -6,6 +6,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -45,6 +48,48 @@ static size_t utf8_sequence(const unsigned char *s, size_t n)
 	return len;
 }
 
+/* True when byte @c goes into a JSON string as it is. */
+static bool json_plain(unsigned char c)
+{
+	return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
+/* Each byte of a 64-bit word set to @b. */
+#define BYTES_OF(b) (0x0101010101010101ull * (uint8_t)(b))
+
+/* True when some byte of @w is zero. */
+static bool word_has_zero(uint64_t w)
+{
+	return ((w - BYTES_OF(1)) & ~w & BYTES_OF(0x80)) != 0;
+}
+
+/* Length of the run of bytes at @p (@len of them) that go into a JSON string as they are. */
+static size_t plain_prefix(const unsigned char *p, size_t len)
+{
+	size_t i = 0;
+
+	/* eight bytes at a time: none at or above 0x80, below 0x20, a quote or a backslash */
+	for (; i + sizeof(uint64_t) <= len; i += sizeof(uint64_t)) {
+		uint64_t w;
+
+		memcpy(&w, p + i, sizeof(w));
+		if ((w & BYTES_OF(0x80)) || word_has_zero(w & BYTES_OF(0xe0)) ||
+		    word_has_zero(w ^ BYTES_OF('"')) || word_has_zero(w ^ BYTES_OF('\\')))
+			break;
+	}
+	while (i < len && json_plain(p[i]))
+		i++;
+	return i;
+}
+
+/* Copies @n bytes to the end of @out, which buf_reserve() made room for. */
+static void put_reserved(struct buf *out, const void *p, size_t n)
+{
+	memcpy(out->data + out->len, p, n);
+	out->len += n;
+	out->data[out->len] = '\0';
+}
+
 int json_append_string(struct buf *out, const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;
@@ -54,15 +99,26 @@ int json_append_string(struct buf *out, const char *s, size_t len)
 	/* worst case every byte becomes a six-byte escape */
 	if ((err = buf_reserve(out, len + 2)) < 0)
 		return err;
+	i = plain_prefix(p, len);
+	if (i == len) {
+		/* the common case, plain ASCII: one copy into the room just reserved */
+		out->data[out->len++] = '"';
+		memcpy(out->data + out->len, s, len);
+		out->len += len;
+		out->data[out->len++] = '"';
+		out->data[out->len] = '\0';
+		return 0;
+	}
 	if ((err = buf_append_char(out, '"')) < 0)
 		return err;
+	run = i;
 	while (i < len) {
 		unsigned c = p[i];
 		size_t seq;
 		char esc[8];
 		const char *rep = NULL;
 
-		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+		if (json_plain((unsigned char)c)) {
 			run++;
 			i++;
 			continue;
@@ -111,32 +167,123 @@ int json_append_string(struct buf *out, const char *s, size_t len)
 	return buf_append_char(out, '"');
 }
 
-/* Number of leading dotted components @a and @b share. */
-static int common_components(const char *a, const char *b)
+/* Longest dotted field name, and most components of one, that the writer lays out. */
+#define JSON_NAME_MAX	    96u
+#define JSON_COMPONENTS_MAX 8u
+/* Bytes of a field's opening text: each component quoted, a colon and a brace. */
+#define JSON_KEY_TEXT_MAX (JSON_NAME_MAX + 4u * JSON_COMPONENTS_MAX)
+/* Digits and sign of the longest int64. */
+#define JSON_INT_MAX 24u
+
+/*
+ * How one field opens in the output, worked out once from the registry: the text that
+ * opens it from the top level ("process":{"parent":{"pid":), where in that text each
+ * nesting level starts, and which object each of its enclosing components is, so that
+ * two fields share an object when they share its number.
+ */
+struct json_key {
+	uint8_t components;
+	uint8_t len;
+	uint8_t from[JSON_COMPONENTS_MAX];
+	uint8_t object[JSON_COMPONENTS_MAX]; /* for the components before the leaf */
+	char text[JSON_KEY_TEXT_MAX];
+};
+
+static struct json_key json_keys[FIELD_COUNT];
+static bool json_keys_ok;
+static pthread_once_t json_keys_once = PTHREAD_ONCE_INIT;
+
+/* Lays out the key of field @id; false when its name does not fit the limits above. */
+static bool json_key_init(enum field_id id, const char *name, uint8_t *next_object)
 {
-	int n = 0;
+	struct json_key *k = &json_keys[id];
+	size_t name_len = strlen(name), at = 0, pos = 0;
+	unsigned c = 0;
+
+	if (name_len == 0 || name_len > JSON_NAME_MAX)
+		return false;
 	for (;;) {
-		size_t la = strcspn(a, "."), lb = strcspn(b, ".");
-		if (la != lb || memcmp(a, b, la) != 0 || a[la] != '.' || b[lb] != '.')
-			return n;
-		n++;
-		a += la + 1;
-		b += lb + 1;
+		size_t n = strcspn(name + at, ".");
+		bool leaf = name[at + n] == '\0';
+
+		if (c >= JSON_COMPONENTS_MAX || n == 0 || pos + n + 4 > sizeof(k->text))
+			return false;
+		for (size_t i = 0; i < n; i++)
+			if (!json_plain((unsigned char)name[at + i]))
+				return false;
+		k->from[c] = (uint8_t)pos;
+		k->text[pos++] = '"';
+		memcpy(k->text + pos, name + at, n);
+		pos += n;
+		k->text[pos++] = '"';
+		k->text[pos++] = ':';
+		c++;
+		if (leaf)
+			break;
+		k->text[pos++] = '{';
+		/* the object this component opens: the one of an earlier field with this prefix */
+		k->object[c - 1] = UINT8_MAX;
+		for (int f = 0; f < FIELD_COUNT && k->object[c - 1] == UINT8_MAX; f++) {
+			const char *other = registry_field(f)->name;
+			if ((enum field_id)f != id && json_keys[f].components &&
+			    strncmp(other, name, at + n + 1) == 0)
+				k->object[c - 1] = json_keys[f].object[c - 1];
+		}
+		if (k->object[c - 1] == UINT8_MAX) {
+			if (*next_object == UINT8_MAX)
+				return false;
+			k->object[c - 1] = (*next_object)++;
+		}
+		at += n + 1;
 	}
+	k->components = (uint8_t)c;
+	k->len = (uint8_t)pos;
+	return true;
 }
 
-static int count_components(const char *name)
+static void json_keys_init(void)
 {
-	int n = 1;
-	for (; *name; name++)
-		n += *name == '.';
+	uint8_t next_object = 0;
+
+	memset(json_keys, 0, sizeof(json_keys));
+	for (int f = 0; f < FIELD_COUNT; f++)
+		if (!json_key_init((enum field_id)f, registry_field(f)->name, &next_object))
+			return;
+	json_keys_ok = true;
+}
+
+/* Objects field keys @a and @b share, counted from the top level. */
+static unsigned shared_objects(const struct json_key *a, const struct json_key *b)
+{
+	unsigned n = 0;
+
+	while (n + 1 < a->components && n + 1 < b->components && a->object[n] == b->object[n])
+		n++;
 	return n;
+}
+
+/* Decimal text of @v into @out (JSON_INT_MAX bytes); returns its length. */
+static size_t format_int(int64_t v, char *out)
+{
+	char tmp[JSON_INT_MAX];
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	size_t n = 0, len = 0;
+
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		out[len++] = '-';
+	while (n)
+		out[len++] = tmp[--n];
+	return len;
 }
 
 static int write_value(const struct event *ev, enum field_id id, struct buf *out)
 {
 	const struct field_info *f = registry_field((int)id);
-	char text[INET6_ADDRSTRLEN];
+	char text[INET6_ADDRSTRLEN > JSON_INT_MAX ? INET6_ADDRSTRLEN : JSON_INT_MAX];
 	size_t len;
 	int err = 0;
 
@@ -148,7 +295,8 @@ static int write_value(const struct event *ev, enum field_id id, struct buf *out
 	case FT_INT: {
 		int64_t v = 0;
 		event_int(ev, id, &v);
-		return buf_printf(out, "%lld", (long long)v);
+		len = format_int(v, text);
+		return buf_append(out, text, len);
 	}
 	case FT_BOOL: {
 		bool v = false;
@@ -180,53 +328,42 @@ static int write_value(const struct event *ev, enum field_id id, struct buf *out
 
 int event_write_json(const struct event *ev, struct buf *out)
 {
+	static const char closing[JSON_COMPONENTS_MAX] = "}}}}}}}";
 	const enum field_id *order = registry_json_order();
-	const char *prev = NULL; /* name of the previous field written */
-	int depth = 0;		 /* objects open below the top level */
+	const struct json_key *prev = NULL; /* key of the previous field written */
+	bool any_truncated = false;
 	int err;
 
+	pthread_once(&json_keys_once, json_keys_init);
+	if (!json_keys_ok)
+		return -EINVAL; /* a registry name past the writer's limits */
+	for (int f = 0; f < FIELD_COUNT && !any_truncated; f++)
+		any_truncated = ev->truncated[f] && ev->present[f];
 	if ((err = buf_append_char(out, '{')) < 0)
 		return err;
 	for (int k = 0; k < FIELD_COUNT; k++) {
 		enum field_id id = order[k];
-		const char *name = registry_field((int)id)->name;
-		if (!event_has(ev, id))
+		const struct json_key *key = &json_keys[id];
+		unsigned keep = 0, close = 0;
+
+		if (id == F_EVENT_TRUNCATED ? !any_truncated : !ev->present[id])
 			continue;
-
-		int keep = prev ? common_components(prev, name) : 0;
-		while (depth > keep) {
-			if ((err = buf_append_char(out, '}')) < 0)
-				return err;
-			depth--;
+		if (prev) {
+			keep = shared_objects(prev, key);
+			close = prev->components - 1 - keep;
 		}
-		if (prev && (err = buf_append_char(out, ',')) < 0)
+		if ((err = buf_reserve(out, close + 1 + key->len)) < 0)
 			return err;
-
-		/* open the objects between the shared prefix and the leaf */
-		const char *part = name;
-		for (int c = 0; c < keep; c++)
-			part = strchr(part, '.') + 1;
-		int total = count_components(name);
-		for (int c = keep; c < total; c++) {
-			size_t n = strcspn(part, ".");
-			if ((err = json_append_string(out, part, n)) < 0 ||
-			    (err = buf_append_char(out, ':')) < 0)
-				return err;
-			if (c < total - 1) {
-				if ((err = buf_append_char(out, '{')) < 0)
-					return err;
-				depth++;
-				part += n + 1;
-			}
-		}
+		put_reserved(out, closing, close);
+		if (prev)
+			put_reserved(out, ",", 1);
+		put_reserved(out, key->text + key->from[keep], key->len - key->from[keep]);
 		if ((err = write_value(ev, id, out)) < 0)
 			return err;
-		prev = name;
+		prev = key;
 	}
-	while (depth-- > 0) {
-		if ((err = buf_append_char(out, '}')) < 0)
-			return err;
-	}
+	if (prev && (err = buf_append(out, closing, prev->components - 1u)) < 0)
+		return err;
 	return buf_append_char(out, '}');
 }
 

@@ -2,15 +2,18 @@
  * Pattern databases: the string predicates of the rules one event.action bucket considers,
  * per field, compiled into one Hyperscan literal database (equals, contains, startswith,
  * endswith and their i-variants) and, when there are any, one regex database, so that an
- * event costs one or two scans per field. A pattern Hyperscan rejects is a load error.
+ * event costs one or two scans per field. A load plans every database first, then compiles
+ * them on two threads, each distinct input once. A pattern Hyperscan rejects is a load error.
  */
 #include <errno.h>
 #include <hs/hs.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "compile_int.h"
 
@@ -291,47 +294,13 @@ static void cache_release_ruleset(struct ruleset *rs)
 		cache_destroy(c);
 }
 
-/*
- * Compiles @n patterns as @kind into *@db, or takes the database from @c (NULL: no cache) when
- * it holds one compiled from the same input. *@ce is the cache entry that owns *@db, or NULL
- * when *@db is the caller's to free. Returns Hyperscan's result; *@cerr as Hyperscan sets it.
- */
-static hs_error_t compile_patterns(struct rules_cache *c, enum cache_kind kind,
-				   const char *const *exprs, const unsigned *flags,
-				   const unsigned *ids, const size_t *lens, unsigned n,
-				   hs_database_t **db, struct cache_entry **ce,
-				   hs_compile_error_t **cerr)
-{
-	uint8_t key[CACHE_KEY_BYTES];
-	hs_error_t rc;
-
-	*ce = NULL;
-	if (c) {
-		cache_key(c, kind, exprs, flags, ids, lens, n, key);
-		*ce = cache_get(c, key);
-		if (*ce) {
-			*db = (*ce)->db;
-			return HS_SUCCESS;
-		}
-	}
-	switch (kind) {
-	case CK_LITERAL:
-		rc =
-		    hs_compile_lit_multi(exprs, flags, ids, lens, n, HS_MODE_BLOCK, NULL, db, cerr);
-		break;
-	case CK_MULTI_REGEX:
-		rc = hs_compile_multi(exprs, flags, ids, n, HS_MODE_BLOCK, NULL, db, cerr);
-		break;
-	default:
-		rc = hs_compile(exprs[0], flags[0], HS_MODE_BLOCK, NULL, db, cerr);
-		break;
-	}
-	if (rc == HS_SUCCESS && c)
-		*ce = cache_put(c, key, db);
-	return rc;
-}
-
 /* --- building a ruleset's databases --- */
+
+/* Threads that compile the databases of one load, the caller's included (the agent has two
+ * cores to spare for it at most). */
+#define HSDB_COMPILE_THREADS 2
+/* Estimated compile cost of a regex against a literal, for the order of the compiles. */
+#define HSDB_REGEX_COST 25u
 
 /* Where a literal must sit in the value: checked in the match callback (see engine.c). */
 uint8_t hsdb_literal_mode(enum rop op)
@@ -355,36 +324,60 @@ static unsigned pattern_flags(const struct cpred *cp)
 	return (cp->flags & PF_CASELESS) ? HS_FLAG_CASELESS : 0;
 }
 
+/* One value of a predicate going into a database. */
 struct entry {
-	size_t off; /* pattern text in the build buffer, NUL-terminated */
+	size_t off; /* pattern text in the ruleset's blob, NUL-terminated */
 	uint32_t len;
 	unsigned flags;
 	uint8_t mode;
 	uint32_t pred;
 };
 
+/*
+ * One Hyperscan compile of a load: its input (pattern texts point into the ruleset's blob) and
+ * its result, found in the cache or compiled, until it is installed in its slot.
+ */
+struct compile_job {
+	enum cache_kind kind;
+	const char **exprs;
+	unsigned *flags;
+	unsigned *ids;
+	size_t *lens;
+	unsigned n;
+	uint32_t *blame; /* per pattern id, the first predicate with it: names the rule on error */
+	bool lazy;	 /* the slot is rs->lazy[dst], else rs->dbs[dst] */
+	uint32_t dst;
+	uint64_t cost; /* estimated, for the order of the compiles */
+	bool follower; /* an earlier job of this load has the same key: compiled once */
+	uint8_t key[CACHE_KEY_BYTES];
+	hs_database_t *db;
+	struct cache_entry *ce; /* the cache entry owning db, or NULL: db is ours */
+	hs_error_t rc;
+	hs_compile_error_t *cerr;
+};
+
 struct hb {
 	struct ruleset *rs;
 	char *err;
 	size_t errlen;
-	char *pat;
-	size_t pat_len, pat_cap;
 	struct entry *ent;
 	size_t n_ent, cap_ent;
 	uint32_t cap_dbs;
+	struct compile_job *jobs;
+	uint32_t n_jobs, cap_jobs;
 };
 
 static int cmp_entry(const void *x, const void *y, void *ctx)
 {
 	const struct entry *a = x, *b = y;
-	const char *pat = ctx;
+	const char *blob = ctx;
 	if (a->flags != b->flags)
 		return a->flags < b->flags ? -1 : 1;
 	if (a->mode != b->mode)
 		return a->mode < b->mode ? -1 : 1;
 	if (a->len != b->len)
 		return a->len < b->len ? -1 : 1;
-	int c = memcmp(pat + a->off, pat + b->off, a->len);
+	int c = memcmp(blob + a->off, blob + b->off, a->len);
 	if (c)
 		return c;
 	return a->pred < b->pred ? -1 : a->pred > b->pred;
@@ -392,8 +385,9 @@ static int cmp_entry(const void *x, const void *y, void *ctx)
 
 static bool same_pattern(const struct hb *h, const struct entry *a, const struct entry *b)
 {
+	const char *blob = h->rs->blob;
 	return a->flags == b->flags && a->mode == b->mode && a->len == b->len &&
-	       memcmp(h->pat + a->off, h->pat + b->off, a->len) == 0;
+	       memcmp(blob + a->off, blob + b->off, a->len) == 0;
 }
 
 /* Adds predicate @pred's values: raw bytes for literals, the pattern for a regex. */
@@ -403,17 +397,6 @@ static int add_entries(struct hb *h, uint32_t pred)
 	const struct cpred *cp = &rs->preds[pred];
 	for (uint32_t i = 0; i < cp->n; i++) {
 		const struct cstr *s = &rs->strs[cp->off + i];
-		size_t need = h->pat_len + (size_t)s->len + 1;
-		if (need > h->pat_cap) {
-			size_t cap = h->pat_cap ? h->pat_cap * 2 : 65536;
-			while (cap < need)
-				cap *= 2;
-			char *p = realloc(h->pat, cap);
-			if (!p)
-				return -ENOMEM;
-			h->pat = p;
-			h->pat_cap = cap;
-		}
 		if (h->n_ent == h->cap_ent) {
 			size_t cap = h->cap_ent ? h->cap_ent * 2 : 1024;
 			struct entry *e = realloc(h->ent, cap * sizeof(*e));
@@ -423,14 +406,11 @@ static int add_entries(struct hb *h, uint32_t pred)
 			h->cap_ent = cap;
 		}
 		struct entry *e = &h->ent[h->n_ent++];
-		e->off = h->pat_len;
+		e->off = s->off;
 		e->len = s->len;
-		memcpy(h->pat + h->pat_len, rs->blob + s->off, s->len);
-		h->pat[h->pat_len + s->len] = '\0';
 		e->flags = pattern_flags(cp);
 		e->mode = hsdb_literal_mode((enum rop)cp->op);
 		e->pred = pred;
-		h->pat_len += (size_t)s->len + 1;
 	}
 	return 0;
 }
@@ -448,143 +428,132 @@ static int grow_db(struct ruleset *rs, uint32_t *cap)
 	return 0;
 }
 
-static int reject(struct hb *h, const struct entry *e, const char *why)
+/*
+ * Adds a job for up to @n patterns, its result going to slot @dst, and stores its index in
+ * *@index. Returns 0 or -ENOMEM.
+ */
+static int new_job(struct hb *h, enum cache_kind kind, size_t n, bool lazy, uint32_t dst,
+		   uint32_t *index)
 {
-	const struct ruleset *rs = h->rs;
-	const struct cpred *cp = &rs->preds[e->pred];
-	const struct crule *r = &rs->rules[rs->progs[rs->pred_prog[e->pred]].rule];
-	return rules_fail(
-	    h->err, h->errlen, -EINVAL, r->info.file, cp->line, registry_field(cp->field)->name,
-	    "%s: pattern '%.200s' rejected by the linear-time engine: %s (rule %s)",
-	    rop_name((enum rop)cp->op, cp->flags & PF_CASELESS), h->pat + e->off, why, r->info.id);
+	struct compile_job *j;
+
+	if (h->n_jobs == h->cap_jobs) {
+		uint32_t cap = h->cap_jobs ? h->cap_jobs * 2 : 64;
+		j = realloc(h->jobs, cap * sizeof(*j));
+		if (!j)
+			return -ENOMEM;
+		h->jobs = j;
+		h->cap_jobs = cap;
+	}
+	j = &h->jobs[h->n_jobs++];
+	memset(j, 0, sizeof(*j));
+	j->kind = kind;
+	j->lazy = lazy;
+	j->dst = dst;
+	j->exprs = malloc(n * sizeof(*j->exprs));
+	j->flags = malloc(n * sizeof(*j->flags));
+	j->ids = malloc(n * sizeof(*j->ids));
+	j->lens = malloc(n * sizeof(*j->lens));
+	j->blame = malloc(n * sizeof(*j->blame));
+	if (!j->exprs || !j->flags || !j->ids || !j->lens || !j->blame)
+		return -ENOMEM;
+	*index = h->n_jobs - 1;
+	return 0;
+}
+
+static void jobs_free(struct hb *h)
+{
+	for (uint32_t i = 0; i < h->n_jobs; i++) {
+		struct compile_job *j = &h->jobs[i];
+		free(j->exprs);
+		free(j->flags);
+		free(j->ids);
+		free(j->lens);
+		free(j->blame);
+		hs_free_compile_error(j->cerr);
+	}
+	free(h->jobs);
 }
 
 /*
- * Database for @field over sorted predicates @preds, all literal or all regex; reuses an
- * identical one. Literals go through Hyperscan's literal compiler (no anchors: where the
- * literal must sit is checked in the match callback from its end offset and length).
+ * Plans the database for @field over sorted predicates @preds, all literal or all regex,
+ * reusing an identical one: its slot and bookkeeping now, its compile as a job. Literals go
+ * through Hyperscan's literal compiler (no anchors: where the literal must sit is checked in
+ * the match callback from its end offset and length).
  */
 static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *preds, uint32_t n,
 		    uint32_t *index)
 {
 	struct ruleset *rs = h->rs;
-	const char **exprs = NULL;
-	unsigned *flags = NULL, *ids = NULL;
-	size_t *lens = NULL;
-	uint32_t *fan_start = NULL, *fan_preds = NULL, *key = NULL, *lit_len = NULL;
-	uint8_t *mode = NULL;
-	hs_compile_error_t *cerr = NULL;
-	hs_database_t *db = NULL;
-	struct cache_entry *ce = NULL;
-	int ret = 0;
+	struct compile_job *j;
+	struct cdb *d;
+	uint32_t ji;
+	int ret;
 
 	for (uint32_t i = 0; i < rs->n_dbs; i++) {
-		const struct cdb *d = &rs->dbs[i];
+		d = &rs->dbs[i];
 		if (d->field == field && (d->mode != NULL) == literal && d->n_key == n &&
 		    memcmp(d->key, preds, n * sizeof(*preds)) == 0) {
 			*index = i;
 			return 0;
 		}
 	}
-	h->pat_len = 0;
 	h->n_ent = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		if ((ret = add_entries(h, preds[i])) < 0)
 			return ret;
 	}
-	qsort_r(h->ent, h->n_ent, sizeof(*h->ent), cmp_entry, h->pat);
+	qsort_r(h->ent, h->n_ent, sizeof(*h->ent), cmp_entry, rs->blob);
 	size_t n_ids = 0, n_fan = 0, cnt = h->n_ent;
-	exprs = malloc(cnt * sizeof(*exprs));
-	flags = malloc(cnt * sizeof(*flags));
-	ids = malloc(cnt * sizeof(*ids));
-	lens = malloc(cnt * sizeof(*lens));
-	fan_start = malloc((cnt + 1) * sizeof(*fan_start));
-	fan_preds = malloc(cnt * sizeof(*fan_preds));
-	key = malloc(n * sizeof(*key));
+	/* the slot first, so that whatever is allocated below is freed with the ruleset */
+	if ((ret = grow_db(rs, &h->cap_dbs)) < 0)
+		return ret;
+	d = &rs->dbs[rs->n_dbs++];
+	memset(d, 0, sizeof(*d));
+	d->field = field;
+	d->all_buckets = !literal;
+	d->fan_start = malloc((cnt + 1) * sizeof(*d->fan_start));
+	d->fan_preds = malloc((cnt ? cnt : 1) * sizeof(*d->fan_preds));
+	d->key = malloc((n ? n : 1) * sizeof(*d->key));
 	if (literal) {
-		mode = malloc(cnt);
-		lit_len = malloc(cnt * sizeof(*lit_len));
+		d->mode = malloc(cnt ? cnt : 1);
+		d->lit_len = malloc((cnt ? cnt : 1) * sizeof(*d->lit_len));
 	}
-	if (!exprs || !flags || !ids || !lens || !fan_start || !fan_preds || !key ||
-	    (literal && (!mode || !lit_len))) {
-		ret = -ENOMEM;
-		goto out_free;
-	}
-	memcpy(key, preds, n * sizeof(*key));
+	if (!d->fan_start || !d->fan_preds || !d->key || (literal && (!d->mode || !d->lit_len)))
+		return -ENOMEM;
+	if ((ret = new_job(h, literal ? CK_LITERAL : CK_MULTI_REGEX, cnt ? cnt : 1, false,
+			   rs->n_dbs - 1, &ji)) < 0)
+		return ret;
+	j = &h->jobs[ji];
+	memcpy(d->key, preds, n * sizeof(*d->key));
+	d->n_key = n;
 	for (size_t i = 0; i < cnt; i++) {
 		const struct entry *e = &h->ent[i];
 		bool same = i && same_pattern(h, &h->ent[i - 1], e);
 		if (!same) {
-			exprs[n_ids] = h->pat + e->off;
-			flags[n_ids] = e->flags;
-			ids[n_ids] = (unsigned)n_ids;
-			lens[n_ids] = e->len;
+			j->exprs[n_ids] = rs->blob + e->off;
+			j->flags[n_ids] = e->flags;
+			j->ids[n_ids] = (unsigned)n_ids;
+			j->lens[n_ids] = e->len;
+			j->blame[n_ids] = e->pred;
 			if (literal) {
-				mode[n_ids] = e->mode;
-				lit_len[n_ids] = e->len;
+				d->mode[n_ids] = e->mode;
+				d->lit_len[n_ids] = e->len;
 			}
-			fan_start[n_ids] = (uint32_t)n_fan;
+			d->fan_start[n_ids] = (uint32_t)n_fan;
 			n_ids++;
 		}
-		if (!same || fan_preds[n_fan - 1] != e->pred)
-			fan_preds[n_fan++] = e->pred;
+		if (!same || d->fan_preds[n_fan - 1] != e->pred)
+			d->fan_preds[n_fan++] = e->pred;
 	}
-	fan_start[n_ids] = (uint32_t)n_fan;
-	/* room first: once compiled, the database is stored without a failure path */
-	if ((ret = grow_db(rs, &h->cap_dbs)) < 0)
-		goto out_free;
-	hs_error_t rc = compile_patterns(rs->cache, literal ? CK_LITERAL : CK_MULTI_REGEX, exprs,
-					 flags, ids, lens, (unsigned)n_ids, &db, &ce, &cerr);
-	if (rc != HS_SUCCESS) {
-		int at = cerr ? cerr->expression : -1;
-		const char *why = cerr && cerr->message ? cerr->message : "compile failed";
-		if (at >= 0 && (size_t)at < n_ids) {
-			/* the first entry with that pattern names the rule */
-			size_t k = 0;
-			while (k < cnt && h->pat + h->ent[k].off != exprs[at])
-				k++;
-			ret = reject(h, &h->ent[k < cnt ? k : 0], why);
-		} else {
-			ret = reject(h, &h->ent[0], why);
-		}
-		hs_free_compile_error(cerr);
-		goto out_free;
-	}
-	struct cdb *d = &rs->dbs[rs->n_dbs];
-	memset(d, 0, sizeof(*d));
-	d->db = db;
-	d->cached = ce;
-	d->field = field;
+	d->fan_start[n_ids] = (uint32_t)n_fan;
 	d->n_ids = (uint32_t)n_ids;
-	d->fan_start = fan_start;
-	d->fan_preds = fan_preds;
 	d->n_fan = (uint32_t)n_fan;
-	d->key = key;
-	d->n_key = n;
-	d->mode = mode;
-	d->lit_len = lit_len;
-	d->all_buckets = !literal;
-	size_t size = 0;
-	hs_database_size(db, &size);
-	d->bytes = size + (n_ids + 1 + n_fan + n) * sizeof(uint32_t) +
-		   (literal ? n_ids * (1 + sizeof(uint32_t)) : 0);
+	j->n = (unsigned)n_ids;
+	j->cost = literal ? n_ids : (uint64_t)n_ids * HSDB_REGEX_COST;
 	rs->n_patterns += n_ids;
-	*index = rs->n_dbs++;
-	db = NULL;
-	fan_start = fan_preds = key = lit_len = NULL;
-	mode = NULL;
-out_free:
-	hs_free_database(db);
-	free(exprs);
-	free(flags);
-	free(ids);
-	free(lens);
-	free(fan_start);
-	free(fan_preds);
-	free(key);
-	free(mode);
-	free(lit_len);
-	return ret;
+	*index = rs->n_dbs - 1;
+	return 0;
 }
 
 struct field_pred {
@@ -686,12 +655,41 @@ static int build_bucket(struct hb *h, uint32_t b, struct field_pred *fp, uint32_
 	return 0;
 }
 
-/* One database per regex that runs on demand (PK_REGEX). */
+/* Orders on-demand regex predicates by pattern, then by index. */
+static int cmp_lazy(const void *x, const void *y, void *ctx)
+{
+	const struct ruleset *rs = ctx;
+	uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+	const struct cstr *sa = &rs->strs[rs->preds[a].off], *sb = &rs->strs[rs->preds[b].off];
+	unsigned fa = pattern_flags(&rs->preds[a]), fb = pattern_flags(&rs->preds[b]);
+
+	if (fa != fb)
+		return fa < fb ? -1 : 1;
+	if (sa->len != sb->len)
+		return sa->len < sb->len ? -1 : 1;
+	int c = memcmp(rs->blob + sa->off, rs->blob + sb->off, sa->len);
+	if (c)
+		return c;
+	return a < b ? -1 : a > b;
+}
+
+static bool lazy_same_pattern(const struct ruleset *rs, uint32_t a, uint32_t b)
+{
+	const struct cstr *sa = &rs->strs[rs->preds[a].off], *sb = &rs->strs[rs->preds[b].off];
+
+	return pattern_flags(&rs->preds[a]) == pattern_flags(&rs->preds[b]) && sa->len == sb->len &&
+	       memcmp(rs->blob + sa->off, rs->blob + sb->off, sa->len) == 0;
+}
+
+/*
+ * One database per distinct regex that runs on demand (PK_REGEX): predicates with the same
+ * pattern share it (cpred.num), in the order of their first predicate.
+ */
 static int build_lazy(struct hb *h)
 {
 	struct ruleset *rs = h->rs;
-	uint32_t n = 0;
-	int ret;
+	uint32_t n = 0, *order = NULL, *first = NULL, ji;
+	int ret = 0;
 
 	for (uint32_t p = 0; p < rs->n_preds; p++)
 		n += rs->preds[p].kind == PK_REGEX;
@@ -699,38 +697,213 @@ static int build_lazy(struct hb *h)
 		return 0;
 	rs->lazy = calloc(n, sizeof(*rs->lazy));
 	rs->lazy_cached = calloc(n, sizeof(*rs->lazy_cached));
-	if (!rs->lazy || !rs->lazy_cached)
-		return -ENOMEM;
+	order = malloc(n * sizeof(*order));
+	first = malloc(rs->n_preds * sizeof(*first)); /* per predicate, its group's first */
+	if (!rs->lazy || !rs->lazy_cached || !order || !first) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	n = 0;
+	for (uint32_t p = 0; p < rs->n_preds; p++) {
+		if (rs->preds[p].kind == PK_REGEX)
+			order[n++] = p;
+	}
+	qsort_r(order, n, sizeof(*order), cmp_lazy, rs);
+	for (uint32_t i = 0; i < n; i++) {
+		if (i && lazy_same_pattern(rs, order[i - 1], order[i]))
+			first[order[i]] = first[order[i - 1]];
+		else
+			first[order[i]] = order[i];
+	}
 	for (uint32_t p = 0; p < rs->n_preds; p++) {
 		struct cpred *cp = &rs->preds[p];
-		hs_compile_error_t *cerr = NULL;
-		hs_database_t *db = NULL;
-		struct cache_entry *ce = NULL;
 		if (cp->kind != PK_REGEX)
 			continue;
-		h->pat_len = 0;
-		h->n_ent = 0;
-		if ((ret = add_entries(h, p)) < 0)
-			return ret;
-		const char *expr = h->pat;
-		unsigned flags = pattern_flags(cp), id = 0;
-		size_t len = h->ent[0].len;
-		if (compile_patterns(rs->cache, CK_SINGLE_REGEX, &expr, &flags, &id, &len, 1, &db,
-				     &ce, &cerr) != HS_SUCCESS) {
-			ret = reject(h, &h->ent[0],
-				     cerr && cerr->message ? cerr->message : "compile failed");
-			hs_free_compile_error(cerr);
-			return ret;
+		if (first[p] != p) {
+			cp->num = rs->preds[first[p]].num;
+			continue;
 		}
-		size_t size = 0;
-		hs_database_size(db, &size);
-		rs->bytes += size;
-		cp->num = rs->n_lazy;
-		rs->lazy_cached[rs->n_lazy] = ce;
-		rs->lazy[rs->n_lazy++] = db;
+		const struct cstr *s = &rs->strs[cp->off];
+		if ((ret = new_job(h, CK_SINGLE_REGEX, 1, true, rs->n_lazy, &ji)) < 0)
+			goto out_free;
+		struct compile_job *j = &h->jobs[ji];
+		j->exprs[0] = rs->blob + s->off;
+		j->flags[0] = pattern_flags(cp);
+		j->ids[0] = 0;
+		j->lens[0] = s->len;
+		j->blame[0] = p;
+		j->n = 1;
+		j->cost = HSDB_REGEX_COST;
+		cp->num = rs->n_lazy++;
 		rs->n_patterns++;
 	}
+out_free:
+	free(order);
+	free(first);
+	return ret;
+}
+
+/* --- compiling the planned databases --- */
+
+static void run_job(struct compile_job *j)
+{
+	switch (j->kind) {
+	case CK_LITERAL:
+		j->rc = hs_compile_lit_multi(j->exprs, j->flags, j->ids, j->lens, j->n,
+					     HS_MODE_BLOCK, NULL, &j->db, &j->cerr);
+		break;
+	case CK_MULTI_REGEX:
+		j->rc = hs_compile_multi(j->exprs, j->flags, j->ids, j->n, HS_MODE_BLOCK, NULL,
+					 &j->db, &j->cerr);
+		break;
+	default:
+		j->rc = hs_compile(j->exprs[0], j->flags[0], HS_MODE_BLOCK, NULL, &j->db, &j->cerr);
+		break;
+	}
+}
+
+/* The jobs to compile, most expensive first, shared by the compiling threads. */
+struct compile_queue {
+	struct compile_job *jobs;
+	const uint32_t *order;
+	uint32_t n;
+	atomic_uint next;
+};
+
+static void *compile_worker(void *arg)
+{
+	struct compile_queue *q = arg;
+
+	for (unsigned i; (i = atomic_fetch_add(&q->next, 1)) < q->n;)
+		run_job(&q->jobs[q->order[i]]);
+	return NULL;
+}
+
+static int cmp_cost(const void *x, const void *y, void *ctx)
+{
+	const struct compile_job *jobs = ctx;
+	uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+
+	if (jobs[a].cost != jobs[b].cost)
+		return jobs[a].cost > jobs[b].cost ? -1 : 1;
+	return a < b ? -1 : a > b;
+}
+
+static int cmp_key(const void *x, const void *y, void *ctx)
+{
+	const struct compile_job *jobs = ctx;
+	uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+	int c = memcmp(jobs[a].key, jobs[b].key, CACHE_KEY_BYTES);
+
+	if (c)
+		return c;
+	return a < b ? -1 : a > b;
+}
+
+/*
+ * Takes what the cache holds, and compiles the rest on up to HSDB_COMPILE_THREADS threads,
+ * each distinct input once: a job whose input an earlier job of the load has is a follower,
+ * given that job's database when installed. Every other job ends with rc set. Returns 0 or
+ * -ENOMEM (nothing compiled then).
+ */
+static int compile_jobs(struct hb *h, struct rules_cache *c)
+{
+	struct compile_queue q = {.jobs = h->jobs};
+	pthread_t helpers[HSDB_COMPILE_THREADS - 1];
+	uint32_t *order = malloc((h->n_jobs ? h->n_jobs : 1) * sizeof(*order));
+	unsigned n_helpers = 0, want = 0;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (!order)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < h->n_jobs; i++) {
+		struct compile_job *j = &h->jobs[i];
+		cache_key(c, j->kind, j->exprs, j->flags, j->ids, j->lens, j->n, j->key);
+		order[i] = i;
+	}
+	qsort_r(order, h->n_jobs, sizeof(*order), cmp_key, h->jobs);
+	for (uint32_t i = 1; i < h->n_jobs; i++) {
+		const struct compile_job *prev = &h->jobs[order[i - 1]];
+		struct compile_job *j = &h->jobs[order[i]];
+		j->follower = memcmp(prev->key, j->key, CACHE_KEY_BYTES) == 0;
+	}
+	/* one lookup per database: a follower's is made when it is installed */
+	for (uint32_t i = 0; i < h->n_jobs; i++) {
+		struct compile_job *j = &h->jobs[i];
+		if (j->follower)
+			continue;
+		j->ce = cache_get(c, j->key);
+		if (j->ce) {
+			j->db = j->ce->db;
+			j->rc = HS_SUCCESS;
+		} else {
+			order[q.n++] = i;
+		}
+	}
+	qsort_r(order, q.n, sizeof(*order), cmp_cost, h->jobs);
+	q.order = order;
+	atomic_init(&q.next, 0);
+	if (cpus > 1 && q.n > 1)
+		want = cpus - 1 < HSDB_COMPILE_THREADS - 1 ? (unsigned)cpus - 1
+							   : HSDB_COMPILE_THREADS - 1;
+	while (n_helpers < want &&
+	       pthread_create(&helpers[n_helpers], NULL, compile_worker, &q) == 0)
+		n_helpers++;
+	compile_worker(&q);
+	while (n_helpers > 0)
+		pthread_join(helpers[--n_helpers], NULL);
+	free(order);
 	return 0;
+}
+
+static int reject(struct hb *h, uint32_t pred, const char *pattern, const char *why)
+{
+	const struct ruleset *rs = h->rs;
+	const struct cpred *cp = &rs->preds[pred];
+	const struct crule *r = &rs->rules[rs->progs[rs->pred_prog[pred]].rule];
+	return rules_fail(
+	    h->err, h->errlen, -EINVAL, r->info.file, cp->line, registry_field(cp->field)->name,
+	    "%s: pattern '%.200s' rejected by the linear-time engine: %s (rule %s)",
+	    rop_name((enum rop)cp->op, cp->flags & PF_CASELESS), pattern, why, r->info.id);
+}
+
+/*
+ * Puts job @j's database in its slot, added to cache @c when compiled (a follower takes the
+ * database of the job it follows from there, or compiles its own when that one did not fit).
+ * Cannot fail: a compile that fails leaves rc set and the slot empty.
+ */
+static void install(struct hb *h, struct rules_cache *c, struct compile_job *j)
+{
+	struct ruleset *rs = h->rs;
+	size_t size = 0;
+
+	if (j->follower) {
+		j->ce = cache_get(c, j->key);
+		if (j->ce) {
+			j->db = j->ce->db;
+			j->rc = HS_SUCCESS;
+		} else {
+			run_job(j);
+		}
+	}
+	if (j->rc != HS_SUCCESS)
+		return;
+	if (!j->ce)
+		j->ce = cache_put(c, j->key, &j->db);
+	hs_database_size(j->db, &size);
+	if (j->lazy) {
+		rs->lazy[j->dst] = j->db;
+		rs->lazy_cached[j->dst] = j->ce;
+		rs->bytes += size;
+	} else {
+		struct cdb *d = &rs->dbs[j->dst];
+		d->db = j->db;
+		d->cached = j->ce;
+		d->bytes = size + (d->n_ids + 1 + d->n_fan + d->n_key) * sizeof(uint32_t) +
+			   (d->mode ? d->n_ids * (1 + sizeof(uint32_t)) : 0);
+	}
+	j->db = NULL;
+	j->ce = NULL;
 }
 
 int hsdb_build(struct ruleset *rs, struct rules_cache *cache, char *err, size_t errlen)
@@ -739,14 +912,19 @@ int hsdb_build(struct ruleset *rs, struct rules_cache *cache, char *err, size_t 
 	size_t n = rs->n_preds > rs->n_progs ? rs->n_preds : rs->n_progs;
 	struct field_pred *fp = malloc((rs->n_preds ? rs->n_preds : 1) * sizeof(*fp));
 	uint32_t *scratch = malloc((n ? n : 1) * sizeof(*scratch));
+	struct rules_cache *own = NULL;
 	int ret = 0;
 
-	if (cache) {
-		pthread_mutex_lock(&cache->lock);
-		cache->holds++;
-		pthread_mutex_unlock(&cache->lock);
-		rs->cache = cache;
+	/* without a cache, one of this load's own finds what the load compiles twice */
+	if (!cache) {
+		if ((ret = rules_cache_new(0, 0, &own)) < 0)
+			goto out_free;
+		cache = own;
 	}
+	pthread_mutex_lock(&cache->lock);
+	cache->holds++;
+	pthread_mutex_unlock(&cache->lock);
+	rs->cache = cache;
 
 	rs->n_buckets = rs->n_actions + 1;
 	rs->buckets = calloc(rs->n_buckets, sizeof(*rs->buckets));
@@ -758,10 +936,29 @@ int hsdb_build(struct ruleset *rs, struct rules_cache *cache, char *err, size_t 
 		ret = build_bucket(&h, b, fp, scratch);
 	if (ret == 0)
 		ret = build_lazy(&h);
+	if (ret == 0)
+		ret = compile_jobs(&h, cache);
+	if (ret < 0)
+		goto out_free;
+	/* every result goes to its slot (and is freed with the ruleset); the first failure, in
+	 * the order the databases were planned, is the one reported */
+	for (uint32_t i = 0; i < h.n_jobs; i++)
+		install(&h, cache, &h.jobs[i]);
+	for (uint32_t i = 0; i < h.n_jobs && ret == 0; i++) {
+		const struct compile_job *j = &h.jobs[i];
+		if (j->rc == HS_SUCCESS)
+			continue;
+		int at = j->cerr ? j->cerr->expression : -1;
+		unsigned k = at >= 0 && (unsigned)at < j->n ? (unsigned)at : 0;
+		ret = reject(&h, j->blame[k], j->exprs[k],
+			     j->cerr && j->cerr->message ? j->cerr->message : "compile failed");
+	}
 out_free:
+	/* a cache of the load's own goes with the ruleset */
+	rules_cache_free(own);
+	jobs_free(&h);
 	free(fp);
 	free(scratch);
-	free(h.pat);
 	free(h.ent);
 	return ret;
 }

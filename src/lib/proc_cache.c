@@ -560,13 +560,8 @@ static void set_str(struct event *ev, enum field_id id, const char *s, bool cut)
 
 static void set_id(struct event *ev, enum field_id id, int64_t value)
 {
-	char text[24];
-
-	if (event_has(ev, id))
-		return;
-	if (snprintf(text, sizeof(text), "%lld", (long long)value) >= (int)sizeof(text))
-		return;
-	event_set_cstr(ev, id, text);
+	if (!event_has(ev, id))
+		event_set_decimal(ev, id, value);
 }
 
 /*

@@ -110,9 +110,10 @@ int trust_duration_parse(const char *s, trust_time_t *out);
 /* --- files (the one place here that does I/O; the agent uses it for bundles and roots) --- */
 
 /*
- * Reads the regular file @path (opened with O_NOFOLLOW: a symbolic link is refused), refusing
- * one larger than @max before reading, into @out (reset first; one allocation, so a caller
- * holding a secret can wipe out->data whole). Returns 0, -E2BIG past @max, -EINVAL when not a
+ * Reads the regular file @path (opened with O_NOFOLLOW: a symbolic link is refused; and with
+ * O_NONBLOCK: a FIFO or device is refused without waiting on it), refusing one larger than @max
+ * before reading, into @out (reset first; one allocation, so a caller holding a secret can wipe
+ * out->data whole). Returns 0, -E2BIG past @max, -EINVAL when not a
  * regular file, -EBUSY when it grew while read, or another -errno.
  */
 int trust_file_read(const char *path, size_t max, struct buf *out);

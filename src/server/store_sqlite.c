@@ -3,19 +3,29 @@
  * prepared statements are kept, serialised by a mutex. See store.h for the contract.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "proto.h"
 #include "store.h"
 
 #define DB_FILE		  "vigil.db"
 #define SCHEMA_VERSION_DB "1"
+/* Pages in the write-ahead log past which a commit copies them into the database. */
+#define STORE_CHECKPOINT_PAGES 4000
+/* Milliseconds between background syncs of the write-ahead log. */
+#define STORE_WAL_SYNC_MS 10L
+/* Milliseconds to wait for a lock held by another process. */
+#define STORE_BUSY_MS 5000
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -175,7 +185,9 @@ struct hb_job {
 	size_t track_len;
 	int64_t now;
 	int ret;
-	bool done;
+	bool done;	     /* written and committed (or failed): ret is set */
+	bool lead;	     /* this job's thread writes the next batch */
+	pthread_cond_t wake; /* signalled when done or lead is set */
 	struct hb_job *next;
 };
 
@@ -184,10 +196,16 @@ struct sq_store {
 	sqlite3 *db;
 	pthread_mutex_t lock;
 	sqlite3_stmt *stmts[S_COUNT];
+	/* the log's background sync */
+	int wal_fd;
+	atomic_bool wal_dirty; /* committed since the last sync */
+	pthread_t sync_thread;
+	bool sync_started, sync_stop;
+	pthread_mutex_t sync_lock;
+	pthread_cond_t sync_wake;
 	/* group commit of heartbeats */
 	pthread_mutex_t hb_lock;
-	pthread_cond_t hb_done;
-	struct hb_job *hb_head, **hb_tail;
+	struct hb_job *hb_head, **hb_tail; /* waiting for the batch being written */
 	bool hb_writing;
 };
 
@@ -585,41 +603,55 @@ out:
 }
 
 /*
- * Group commit: the first caller writes the heartbeats queued so far in one transaction while
- * the others wait for it; each returns only once its own write is committed.
+ * Group commit: a caller that finds no batch being written writes every heartbeat queued so
+ * far in one transaction; the callers that arrive meanwhile queue and sleep until theirs is
+ * committed. The writer wakes exactly the callers it wrote for, and hands the next batch to the
+ * first of those that queued meanwhile, so nobody wakes only to sleep again. Each caller returns
+ * only once its own write is committed.
  */
 static int sq_agent_heartbeat(struct store *st, const char *id, const struct store_health *h,
 			      const void *track, size_t track_len, int64_t now)
 {
 	struct sq_store *s = sq(st);
 	struct hb_job job = {.id = id, .h = h, .track = track, .track_len = track_len, .now = now};
+	struct hb_job *batch, *j, *next;
 
 	if (track_len > STORE_TRACK_BYTES)
 		return -EINVAL;
+	pthread_cond_init(&job.wake, NULL);
 	pthread_mutex_lock(&s->hb_lock);
 	*s->hb_tail = &job;
 	s->hb_tail = &job.next;
-	while (!job.done) {
-		if (s->hb_writing) {
-			pthread_cond_wait(&s->hb_done, &s->hb_lock);
-			continue;
-		}
-		struct hb_job *batch = s->hb_head;
-		s->hb_head = NULL;
-		s->hb_tail = &s->hb_head;
-		s->hb_writing = true;
-		pthread_mutex_unlock(&s->hb_lock);
-		write_heartbeats(s, batch);
-		pthread_mutex_lock(&s->hb_lock);
-		/* a waiter returns once it sees done: its job is not touched after that */
-		for (struct hb_job *j = batch, *next; j; j = next) {
-			next = j->next;
-			j->done = true;
-		}
-		s->hb_writing = false;
-		pthread_cond_broadcast(&s->hb_done);
+	if (s->hb_writing) {
+		while (!job.done && !job.lead)
+			pthread_cond_wait(&job.wake, &s->hb_lock);
+		if (job.done)
+			goto out;
 	}
+	/* this thread writes: the queue, with its own job in it, becomes the batch */
+	batch = s->hb_head;
+	s->hb_head = NULL;
+	s->hb_tail = &s->hb_head;
+	s->hb_writing = true;
 	pthread_mutex_unlock(&s->hb_lock);
+	write_heartbeats(s, batch);
+	pthread_mutex_lock(&s->hb_lock);
+	/* a waiter returns once it sees done: its job is not touched after that */
+	for (j = batch; j; j = next) {
+		next = j->next;
+		j->done = true;
+		if (j != &job)
+			pthread_cond_signal(&j->wake);
+	}
+	if (s->hb_head) {
+		s->hb_head->lead = true;
+		pthread_cond_signal(&s->hb_head->wake);
+	} else {
+		s->hb_writing = false;
+	}
+out:
+	pthread_mutex_unlock(&s->hb_lock);
+	pthread_cond_destroy(&job.wake);
 	return job.ret;
 }
 
@@ -1159,12 +1191,95 @@ static int sq_audit_list(struct store *st, size_t limit, store_audit_cb cb, void
 	return ret;
 }
 
+/* --- the write-ahead log --- */
+
+/*
+ * After each commit on the connection (lock held): notes that the log has unsynced frames and,
+ * once it is long, copies it into the database (the hook replaces SQLite's automatic
+ * checkpoint, which would do the same).
+ */
+static int on_wal_commit(void *ctx, sqlite3 *db, const char *name, int pages)
+{
+	struct sq_store *s = ctx;
+
+	atomic_store_explicit(&s->wal_dirty, true, memory_order_relaxed);
+	if (pages >= STORE_CHECKPOINT_PAGES)
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	return SQLITE_OK;
+}
+
+/*
+ * With synchronous=NORMAL a commit writes the log without syncing it; the sync comes at the
+ * next checkpoint, which holds the store meanwhile. This thread syncs the log every
+ * STORE_WAL_SYNC_MS so that a checkpoint finds little left to flush and holds the store for a
+ * few milliseconds, not for the time to flush megabytes.
+ */
+static void *wal_syncer(void *arg)
+{
+	struct sq_store *s = arg;
+	struct timespec ts;
+
+	pthread_mutex_lock(&s->sync_lock);
+	while (!s->sync_stop) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += STORE_WAL_SYNC_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&s->sync_wake, &s->sync_lock, &ts);
+		if (s->sync_stop ||
+		    !atomic_exchange_explicit(&s->wal_dirty, false, memory_order_relaxed))
+			continue;
+		pthread_mutex_unlock(&s->sync_lock);
+		if (fdatasync(s->wal_fd) && errno != EINTR)
+			fprintf(stderr, "vigil-server: store: syncing the log: %s\n",
+				strerror(errno));
+		pthread_mutex_lock(&s->sync_lock);
+	}
+	pthread_mutex_unlock(&s->sync_lock);
+	return NULL;
+}
+
+/* Opens the log DB-wal (made by the schema's first write) for the syncer and starts it. */
+static int wal_syncer_start(struct sq_store *s, const char *path, char *err, size_t errlen)
+{
+	char wal[4096 + 8];
+	int n = snprintf(wal, sizeof(wal), "%s-wal", path);
+
+	if (n < 0 || (size_t)n >= sizeof(wal)) {
+		snprintf(err, errlen, "data directory path too long");
+		return -ENAMETOOLONG;
+	}
+	s->wal_fd = open(wal, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (s->wal_fd < 0) {
+		snprintf(err, errlen, "%s: %s", wal, strerror(errno));
+		return -EIO;
+	}
+	if (pthread_create(&s->sync_thread, NULL, wal_syncer, s)) {
+		snprintf(err, errlen, "cannot start the log syncing thread");
+		return -EIO;
+	}
+	s->sync_started = true;
+	sqlite3_wal_hook(s->db, on_wal_commit, s);
+	return 0;
+}
+
 /* --- open and close --- */
 
 static void sq_close(struct store *st)
 {
 	struct sq_store *s = sq(st);
 
+	if (s->sync_started) {
+		pthread_mutex_lock(&s->sync_lock);
+		s->sync_stop = true;
+		pthread_cond_signal(&s->sync_wake);
+		pthread_mutex_unlock(&s->sync_lock);
+		pthread_join(s->sync_thread, NULL);
+	}
+	if (s->wal_fd >= 0)
+		close(s->wal_fd);
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(s->stmts[i]);
 	if (s->db) {
@@ -1174,7 +1289,8 @@ static void sq_close(struct store *st)
 	}
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->hb_lock);
-	pthread_cond_destroy(&s->hb_done);
+	pthread_mutex_destroy(&s->sync_lock);
+	pthread_cond_destroy(&s->sync_wake);
 	free(s);
 }
 
@@ -1231,7 +1347,9 @@ int store_sqlite_open(const char *dir, struct store **out, char *err, size_t err
 	s->base.ops = &sqlite_ops;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->hb_lock, NULL);
-	pthread_cond_init(&s->hb_done, NULL);
+	pthread_mutex_init(&s->sync_lock, NULL);
+	pthread_cond_init(&s->sync_wake, NULL);
+	s->wal_fd = -1;
 	s->hb_tail = &s->hb_head;
 	rc = sqlite3_open_v2(path, &s->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
@@ -1243,7 +1361,7 @@ int store_sqlite_open(const char *dir, struct store **out, char *err, size_t err
 		ret = -EIO;
 		goto out_close;
 	}
-	sqlite3_busy_timeout(s->db, 5000);
+	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
 	rc = sqlite3_exec(s->db,
 			  "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL;"
 			  " PRAGMA synchronous=NORMAL;"
@@ -1267,6 +1385,9 @@ int store_sqlite_open(const char *dir, struct store **out, char *err, size_t err
 			goto out_close;
 		}
 	}
+	ret = wal_syncer_start(s, path, err, errlen);
+	if (ret)
+		goto out_close;
 	chmod(path, 0600);
 	*out = &s->base;
 	return 0;

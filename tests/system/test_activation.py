@@ -556,6 +556,79 @@ def test_power_loss_at_every_step(tmp_path):
         version = running
 
 
+# --- threshold and sequence state across a swap ------------------------------------------------
+
+def counting_rules(version, edited_window):
+    """A threshold rule that stays the same, one whose window each version changes, and a rule
+    of its own per version (so that every version differs)."""
+    return f"""\
+rules:
+  - id: burst
+    name: Three bursts from one process
+    level: low
+    condition:
+      all:
+        - event.action: exec
+        - process.command_line: {{startswith: "burst-"}}
+    threshold: {{count: 3, within: 1h, by: process.pid}}
+  - id: edited
+    name: Three edits from one process
+    level: low
+    condition:
+      all:
+        - event.action: exec
+        - process.command_line: {{startswith: "edited-"}}
+    threshold: {{count: 3, within: {edited_window}, by: process.pid}}
+  - id: own-v{version}
+    name: Rule of version {version}
+    level: low
+    condition:
+      all:
+        - event.action: exec
+        - process.command_line: {{startswith: "own-v{version}-"}}
+"""
+
+
+def test_threshold_state_carried_across_swap(tmp_path):
+    need_root()
+    need_vigil()
+    content = Content(tmp_path / "content")
+    v2 = content.build({"count.yml": counting_rules(2, "1h")}, 2, skip_validation=True)
+    v3 = content.build({"count.yml": counting_rules(3, "2h")}, 3, skip_validation=True)
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    s = Sensor(tmp_path, content, source=f"replay:{fifo}")
+    s.start(wait=False)
+    written = 0
+    with open(fifo, "w") as f:
+        def send(*cmds):
+            nonlocal written
+            for cmd in cmds:
+                f.write(json.dumps({"event": {"kind": "event", "action": "exec"},
+                                    "process": {"pid": 7, "command_line": cmd}}) + "\n")
+                written += 1
+            f.flush()
+            deadline = time.monotonic() + STATE_TIMEOUT
+            while time.monotonic() < deadline:
+                m = s.metrics()
+                if m and get(m[-1], "vigil.engine.events") >= written:
+                    return
+                time.sleep(0.05)
+            pytest.fail(f"the agent did not evaluate {written} events", pytrace=False)
+
+        s.agent.wait_ready()
+        s.drop(v2)
+        s.wait_active(2)
+        send("burst-1", "burst-2", "edited-1", "edited-2")
+        s.drop(v3)
+        s.wait_active(3)
+        send("burst-3", "edited-3", "edited-4", "edited-5")
+    assert s.agent.proc.wait(timeout=60) == 0, s.agent.stderr()[-2000:]
+    # burst went on counting across the swap; edited, whose window changed, started again
+    assert [(get(a, "rule.id"), get(a, "process.command_line")) for a in s.alerts()] == \
+        [("burst", "burst-3"), ("edited", "edited-5")]
+
+
 # --- 100 swaps under a continuous event stream -------------------------------------------------
 
 def swap_rule(version):

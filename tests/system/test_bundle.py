@@ -369,6 +369,19 @@ def test_verify_refuses_links_and_missing_files(keys, tmp_path):
     one_line_failure(vigil("content", "verify", out, "--root", tmp_path / "nosuch.json"))
 
 
+def test_verify_refuses_fifos_and_devices_without_waiting(keys, tmp_path):
+    # a FIFO nobody writes to: opening it must not wait for a writer
+    fifo = tmp_path / "pipe.bundle"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        line = one_line_failure(vigil("content", "verify", path, "--root", keys / "root.json",
+                                      timeout=10))
+        assert "not a regular file" in line
+    # the root document is read the same way
+    line = one_line_failure(vigil("content", "verify", "/dev/null", "--root", fifo, timeout=10))
+    assert str(fifo) in line and "not a regular file" in line
+
+
 # --- the bad-bundle corpus ---
 
 @pytest.fixture(scope="module")

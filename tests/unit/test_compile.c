@@ -465,6 +465,65 @@ static void cache_gives_same_alerts(void **state)
 	ruleset_free(plain);
 }
 
+/* Rules that run the same regex on demand share one database; each still raises its alert. */
+static const char shared_rules[] =
+    "rules:\n"
+    "  - {id: a, name: n, condition: {all: [process.name: {contains: py}, "
+    "process.command_line: {regex: 'pty\\.spawn\\('}]}}\n"
+    "  - {id: b, name: n, condition: {all: [process.executable: {endswith: python3}, "
+    "process.command_line: {regex: 'pty\\.spawn\\('}]}}\n"
+    "  - {id: c, name: n, condition: {all: [process.name: {contains: py}, "
+    "process.command_line: {regex: 'os\\.system'}]}}\n";
+
+static void lazy_regex_shared(void **state)
+{
+	struct rules_source src = {"s.yml", shared_rules, strlen(shared_rules)};
+	static const char pty[] = "{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":"
+				  "{\"name\":\"python3\",\"executable\":\"/usr/bin/python3\","
+				  "\"command_line\":\"import pty; pty.spawn('/bin/sh')\"}}";
+	static const char sys[] = "{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},\"process\":"
+				  "{\"name\":\"python3\",\"executable\":\"/usr/bin/python3\","
+				  "\"command_line\":\"import os; os.system('id')\"}}";
+	struct ruleset *rs = load_cached(&src, 1, NULL);
+	int32_t nums[2];
+	uint32_t k = 0;
+	struct alerts x;
+
+	assert_int_equal(rs->n_lazy, 2);
+	for (uint32_t p = 0; p < rs->n_preds; p++) {
+		if (rs->preds[p].kind == PK_REGEX && k < 2)
+			nums[k++] = (int32_t)rs->preds[p].num;
+	}
+	assert_int_equal(k, 2);
+	assert_int_equal(nums[0], nums[1]);
+	eval_one(rs, pty, strlen(pty), 0, &x);
+	assert_string_equal(x.ids, "a,b,");
+	eval_one(rs, sys, strlen(sys), 0, &x);
+	assert_string_equal(x.ids, "c,");
+	ruleset_free(rs);
+}
+
+/* Databases compile on two threads; a rejected pattern still names the first rule using it. */
+static void rejected_pattern_names_first_rule(void **state)
+{
+	static const char yaml[] =
+	    "rules:\n"
+	    "  - {id: ok1, name: n, condition: {process.command_line: {regex: 'a+b'}}}\n"
+	    "  - {id: bad1, name: n, condition: {all: [process.name: {contains: x}, "
+	    "process.command_line: {regex: '(a)\\1'}]}}\n"
+	    "  - {id: bad2, name: n, condition: {all: [process.name: {contains: y}, "
+	    "process.command_line: {regex: '(a)\\1'}]}}\n"
+	    "  - {id: ok2, name: n, condition: {process.name: {contains: z}}}\n";
+	struct rules_source src = {"r.yml", yaml, strlen(yaml)};
+	struct ruleset *rs = NULL;
+
+	assert_int_equal(ruleset_load_sources(&src, 1, &rs, err, sizeof(err)), -EINVAL);
+	assert_null(rs);
+	assert_non_null(strstr(err, "r.yml:3: process.command_line: regex: pattern '(a)\\1' "
+				    "rejected by the linear-time engine"));
+	assert_non_null(strstr(err, "(rule bad1)"));
+}
+
 /* Loads @yaml through @cache; returns the cache's new hits and misses. */
 static struct ruleset *reload(const char *yaml, struct rules_cache *cache, uint64_t *hits,
 			      uint64_t *misses)
@@ -630,7 +689,8 @@ static void cache_content_directory(void **state)
 	struct ruleset *plain = load_cached(src, n, NULL);
 	struct ruleset *cold = load_cached(src, n, cache);
 	struct ruleset *warm = load_cached(src, n, cache);
-	/* a regex run on demand by several rules is compiled once, even cold */
+	/* a database several buckets need is compiled once, even cold; so is a regex run on
+	 * demand by several rules (they share one database) */
 	rules_cache_get_stats(cache, &cs);
 	assert_int_equal(cs.hits + cs.misses, 2 * (plain->n_dbs + plain->n_lazy));
 	assert_int_equal(cs.misses, cs.entries);
@@ -670,6 +730,8 @@ int main(void)
 	    cmocka_unit_test(cache_misses_changed_patterns),
 	    cmocka_unit_test(cache_is_bounded),
 	    cmocka_unit_test(cache_content_directory),
+	    cmocka_unit_test(lazy_regex_shared),
+	    cmocka_unit_test(rejected_pattern_names_first_rule),
 	};
 	return cmocka_run_group_tests_name("compile", tests, NULL, NULL);
 }

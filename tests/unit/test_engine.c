@@ -340,6 +340,55 @@ static void sequence_window(void **state)
 	ruleset_free(rs);
 }
 
+/* Rules as of one version, and as of the next: "plain" added first (every index moves), the
+ * threshold and the sequence kept as they were, "edited" with a new count. */
+#define CARRY_RULES                                                                                \
+	"  - id: burst\n    name: n\n    condition: {event.action: rename}\n"                      \
+	"    threshold: {count: 3, within: 1m, by: process.entity_id}\n"                           \
+	"  - id: seq\n    name: n\n    sequence:\n      within: 1m\n      by: process.entity_id\n" \
+	"      steps:\n"                                                                           \
+	"        - condition: {all: [event.action: exec, process.parent.name: nginx]}\n"           \
+	"        - condition: {all: [event.action: connect, network.direction: egress]}\n"
+#define EDITED(count)                                                                              \
+	"  - id: edited\n    name: n\n    condition: {event.action: rename}\n"                     \
+	"    threshold: {count: " count ", within: 1m}\n"
+
+static void state_carried_across_swap(void **state)
+{
+	struct ruleset *old_rs = load("rules:\n" CARRY_RULES EDITED("5"));
+	struct ruleset *new_rs =
+	    load("rules:\n  - {id: plain, name: n, condition: {event.action: chmod}}\n" CARRY_RULES
+		     EDITED("4"));
+	struct engine *old_e = NULL, *new_e = NULL;
+	struct engine_stats st;
+
+	assert_int_equal(engine_new(old_rs, NULL, &old_e), 0);
+	assert_int_equal(engine_new(new_rs, NULL, &new_e), 0);
+	assert_string_equal(eval_at(old_e, RENAME("a"), T0), "");
+	assert_string_equal(eval_at(old_e, RENAME("a"), T0 + SEC), "");
+	assert_string_equal(eval_at(old_e, EXEC_SH("s"), T0 + 2 * SEC), "");
+	/* a key longer than an entry keeps cannot be hashed again for burst's new index */
+	assert_string_equal(
+	    eval_at(old_e, RENAME("0123456789012345678901234567890123456789-long"), T0), "");
+	/* burst (keys a and the long one), seq (key s) and edited (one key): edited's and the
+	 * long key's are left behind */
+	assert_int_equal(engine_carry_state(new_e, old_e), 2);
+	engine_get_stats(new_e, &st);
+	assert_int_equal(st.state_entries, 2);
+	assert_string_equal(eval_at(new_e, RENAME("a"), T0 + 3 * SEC), "burst");
+	assert_string_equal(eval_at(new_e, CONNECT("s"), T0 + 4 * SEC), "seq");
+	/* edited starts from nothing: its fourth event is the fourth rename after the swap */
+	assert_string_equal(eval_at(new_e, RENAME("b"), T0 + 5 * SEC), "");
+	assert_string_equal(eval_at(new_e, RENAME("c"), T0 + 6 * SEC), "");
+	assert_string_equal(eval_at(new_e, RENAME("d"), T0 + 7 * SEC), "edited");
+	/* only into an engine that has evaluated nothing */
+	assert_int_equal(engine_carry_state(new_e, old_e), -EINVAL);
+	engine_free(new_e);
+	engine_free(old_e);
+	ruleset_free(new_rs);
+	ruleset_free(old_rs);
+}
+
 static void state_eviction(void **state)
 {
 	struct ruleset *rs = load("rules:\n  - id: burst\n    name: n\n"
@@ -515,6 +564,7 @@ int main(void)
 	    cmocka_unit_test(bucket_selection),
 	    cmocka_unit_test(regex_buckets),
 	    cmocka_unit_test(threshold_window),
+	    cmocka_unit_test(state_carried_across_swap),
 	    cmocka_unit_test(sequence_window),
 	    cmocka_unit_test(state_eviction),
 	    cmocka_unit_test(alert_json),
