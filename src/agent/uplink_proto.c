@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../lib/bundle.h"
+#include "../lib/trust.h"
 
 /* Nesting a heartbeat answer may have: {"content": {...}}. */
 #define ANSWER_MAX_DEPTH 4
@@ -122,16 +123,6 @@ int uplink_parse_enrollment(const char *data, size_t len, struct uplink_enrollme
 	return ret;
 }
 
-static bool is_hex64(const char *s, size_t len)
-{
-	if (len != 64)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return true;
-}
-
 /* A version: an integer 1..BUNDLE_MAX_VERSION. */
 static bool version_of(json_t *v, uint64_t *out)
 {
@@ -159,7 +150,7 @@ static int parse_content(json_t *c, struct uplink_content *out, char *err, size_
 		out->has_version = true;
 	}
 	if (h && !json_is_null(h)) {
-		if (!json_is_string(h) || !is_hex64(json_string_value(h), json_string_length(h)))
+		if (!json_is_string(h) || !trust_hash_hex_ok(json_string_value(h), json_string_length(h)))
 			return fail(err, errlen, "'content.hash' is not 64 hex digits");
 		if (!json_is_integer(sz) || json_integer_value(sz) < 1 ||
 		    (uint64_t)json_integer_value(sz) > BUNDLE_MAX_BYTES)

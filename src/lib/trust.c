@@ -94,6 +94,16 @@ void trust_key_id(const uint8_t pk[TRUST_PUBLIC_BYTES], uint8_t id[TRUST_KEYID_B
 	memcpy(id, h, TRUST_KEYID_BYTES);
 }
 
+bool trust_hash_hex_ok(const char *s, size_t len)
+{
+	if (len != 2 * TRUST_HASH_BYTES)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
 void trust_key_id_hex(const uint8_t id[TRUST_KEYID_BYTES], char out[2 * TRUST_KEYID_BYTES + 1])
 {
 	sodium_bin2hex(out, 2 * TRUST_KEYID_BYTES + 1, id, TRUST_KEYID_BYTES);

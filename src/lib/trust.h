@@ -81,6 +81,10 @@ int trust_public_decode(const char *data, size_t len, struct trust_key *out, cha
 int trust_secret_decode(const char *data, size_t len, struct trust_secret *out, char *err,
 			size_t errlen);
 
+/* True when @s (@len bytes) is a hash as vigil writes it: 2 * TRUST_HASH_BYTES lowercase hex
+ * digits. */
+bool trust_hash_hex_ok(const char *s, size_t len);
+
 /* Writes the 16 lowercase hex digits of @id and a NUL into @out. */
 void trust_key_id_hex(const uint8_t id[TRUST_KEYID_BYTES], char out[2 * TRUST_KEYID_BYTES + 1]);
 

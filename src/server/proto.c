@@ -101,12 +101,7 @@ bool proto_name_ok(const char *s, size_t len)
 
 bool proto_hash_ok(const char *s, size_t len)
 {
-	if (len != 64)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return true;
+	return trust_hash_hex_ok(s, len);
 }
 
 /* --- typed getters: each returns 0 (absent leaves *out alone), or -EINVAL with a reason --- */

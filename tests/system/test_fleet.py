@@ -21,7 +21,7 @@ import time
 import pytest
 
 from conftest import AGENT, BUILD, VIGIL, need_bpf, need_root, new_marker
-from test_server import Server, run, wait_for
+from test_server import Server, keys, run, wait_for  # noqa: F401 (keys: a fixture)
 
 HOOKS_AGENT = BUILD / "testhooks" / "vigil-agent"
 HEARTBEAT = 1  # seconds, told to every agent by the server
@@ -238,18 +238,6 @@ def replay_marker(seq):
 
 def alerts_of(srv, rule, agent_id):
     return srv.admin_call("GET", f"alerts?rule={rule}&agent={agent_id}&limit=1000")["alerts"]
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    d = tmp_path_factory.mktemp("fleetkeys")
-    for k in ("root", "s1"):
-        res = run(VIGIL, "keygen", "-o", d / k)
-        assert res.returncode == 0, res.stderr
-    res = run(VIGIL, "root", "create", "--root-key", d / "root.key", "--signer", d / "s1.pub",
-              "-o", d / "root.json")
-    assert res.returncode == 0, res.stderr
-    return d
 
 
 def test_good_release_reaches_all_and_bad_release_halts_at_its_first_step(tmp_path, keys):
