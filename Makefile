@@ -134,6 +134,7 @@ FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/fuzzobj/%.o)
 FUZZ_EXTRA_fuzz_bpf_decode := $(BUILD)/fuzzobj/src/agent/bpf_decode.o
 FUZZ_EXTRA_fuzz_agent_state := $(BUILD)/fuzzobj/src/agent/state.o
 FUZZ_EXTRA_fuzz_agent_reply := $(BUILD)/fuzzobj/src/agent/uplink_proto.o
+FUZZ_EXTRA_fuzz_agent_spool := $(BUILD)/fuzzobj/src/agent/spool.o
 # and targets for the server's request bodies link its parsers
 FUZZ_EXTRA_fuzz_server_enroll := $(BUILD)/fuzzobj/src/server/proto.o
 FUZZ_EXTRA_fuzz_server_heartbeat := $(BUILD)/fuzzobj/src/server/proto.o

@@ -51,7 +51,7 @@ static bool parse_seg_name(const char *name, uint64_t *first)
 		v = v * 10 + (uint64_t)(name[i] - '0');
 	}
 	*first = v;
-	return v > 0;
+	return v > 0 && v < SPOOL_MAX_SEQ;
 }
 
 static int cmp_seg(const void *a, const void *b)
@@ -90,9 +90,9 @@ static size_t line_seq(const char *p, size_t len, uint64_t *seq)
 	uint64_t v = 0;
 	size_t i;
 
-	for (i = 0; i < len && i < 20 && p[i] >= '0' && p[i] <= '9'; i++)
+	for (i = 0; i < len && i < 16 && p[i] >= '0' && p[i] <= '9'; i++)
 		v = v * 10 + (uint64_t)(p[i] - '0');
-	if (i == 0 || i >= len || p[i] != '\t' || v == 0)
+	if (i == 0 || i >= len || p[i] != '\t' || v == 0 || v >= SPOOL_MAX_SEQ)
 		return 0;
 	*seq = v;
 	return i + 1;
@@ -127,7 +127,14 @@ static void read_acked(struct spool *s)
 	if (n <= 0)
 		return;
 	text[n] = '\0';
-	s->acked = strtoull(text, NULL, 10);
+	/* digits and a newline, as write_acked writes it; anything else is damage, and
+	 * counting from 0 again only resends what the server drops as duplicates */
+	uint64_t v = 0;
+	ssize_t i;
+	for (i = 0; i < n && text[i] >= '0' && text[i] <= '9' && v <= SPOOL_MAX_SEQ; i++)
+		v = v * 10 + (uint64_t)(text[i] - '0');
+	if (i > 0 && v < SPOOL_MAX_SEQ && (i == n || (text[i] == '\n' && i + 1 == n)))
+		s->acked = v;
 }
 
 /* Drops segment @i (its file and its bytes); counts its records not yet acknowledged. */
@@ -323,6 +330,11 @@ int64_t spool_append(struct spool *s, const char *json, size_t len)
 		ret = -E2BIG;
 		goto out;
 	}
+	if (s->next_seq > SPOOL_MAX_SEQ) {
+		s->rejected++;
+		ret = -EOVERFLOW;
+		goto out;
+	}
 	hn = snprintf(head, sizeof(head), "%" PRIu64 "\t", s->next_seq);
 	uint64_t line = (uint64_t)hn + len + 1;
 	g = s->n ? &s->segs[s->n - 1] : NULL;
@@ -368,7 +380,7 @@ out:
 int spool_batch(struct spool *s, size_t max_records, size_t max_bytes, struct buf *out,
 		uint64_t *last)
 {
-	uint64_t firsts[64], acked;
+	uint64_t firsts[64], acked, prev = 0;
 	size_t nseg = 0, count = 0, body_start;
 	struct buf seg;
 	int ret = 0;
@@ -404,7 +416,8 @@ int spool_batch(struct spool *s, size_t max_records, size_t max_bytes, struct bu
 			const char *j = seg.data + pos + off;
 			size_t jlen = llen - off;
 			pos += llen + 1;
-			if (!off || seq <= acked)
+			/* numbers only go up: one that does not was not written by this spool */
+			if (!off || seq <= acked || seq <= prev)
 				continue;
 			if (out->len - body_start + jlen + 48 > max_bytes && count > 0)
 				goto done;
@@ -417,6 +430,7 @@ int spool_batch(struct spool *s, size_t max_records, size_t max_bytes, struct bu
 				s->rejected++;
 				pthread_mutex_unlock(&s->lock);
 				*last = seq;
+				prev = seq;
 				continue;
 			}
 			ret = buf_printf(out, "%s{\"seq\":%" PRIu64 ",\"data\":", count ? "," : "",
@@ -428,6 +442,7 @@ int spool_batch(struct spool *s, size_t max_records, size_t max_bytes, struct bu
 			if (ret)
 				break;
 			*last = seq;
+			prev = seq;
 			count++;
 		}
 	}

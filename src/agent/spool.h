@@ -24,6 +24,9 @@
 #define SPOOL_MAX_RECORD (64u * 1024u)
 /* Segment files of one spool. */
 #define SPOOL_MAX_SEGMENTS 4096u
+/* Sequence numbers stay below this bound, exact in every JSON reader (2^53 - 1); a number on
+ * disk at or above it is damage, not a record. */
+#define SPOOL_MAX_SEQ 9007199254740991ull
 
 struct spool;
 
@@ -48,7 +51,8 @@ void spool_close(struct spool *s);
 
 /*
  * Appends one record (@json, @len bytes, one line: no newline in it). Returns its sequence
- * number (> 0), or -E2BIG (too large, counted as rejected) or -EIO. May evict the oldest
+ * number (> 0), or -E2BIG (too large, counted as rejected), -EOVERFLOW (past SPOOL_MAX_SEQ,
+ * counted as rejected) or -EIO. May evict the oldest
  * segment first (counted).
  */
 int64_t spool_append(struct spool *s, const char *json, size_t len);

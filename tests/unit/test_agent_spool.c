@@ -158,6 +158,59 @@ static void cut_line_is_dropped(void **state)
 	(void)state;
 }
 
+static void write_acked_file(const char *text)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/acked", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fputs(text, f) >= 0, 1);
+	fclose(f);
+}
+
+/* A damaged "acked" file or out-of-order numbers on disk never stop the spool: what is on disk
+ * is sent again (the server drops duplicates) and new records keep their numbering. */
+static void damaged_disk_never_stops_the_spool(void **state)
+{
+	static const char *const bad[] = {"-2\n", "18446744073709551614\n", "9007199254740991\n",
+					  "12abc\n", "\n", "7\n8\n"};
+	struct spool *s;
+	int64_t seqs[16];
+	uint64_t last;
+	char path[128];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		s = open_spool(0);
+		int64_t first = spool_append(s, "{\"a\":1}", 7);
+		assert_true(first > 0);
+		spool_close(s);
+		write_acked_file(bad[i]);
+		s = open_spool(0);
+		/* the record is still pending and the next one follows it */
+		assert_int_equal(batch_seqs(s, 16, seqs, &last), 1);
+		assert_int_equal(seqs[0], first);
+		assert_int_equal(spool_append(s, "{\"a\":2}", 7), first + 1);
+		assert_int_equal(spool_ack(s, (uint64_t)first + 1), 0);
+		spool_close(s);
+	}
+	/* numbers that go down within a segment were not written by the spool: skipped */
+	s = open_spool(0);
+	spool_close(s);
+	write_acked_file("0\n");
+	snprintf(path, sizeof(path), "%s/%020d.seg", dir, 900);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("900\t{\"a\":900}\n901\t{\"a\":901}\n5\t{\"a\":5}\n902\t{\"a\":902}\n", f);
+	fclose(f);
+	s = open_spool(0);
+	size_t n = batch_seqs(s, 16, seqs, &last);
+	for (size_t i = 1; i < n; i++)
+		assert_true(seqs[i] > seqs[i - 1]);
+	assert_true(last >= (uint64_t)seqs[n - 1]);
+	spool_close(s);
+	(void)state;
+}
+
 static void bounded_with_counted_evictions(void **state)
 {
 	/* the bound is at least two segments */
@@ -192,6 +245,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(numbering_batches_and_acks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(cut_line_is_dropped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(bounded_with_counted_evictions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(damaged_disk_never_stops_the_spool, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
