@@ -84,9 +84,7 @@ static json_t *load(const char *data, size_t len, char *err, size_t errlen)
 	j = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!j) {
 		/* the parser's message may quote the input: kept to one printable line */
-		for (char *p = jerr.text; *p; p++)
-			if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-				*p = '?';
+		text_printable(jerr.text);
 		snprintf(err, errlen, "answer is not JSON: %s", jerr.text);
 		return NULL;
 	}

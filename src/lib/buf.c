@@ -130,3 +130,10 @@ int fd_write_all(int fd, const void *data, size_t len)
 	}
 	return 0;
 }
+
+void text_printable(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+			*s = '?';
+}

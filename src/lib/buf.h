@@ -36,6 +36,10 @@ int buf_reserve(struct buf *b, size_t extra);
 /* Writes all @len bytes of @data to @fd, retrying short writes and EINTR. Returns 0 or -errno. */
 int fd_write_all(int fd, const void *data, size_t len);
 
+/* Replaces, in place, every byte of the string @s outside printable ASCII with '?': for
+ * messages that quote input (a parser's error text) and must stay one printable line. */
+void text_printable(char *s);
+
 /* Overflow-checked size arithmetic: returns 0 and stores the result, or -EOVERFLOW. */
 int size_mul(size_t a, size_t b, size_t *out);
 int size_add(size_t a, size_t b, size_t *out);

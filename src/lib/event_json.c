@@ -498,6 +498,7 @@ int event_parse_json(struct event *ev, const char *line, size_t len, char *err, 
 	/* JSON_ALLOW_NUL: strings may carry NUL as \u0000, as the writer emits them */
 	root = json_loadb(line, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
+		text_printable(jerr.text);
 		snprintf(err, errlen, "invalid JSON at column %d: %s", jerr.column, jerr.text);
 		return -EINVAL;
 	}

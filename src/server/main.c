@@ -106,6 +106,7 @@ static int load_config(struct opts *o, char *err, size_t errlen)
 	}
 	o->config = json_loadb(b.data ? b.data : "", b.len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!json_is_object(o->config)) {
+		text_printable(jerr.text);
 		snprintf(err, errlen, "%s: line %d: %s", o->config_path, jerr.line,
 			 o->config ? "a JSON object is expected" : jerr.text);
 		ret = -EINVAL;

@@ -75,9 +75,11 @@ int proto_json_object(const char *body, size_t len, void **out, char *err, size_
 	if (!depth_ok(body, len, PROTO_MAX_DEPTH))
 		return fail(err, errlen, "JSON nested deeper than %d levels", PROTO_MAX_DEPTH);
 	j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!j)
+	if (!j) {
+		text_printable(jerr.text);
 		return fail(err, errlen, "malformed JSON at line %d column %d: %s", jerr.line,
 			    jerr.column, jerr.text);
+	}
 	if (!json_is_object(j)) {
 		json_decref(j);
 		return fail(err, errlen, "a JSON object is expected at the top");
