@@ -276,6 +276,25 @@ def test_good_release_reaches_all_and_bad_release_halts_at_its_first_step(tmp_pa
         good = upload(s, build_bundle(keys, 1, tmp_path, "fleet-good"))
         r1 = s.admin_call("POST", "rollouts", {"release": good["hash"], "plan": plan(3),
                                                 "gates": GATES}, expect=201)
+        # the server restarts mid-rollout on the same address: the rollout resumes where it
+        # was, and an alert raised while the server was away arrives once
+        wait_for(lambda: s.admin_call("GET", f"rollouts/{r1['id']}")["step"] >= 1,
+                 "the first promotion", timeout=120)
+        before = s.admin_call("GET", f"rollouts/{r1['id']}")
+        assert s.stop() == 0
+        real["canary-replay"].send([replay_marker(1)])
+        time.sleep(1)
+        s2 = Server(tmp_path / "data", root=keys / "root.json",
+                    extra=["--heartbeat-seconds", str(HEARTBEAT),
+                           "--listen", f"127.0.0.1:{s.port}"]).start()
+        s2.admin, s2.enroll = s.admin, s.enroll
+        s = s2
+        after = s.admin_call("GET", f"rollouts/{r1['id']}")
+        assert after["created"] == before["created"] and after["step"] >= before["step"]
+        if after["step"] == before["step"]:
+            assert after["step_started"] == before["step_started"], (before, after)
+        for x in sims:
+            x.errors.clear()  # refused connections while the server was away
         wait_for(lambda: s.admin_call("GET", f"rollouts/{r1['id']}")["state"] != "rolling",
                  "the good release to leave its steps", timeout=180)
         shown = s.admin_call("GET", f"rollouts/{r1['id']}")
@@ -348,13 +367,20 @@ def test_good_release_reaches_all_and_bad_release_halts_at_its_first_step(tmp_pa
 
         # every agent still detects, and its alerts reach the server
         exec_marker(tmp_path)
-        real["canary-replay"].send([replay_marker(1)])
+        real["canary-replay"].send([replay_marker(2)])
         real["replay"].send([replay_marker(1)])
         for n in ("bpf", "proc", "canary-replay", "replay"):
-            alerts = wait_for(lambda: alerts_of(s, "fleet-test-v1", ids[n]),
-                              f"an alert from {n} on the good release", timeout=30)
+            want = 2 if n == "canary-replay" else 1
+            alerts = wait_for(lambda: len(alerts_of(s, "fleet-test-v1", ids[n])) >= want and
+                              alerts_of(s, "fleet-test-v1", ids[n]),
+                              f"alerts from {n} on the good release", timeout=30)
             # they carry the id the agent was enrolled under, from its first run on
             assert {a["data"]["agent"]["id"] for a in alerts} == {ids[n]}, alerts
+        # the one raised while the server was away and the one after: each stored once
+        time.sleep(2 * HEARTBEAT)
+        alerts = alerts_of(s, "fleet-test-v1", ids["canary-replay"])
+        assert sorted(a["data"]["event"]["sequence"] for a in alerts) == [1, 2], alerts
+        assert len({a["seq"] for a in alerts}) == 2, alerts
     finally:
         for x in sims:
             x.stop()
