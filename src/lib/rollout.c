@@ -29,6 +29,8 @@ enum { COHORT_NONE, COHORT_CONTROL, COHORT_EXPOSED };
  * that age past the threshold are folded into a count. The live buckets (threshold / bucket + 4
  * of them, at most 68) sit in a ring of SILENCE_SLOTS. */
 #define SILENCE_SLOTS 128u
+/* Server outages remembered within one rollout; past it the oldest two are merged. */
+#define ROLLOUT_MAX_SHIFTS 8u
 #define SLOT(b)	      ((uint64_t)(b) & (SILENCE_SLOTS - 1))
 
 #define SNAPSHOT_MAGIC	0x4f52475600000000ull /* "VGRO" */
@@ -72,6 +74,14 @@ struct rollout {
 	int64_t cursor;	     /* oldest bucket not yet folded into silent_now */
 	int64_t advanced_to; /* the latest time advance() saw, and its bucket */
 	int64_t advanced_bucket;
+	int64_t restored_from; /* advanced_to as the snapshot held it; -1 */
+	/* the controller's own outages (server restarts): a heartbeat from before shifts[i].until
+	 * counts shifts[i].buckets later, so the time the server was away is nobody's silence */
+	uint32_t n_shifts;
+	struct {
+		int64_t until;
+		int64_t buckets;
+	} shifts[ROLLOUT_MAX_SHIFTS];
 	double bucket_inv;    /* 1 / bucket_s */
 	struct cohort c[2];   /* [0] control, [1] exposed */
 	uint64_t n_decisions; /* ever recorded; the log keeps the last ROLLOUT_MAX_DECISIONS */
@@ -856,6 +866,37 @@ static void advance(struct rollout *r, int64_t now)
 	}
 }
 
+void rollout_resumed(struct rollout *r, int64_t now)
+{
+	int64_t was = r->restored_from;
+
+	r->restored_from = -1;
+	if (was < 0 || now <= was || (r->state != ROLLOUT_ROLLING && r->state != ROLLOUT_PAUSED))
+		return;
+	int64_t k = bucket_of(r, now - r->started) - bucket_of(r, was - r->started);
+	if (k <= 0)
+		return;
+	/* every heartbeat seen before the outage moves k buckets later */
+	for (int c = 0; c < 2; c++) {
+		uint64_t moved[SILENCE_SLOTS] = {0};
+		struct cohort *co = &r->c[c];
+		for (int64_t b = r->cursor; b < r->cursor + (int64_t)SILENCE_SLOTS; b++)
+			moved[SLOT(b + k)] += co->live[SLOT(b)];
+		memcpy(co->live, moved, sizeof(moved));
+	}
+	r->cursor += k;
+	if (r->n_shifts == ROLLOUT_MAX_SHIFTS) {
+		/* the two oldest become one: heartbeats before the first move by both */
+		r->shifts[0].buckets += r->shifts[1].buckets;
+		r->shifts[0].until = r->shifts[1].until;
+		memmove(&r->shifts[1], &r->shifts[2], (ROLLOUT_MAX_SHIFTS - 2) * sizeof(r->shifts[0]));
+		r->n_shifts--;
+	}
+	r->shifts[r->n_shifts].until = was;
+	r->shifts[r->n_shifts].buckets = k;
+	r->n_shifts++;
+}
+
 static struct cohort *cohort_of(struct rollout *r, uint8_t cohort)
 {
 	return cohort == COHORT_EXPOSED ? EXPOSED(r) : CONTROL(r);
@@ -865,6 +906,10 @@ static void silence_remove(struct rollout *r, const struct rollout_track *t)
 {
 	struct cohort *co = cohort_of(r, t->state & COHORT_MASK);
 	int64_t b = bucket_of(r, t->last_seen - r->started);
+
+	for (uint32_t i = 0; i < r->n_shifts; i++)
+		if (t->last_seen <= r->shifts[i].until)
+			b += r->shifts[i].buckets;
 
 	if (b < r->cursor) {
 		if (co->silent_now > 0)
@@ -1395,6 +1440,7 @@ int rollout_new(const struct rollout_plan *plan, uint64_t version, uint64_t prev
 	r->silence_s = plan->steps[0].gates.silence_k * plan->heartbeat_s;
 	r->slots = r->silence_s / r->bucket_s + 4;
 	r->bucket_inv = 1.0 / r->bucket_s;
+	r->restored_from = -1;
 	r->advanced_to = now - 1;
 	set_reason(record(r, now, ROLLOUT_ACT_START, true),
 		   "release %" PRIu64 " (previous %" PRIu64 "), %u steps", version, previous,
@@ -1659,8 +1705,21 @@ int rollout_restore(const void *src, size_t len, struct rollout **out, char *err
 		set_err(err, errlen, "rollout state: a field is out of range");
 		goto out_free;
 	}
+	if (r->n_shifts > ROLLOUT_MAX_SHIFTS) {
+		set_err(err, errlen, "rollout state: a field is out of range");
+		goto out_free;
+	}
+	for (uint32_t i = 0; i < r->n_shifts; i++) {
+		if (!time_ok(r->shifts[i].until) || r->shifts[i].buckets < 0 ||
+		    r->shifts[i].buckets > (INT64_C(1) << 40)) {
+			set_err(err, errlen, "rollout state: a field is out of range");
+			goto out_free;
+		}
+	}
 	/* derived fields are recomputed, not trusted */
 	r->bucket_inv = 1.0 / r->bucket_s;
+	r->restored_from = time_ok(r->advanced_to) && r->advanced_to >= r->started ? r->advanced_to
+										    : -1;
 	r->advanced_to = r->started - 1;
 	r->advanced_bucket = -1;
 	for (size_t i = 0; i < ROLLOUT_MAX_DECISIONS; i++) {

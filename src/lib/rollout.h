@@ -399,6 +399,15 @@ int rollout_decision_json(const struct rollout_decision *d, struct buf *out);
  * range before use; returns 0 and *@out, or -EINVAL with a reason in @err.
  */
 size_t rollout_snapshot_size(void);
+
+/*
+ * A restored controller learns the server was away from the time its snapshot last saw until
+ * @now: agents are not counted silent for that time (their last heartbeats count as if the
+ * outage had not happened), so a server restart does not halt a rollout through the silence
+ * gate. Only agents that stay silent once the server is back are. Call once after
+ * rollout_restore(), before any heartbeat or tick.
+ */
+void rollout_resumed(struct rollout *r, int64_t now);
 void rollout_snapshot(const struct rollout *r, void *dst);
 int rollout_restore(const void *src, size_t len, struct rollout **out, char *err, size_t errlen);
 

@@ -41,6 +41,7 @@ struct fl_rollout {
 	size_t n_approved;
 	char approved[FLEET_MAX_APPROVALS][STORE_NAME_BYTES];
 	bool dirty;			     /* counters changed since the last snapshot */
+	int64_t persisted_at;		     /* when the snapshot was last stored */
 	const struct rollout_decision *mark; /* the last decision already in the store */
 };
 
@@ -228,8 +229,10 @@ static int persist(struct fleet *f, struct fl_rollout *r, int64_t now)
 	sr.meta = meta.data;
 	sr.controller = f->snap_b64;
 	ret = f->st->ops->rollout_update(f->st, &sr);
-	if (!ret)
+	if (!ret) {
 		r->dirty = false;
+		r->persisted_at = now;
+	}
 	persist_decisions(f, r);
 out:
 	buf_release(&meta);
@@ -374,7 +377,9 @@ int fleet_open(struct store *st, unsigned heartbeat_s, int64_t now, struct fleet
 		fail(err, errlen, ret, "cannot load rollouts from the store");
 		goto out_free;
 	}
-	(void)now;
+	/* the time this server was away is no agent's silence */
+	for (size_t i = 0; i < f->n_rollouts; i++)
+		rollout_resumed(f->rollouts[i].ctl, now);
 	*out = f;
 	return 0;
 out_free:
@@ -538,6 +543,11 @@ void fleet_tick(struct fleet *f, int64_t now)
 		    now - f->population_at >= FLEET_POPULATION_PERIOD)
 			count_population(f, r, now);
 		if (rollout_tick(r->ctl, now) >= 0)
+			r->dirty = true;
+		/* stored at least once a heartbeat interval while it runs, so that a restarted
+		 * server knows when it went away (rollout_resumed) */
+		if ((s == ROLLOUT_ROLLING || s == ROLLOUT_PAUSED) &&
+		    now - r->persisted_at >= (int64_t)f->heartbeat_s)
 			r->dirty = true;
 		if (r->dirty && persist(f, r, now))
 			fprintf(stderr, "vigil-server: cannot store rollout %" PRId64 "\n", r->id);

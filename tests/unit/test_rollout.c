@@ -892,10 +892,74 @@ static void test_snapshot(void **state)
 	rollout_free(r);
 }
 
+/* Runs @r from @from to @to and returns the time of its first halt, or -1. */
+static int64_t halted_at(struct rollout *r, int64_t from, int64_t to)
+{
+	for (int64_t now = from; now < to; now++) {
+		for (uint32_t i = (uint32_t)(now % 60); i < N_AGENTS; i += 60)
+			if (!fleet[i].silent)
+				beat(r, i, now);
+		if (rollout_tick(r, now) == ROLLOUT_ACT_HALT)
+			return now;
+	}
+	return -1;
+}
+
+static void test_server_outage_is_no_silence(void **state)
+{
+	struct rollout *r = start(), *s = NULL;
+	size_t n = rollout_snapshot_size();
+	uint8_t *blob = malloc(n);
+	struct agent copy[N_AGENTS];
+	char err[256];
+	const int64_t down = T0 + 900, up = T0 + 1500; /* ten minutes away, K = 2 intervals */
+
+	assert_non_null(blob);
+	assert_int_equal(run(r, T0, down), ROLLOUT_ACT_PROMOTE);
+	rollout_snapshot(r, blob);
+	memcpy(copy, fleet, sizeof(fleet));
+
+	/* without being told, a restored controller takes the outage for every agent's silence
+	 * (here both cohorts alike, so the comparison holds; a small fleet or one with few
+	 * control agents would halt) */
+	struct rollout_evidence ev[ROLLOUT_GATE_COUNT];
+	assert_int_equal(rollout_restore(blob, n, &s, err, sizeof(err)), 0);
+	halted_at(s, up, up + 300);
+	rollout_evaluate(s, up + 300, ev);
+	assert_true(ev[ROLLOUT_GATE_silence].bad >= RING0 + RING1);
+	rollout_free(s);
+
+	/* told, it counts silence from its return: the fleet heartbeating again is healthy */
+	memcpy(fleet, copy, sizeof(fleet));
+	assert_int_equal(rollout_restore(blob, n, &s, err, sizeof(err)), 0);
+	rollout_resumed(s, up);
+	assert_int_equal(halted_at(s, up, up + 600), -1);
+	rollout_evaluate(s, up + 600, ev);
+	assert_int_equal(ev[ROLLOUT_GATE_silence].bad, 0);
+	rollout_free(s);
+
+	/* and agents that stay silent once it is back are still caught: K intervals after their
+	 * last heartbeat, not counting the outage (they beat in the minute before it) */
+	memcpy(fleet, copy, sizeof(fleet));
+	for (uint32_t i = 0; i < 5; i++)
+		fleet[i].silent = true; /* ring 0: running the release */
+	assert_int_equal(rollout_restore(blob, n, &s, err, sizeof(err)), 0);
+	rollout_resumed(s, up);
+	int64_t at = halted_at(s, up, up + 600);
+	assert_true(at >= up + 120 - 60 && at <= up + 120 + 30);
+	assert_int_equal(halt_gate(s), ROLLOUT_GATE_silence);
+	assert_int_equal(last_decision(s, ROLLOUT_ACT_HALT)->gates[ROLLOUT_GATE_silence].bad, 5);
+	rollout_free(s);
+	free(blob);
+	rollout_free(r);
+	(void)state;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_plan_default_valid),
+	    cmocka_unit_test(test_server_outage_is_no_silence),
 	    cmocka_unit_test(test_plan_refused),
 	    cmocka_unit_test(test_plan_text),
 	    cmocka_unit_test(test_duration),
