@@ -103,11 +103,12 @@ static void usage(FILE *out)
 	    "Starts vigil-server (next to this vigil) on a temporary store, enrolls N agents\n"
 	    "(default 1000) and drives it over HTTP for S seconds (default 10) of heartbeats,\n"
 	    "then S seconds of alert batches (%u alerts each); prints one JSON line with\n"
-	    "heartbeats_per_second, p50_ms, p99_ms, alerts_per_second and the server's\n"
-	    "cpu_seconds. Heartbeats go at R per second in all (open loop: each from an agent\n"
-	    "with nothing in flight; \"late\" counts those due while none was free), or without\n"
-	    "--rate each agent sends again as soon as it is answered. Alert batches are always\n"
-	    "sent that way. T: the server's HTTP threads (default: its own default).\n",
+	    "heartbeats_per_second, p50_ms, p99_ms, alerts_per_second, the server's\n"
+	    "cpu_seconds and this load generator's own (client_*_cpu_seconds), since both\n"
+	    "share the machine. Heartbeats go at R per second in all (open loop: each from an\n"
+	    "agent with nothing in flight; \"late\" counts those due while none was free), or\n"
+	    "without --rate each agent sends again as soon as it is answered. Alert batches are\n"
+	    "always sent that way. T: the server's HTTP threads (default: its own default).\n",
 	    BENCH_ALERT_BATCH);
 }
 
@@ -214,6 +215,24 @@ static double server_cpu_seconds(pid_t pid)
 	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
 		return -1;
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds the whole machine spent busy since boot (all CPUs, from /proc/stat), or -1. */
+static double machine_cpu_seconds(void)
+{
+	unsigned long long v[8] = {0};
+	FILE *f = fopen("/proc/stat", "re");
+	int n;
+
+	if (!f)
+		return -1;
+	n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		   &v[4], &v[5], &v[6], &v[7]);
+	fclose(f);
+	if (n != 8)
+		return -1;
+	/* user, nice, system, irq, softirq, steal: all but idle and iowait */
+	return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
 }
 
 static int enroll_all(struct bench *b)
@@ -433,7 +452,7 @@ static int parse_reply(const struct sim_agent *a, unsigned *status, bool *close_
 			 strncasecmp(h + 11 + strspn(h + 11, " \t"), "close", 5) == 0)
 			*close_after = true;
 	}
-	if (clen == SIZE_MAX)
+	if (clen > BENCH_REPLY_MAX)
 		return -1;
 	if (a->reply.len < head + clen)
 		return 0;
@@ -629,9 +648,11 @@ int cmd_bench(int argc, char **argv)
 		}
 	}
 	double cpu0 = server_cpu_seconds(b.server), t0 = mono(), own0 = own_cpu_seconds();
+	double all0 = machine_cpu_seconds();
 	int64_t hb_failed, al_failed;
 	int64_t hb = drive(&b, false, &hb_failed);
 	double t1 = mono(), cpu1 = server_cpu_seconds(b.server), own1 = own_cpu_seconds();
+	double all1 = machine_cpu_seconds();
 	int64_t batches = drive(&b, true, &al_failed);
 	double t2 = mono(), cpu2 = server_cpu_seconds(b.server), own2 = own_cpu_seconds();
 	if (hb < 0 || batches < 0) {
@@ -647,11 +668,12 @@ int cmd_bench(int argc, char **argv)
 	       "\"heartbeat_errors\":%" PRId64 ",\"alerts\":%" PRId64
 	       ",\"alerts_per_second\":%.0f,\"alert_errors\":%" PRId64
 	       ",\"cpu_seconds\":%.2f,\"heartbeat_cpu_seconds\":%.2f,\"alert_cpu_seconds\":%.2f,"
-	       "\"client_heartbeat_cpu_seconds\":%.2f,\"client_alert_cpu_seconds\":%.2f}\n",
+	       "\"client_heartbeat_cpu_seconds\":%.2f,\"client_alert_cpu_seconds\":%.2f,"
+	       "\"machine_heartbeat_cpu_seconds\":%.2f,\"cpus\":%ld}\n",
 	       b.n_agents, b.seconds, b.rate, b.late, hb, (double)hb / (t1 - t0), p50, p99,
 	       hb_failed, batches * (int64_t)BENCH_ALERT_BATCH,
 	       (double)batches * BENCH_ALERT_BATCH / (t2 - t1), al_failed, cpu2 - cpu0, cpu1 - cpu0,
-	       cpu2 - cpu1, own1 - own0, own2 - own1);
+	       cpu2 - cpu1, own1 - own0, own2 - own1, all1 - all0, sysconf(_SC_NPROCESSORS_ONLN));
 	status = hb > 0 && hb_failed == 0 && al_failed == 0 ? 0 : 1;
 out:
 	if (b.server > 0) {

@@ -1,6 +1,7 @@
 /*
  * The embedded store: one SQLite database (DIR/vigil.db) in WAL mode, one connection whose
- * prepared statements are kept, serialised by a mutex. See store.h for the contract.
+ * prepared statements are kept, serialised by a mutex; heartbeats share commits and a thread
+ * keeps the log synced so checkpoints stay short. See store.h for the contract.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include "store.h"
 
 #define DB_FILE		  "vigil.db"
+#define DB_PATH_BYTES	  4096
 #define SCHEMA_VERSION_DB "1"
 /* Pages in the write-ahead log past which a commit copies them into the database. */
 #define STORE_CHECKPOINT_PAGES 4000
@@ -1218,6 +1220,7 @@ static void *wal_syncer(void *arg)
 {
 	struct sq_store *s = arg;
 	struct timespec ts;
+	bool warned = false;
 
 	pthread_mutex_lock(&s->sync_lock);
 	while (!s->sync_stop) {
@@ -1232,19 +1235,22 @@ static void *wal_syncer(void *arg)
 		    !atomic_exchange_explicit(&s->wal_dirty, false, memory_order_relaxed))
 			continue;
 		pthread_mutex_unlock(&s->sync_lock);
-		if (fdatasync(s->wal_fd) && errno != EINTR)
+		/* a failure is said once: checkpoints still sync the log themselves */
+		if (fdatasync(s->wal_fd) && errno != EINTR && !warned) {
 			fprintf(stderr, "vigil-server: store: syncing the log: %s\n",
 				strerror(errno));
+			warned = true;
+		}
 		pthread_mutex_lock(&s->sync_lock);
 	}
 	pthread_mutex_unlock(&s->sync_lock);
 	return NULL;
 }
 
-/* Opens the log DB-wal (made by the schema's first write) for the syncer and starts it. */
+/* Opens the log (DB-wal, there since the store's first transaction) for the syncer, starts it. */
 static int wal_syncer_start(struct sq_store *s, const char *path, char *err, size_t errlen)
 {
-	char wal[4096 + 8];
+	char wal[DB_PATH_BYTES + sizeof("-wal")];
 	int n = snprintf(wal, sizeof(wal), "%s-wal", path);
 
 	if (n < 0 || (size_t)n >= sizeof(wal)) {
@@ -1331,7 +1337,7 @@ static const struct store_ops sqlite_ops = {
 int store_sqlite_open(const char *dir, struct store **out, char *err, size_t errlen)
 {
 	struct sq_store *s;
-	char path[4096], *msg = NULL;
+	char path[DB_PATH_BYTES], *msg = NULL;
 	int rc, ret, n;
 
 	n = snprintf(path, sizeof(path), "%s/%s", dir, DB_FILE);

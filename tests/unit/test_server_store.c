@@ -1,9 +1,11 @@
 /*
  * Unit tests for the store interface through its SQLite backend (src/server/store_sqlite.c):
  * each kind of row round-trips, keys are unique, enrollment uses run out, record batches are
- * idempotent and atomic, queries filter, and everything survives a reopen.
+ * idempotent and atomic, queries filter, heartbeats written together from many threads are
+ * each committed once, and everything survives a reopen.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -159,6 +161,77 @@ static void agents(void **state)
 	(void)state;
 }
 
+#define HB_THREADS	     8
+#define HB_PER_THREAD	     500
+#define HB_AGENTS_PER_THREAD 4
+
+struct hb_worker {
+	struct store *st;
+	int thread;
+	int failures;
+};
+
+/* Sends HB_PER_THREAD heartbeats for the thread's own agents, round robin. */
+static void *hb_worker(void *arg)
+{
+	struct hb_worker *w = arg;
+	struct store_health h = {0};
+	char id[STORE_ID_BYTES];
+
+	for (int i = 0; i < HB_PER_THREAD; i++) {
+		snprintf(id, sizeof(id), "t%da%d", w->thread, i % HB_AGENTS_PER_THREAD);
+		h.alerts = i;
+		uint8_t track[1] = {(uint8_t)i};
+		if (w->st->ops->agent_heartbeat(w->st, id, &h, track, sizeof(track), 1000 + i))
+			w->failures++;
+	}
+	return NULL;
+}
+
+static void concurrent_heartbeats(void **state)
+{
+	struct store *st = open_store();
+	struct hb_worker w[HB_THREADS];
+	pthread_t t[HB_THREADS];
+	struct store_agent a, got;
+
+	for (int i = 0; i < HB_THREADS; i++) {
+		for (int j = 0; j < HB_AGENTS_PER_THREAD; j++) {
+			memset(&a, 0, sizeof(a));
+			snprintf(a.id, sizeof(a.id), "t%da%d", i, j);
+			snprintf(a.group, sizeof(a.group), "lab");
+			assert_int_equal(st->ops->agent_add(st, &a), 0);
+		}
+	}
+	for (int i = 0; i < HB_THREADS; i++) {
+		w[i] = (struct hb_worker){.st = st, .thread = i};
+		assert_int_equal(pthread_create(&t[i], NULL, hb_worker, &w[i]), 0);
+	}
+	for (int i = 0; i < HB_THREADS; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(w[i].failures, 0);
+	}
+	/* every heartbeat counted once, the last one of each agent kept, also after a reopen */
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < HB_THREADS; i++) {
+			for (int j = 0; j < HB_AGENTS_PER_THREAD; j++) {
+				int last = HB_PER_THREAD - HB_AGENTS_PER_THREAD + j;
+				snprintf(a.id, sizeof(a.id), "t%da%d", i, j);
+				assert_int_equal(st->ops->agent_get(st, a.id, &got), 0);
+				assert_int_equal(got.heartbeats,
+						 HB_PER_THREAD / HB_AGENTS_PER_THREAD);
+				assert_int_equal(got.health.alerts, last);
+				assert_int_equal(got.last_seen, 1000 + last);
+				assert_int_equal(got.track_len, 1);
+				assert_int_equal(got.track[0], (uint8_t)last);
+			}
+		}
+		store_close(st);
+		st = pass == 0 ? open_store() : NULL;
+	}
+	(void)state;
+}
+
 static void records(void **state)
 {
 	struct store *st = open_store();
@@ -261,6 +334,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(tokens),
 	    cmocka_unit_test(agents),
+	    cmocka_unit_test(concurrent_heartbeats),
 	    cmocka_unit_test(records),
 	    cmocka_unit_test(rollouts_and_reopen),
 	};
