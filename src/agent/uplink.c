@@ -401,8 +401,8 @@ static int heartbeat(struct uplink *u, struct buf *reply)
 		goto out;
 	}
 	const struct uplink_content *c = &ans.content;
-	bool audit = c->audit_mode && c->has_version && u->st->has_active &&
-		     c->version == u->st->active;
+	bool audit =
+	    c->audit_mode && c->has_version && u->st->has_active && c->version == u->st->active;
 	pthread_mutex_lock(&u->lock);
 	u->heartbeats++;
 	if (ans.heartbeat_seconds && u->opt.heartbeat <= 0)

@@ -96,8 +96,8 @@ static json_t *load(const char *data, size_t len, char *err, size_t errlen)
 	return j;
 }
 
-int uplink_parse_enrollment(const char *data, size_t len, struct uplink_enrollment *out,
-			    char *err, size_t errlen)
+int uplink_parse_enrollment(const char *data, size_t len, struct uplink_enrollment *out, char *err,
+			    size_t errlen)
 {
 	json_t *j, *id, *cred;
 	int ret = 0;
@@ -148,7 +148,8 @@ static int parse_content(json_t *c, struct uplink_content *out, char *err, size_
 		out->has_version = true;
 	}
 	if (h && !json_is_null(h)) {
-		if (!json_is_string(h) || !trust_hash_hex_ok(json_string_value(h), json_string_length(h)))
+		if (!json_is_string(h) ||
+		    !trust_hash_hex_ok(json_string_value(h), json_string_length(h)))
 			return fail(err, errlen, "'content.hash' is not 64 hex digits");
 		if (!json_is_integer(sz) || json_integer_value(sz) < 1 ||
 		    (uint64_t)json_integer_value(sz) > BUNDLE_MAX_BYTES)

@@ -55,8 +55,8 @@ bool uplink_credential_valid(const char *s, size_t len);
  * Parses the enrollment answer {"agent_id": ..., "credential": ...} (@len bytes). Returns 0,
  * or -EBADMSG with a one-line reason in @err; *@out is then zeroed.
  */
-int uplink_parse_enrollment(const char *data, size_t len, struct uplink_enrollment *out,
-			    char *err, size_t errlen);
+int uplink_parse_enrollment(const char *data, size_t len, struct uplink_enrollment *out, char *err,
+			    size_t errlen);
 
 /*
  * Parses a heartbeat answer. Returns 0, or -EBADMSG with a one-line reason in @err (*@out is

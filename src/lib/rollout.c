@@ -31,7 +31,7 @@ enum { COHORT_NONE, COHORT_CONTROL, COHORT_EXPOSED };
 #define SILENCE_SLOTS 128u
 /* Server outages remembered within one rollout; past it the oldest two are merged. */
 #define ROLLOUT_MAX_SHIFTS 8u
-#define SLOT(b)	      ((uint64_t)(b) & (SILENCE_SLOTS - 1))
+#define SLOT(b)		   ((uint64_t)(b) & (SILENCE_SLOTS - 1))
 
 #define SNAPSHOT_MAGIC	0x4f52475600000000ull /* "VGRO" */
 #define SNAPSHOT_FORMAT 1u
@@ -889,7 +889,8 @@ void rollout_resumed(struct rollout *r, int64_t now)
 		/* the two oldest become one: heartbeats before the first move by both */
 		r->shifts[0].buckets += r->shifts[1].buckets;
 		r->shifts[0].until = r->shifts[1].until;
-		memmove(&r->shifts[1], &r->shifts[2], (ROLLOUT_MAX_SHIFTS - 2) * sizeof(r->shifts[0]));
+		memmove(&r->shifts[1], &r->shifts[2],
+			(ROLLOUT_MAX_SHIFTS - 2) * sizeof(r->shifts[0]));
 		r->n_shifts--;
 	}
 	r->shifts[r->n_shifts].until = was;
@@ -1718,8 +1719,8 @@ int rollout_restore(const void *src, size_t len, struct rollout **out, char *err
 	}
 	/* derived fields are recomputed, not trusted */
 	r->bucket_inv = 1.0 / r->bucket_s;
-	r->restored_from = time_ok(r->advanced_to) && r->advanced_to >= r->started ? r->advanced_to
-										    : -1;
+	r->restored_from =
+	    time_ok(r->advanced_to) && r->advanced_to >= r->started ? r->advanced_to : -1;
 	r->advanced_to = r->started - 1;
 	r->advanced_bucket = -1;
 	for (size_t i = 0; i < ROLLOUT_MAX_DECISIONS; i++) {

@@ -35,9 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (uplink_parse_answer((const char *)data, size, &ans, err, sizeof(err)) == 0) {
 		const struct uplink_content *c = &ans.content;
-		if (ans.heartbeat_seconds &&
-		    (ans.heartbeat_seconds < UPLINK_MIN_INTERVAL ||
-		     ans.heartbeat_seconds > UPLINK_MAX_INTERVAL))
+		if (ans.heartbeat_seconds && (ans.heartbeat_seconds < UPLINK_MIN_INTERVAL ||
+					      ans.heartbeat_seconds > UPLINK_MAX_INTERVAL))
 			abort();
 		if (c->has_version && (c->version < 1 || c->version > BUNDLE_MAX_VERSION))
 			abort();

@@ -172,8 +172,8 @@ static void write_acked_file(const char *text)
  * is sent again (the server drops duplicates) and new records keep their numbering. */
 static void damaged_disk_never_stops_the_spool(void **state)
 {
-	static const char *const bad[] = {"-2\n", "18446744073709551614\n", "9007199254740991\n",
-					  "12abc\n", "\n", "7\n8\n"};
+	static const char *const bad[] = {
+	    "-2\n", "18446744073709551614\n", "9007199254740991\n", "12abc\n", "\n", "7\n8\n"};
 	struct spool *s;
 	int64_t seqs[16];
 	uint64_t last;
