@@ -57,7 +57,8 @@ static void malformed_credentials(void **state)
 	    "0123456789abcdef0123456789abcdef.",
 	    "0123456789abcdef0123456789abcde.aa",
 	    "0123456789ABCDEF0123456789ABCDEF.aaaa",
-	    "../../../../etc/passwd.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	    "../../../../etc/"
+	    "passwd.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_int_equal(auth_split(bad[i], id, hash), -EINVAL);
