@@ -144,6 +144,11 @@ struct module___vg {
 #define VG_ARG3(r)	 BPF_CORE_READ((r), r10)
 #define VG_ARG4(r)	 BPF_CORE_READ((r), r8)
 #define VG_ARG5(r)	 BPF_CORE_READ((r), r9)
+/* the first arguments from a BTF-typed pointer, by direct loads */
+#define VG_ARG0_BTF(r) ((r)->di)
+#define VG_ARG1_BTF(r) ((r)->si)
+#define VG_ARG2_BTF(r) ((r)->dx)
+#define VG_ARG3_BTF(r) ((r)->r10)
 #elif defined(__TARGET_ARCH_arm64)
 #define VG_SYSCALL_NR(r) ((r)->syscallno)
 #define VG_ARG0(r)	 BPF_CORE_READ((r), orig_x0)
@@ -152,6 +157,10 @@ struct module___vg {
 #define VG_ARG3(r)	 BPF_CORE_READ((r), regs[3])
 #define VG_ARG4(r)	 BPF_CORE_READ((r), regs[4])
 #define VG_ARG5(r)	 BPF_CORE_READ((r), regs[5])
+#define VG_ARG0_BTF(r)	 ((r)->orig_x0)
+#define VG_ARG1_BTF(r)	 ((r)->regs[1])
+#define VG_ARG2_BTF(r)	 ((r)->regs[2])
+#define VG_ARG3_BTF(r)	 ((r)->regs[3])
 #else
 #error "vigil's BPF side supports x86-64 and arm64"
 #endif
@@ -162,12 +171,12 @@ struct module___vg {
  */
 static __always_inline bool compat_syscall(void)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 
 #if defined(__TARGET_ARCH_x86)
-	return BPF_CORE_READ(task, thread_info.status) & 0x0002; /* TS_COMPAT */
+	return task->thread_info.status & 0x0002; /* TS_COMPAT */
 #else
-	return BPF_CORE_READ(task, thread_info.flags) & (1ul << 22); /* TIF_32BIT */
+	return task->thread_info.flags & (1ul << 22); /* TIF_32BIT */
 #endif
 }
 
@@ -1046,12 +1055,11 @@ __noinline int vg_on_open(__s64 fd, __u32 sc)
 }
 
 /*
- * rename, unlink, chmod families returned 0: report them with resolved paths. Their
- * arguments are still in @regs_p (the syscall's saved registers) at sys_exit.
+ * rename, unlink, chmod families returned 0: report them with resolved paths. @a0 to @a3
+ * are the syscall's first arguments, still in its saved registers at sys_exit.
  */
-__noinline int vg_on_file_op(__u64 regs_p, __u32 sc)
+__noinline int vg_on_file_op(__u32 sc, __u64 a0, __u64 a1, __u64 a2, __u64 a3)
 {
-	struct pt_regs *regs = (struct pt_regs *)regs_p;
 	struct vg_scratch *s = scratch();
 	struct vg_file *f;
 	struct file *file;
@@ -1068,37 +1076,37 @@ __noinline int vg_on_file_op(__u64 regs_p, __u32 sc)
 	f->mode = VG_MODE_UNKNOWN;
 	switch (sc) {
 	case VG_SC_RENAME:
-		upath = VG_ARG0(regs);
-		upath2 = VG_ARG1(regs);
+		upath = a0;
+		upath2 = a1;
 		break;
 	case VG_SC_RENAMEAT:
 	case VG_SC_RENAMEAT2:
-		dfd = (__s32)VG_ARG0(regs);
-		upath = VG_ARG1(regs);
-		dfd2 = (__s32)VG_ARG2(regs);
-		upath2 = VG_ARG3(regs);
+		dfd = (__s32)a0;
+		upath = a1;
+		dfd2 = (__s32)a2;
+		upath2 = a3;
 		break;
 	case VG_SC_UNLINK:
 	case VG_SC_RMDIR:
-		upath = VG_ARG0(regs);
+		upath = a0;
 		break;
 	case VG_SC_UNLINKAT:
-		dfd = (__s32)VG_ARG0(regs);
-		upath = VG_ARG1(regs);
+		dfd = (__s32)a0;
+		upath = a1;
 		break;
 	case VG_SC_CHMOD:
-		upath = VG_ARG0(regs);
-		f->mode = (__u32)VG_ARG1(regs) & 07777;
+		upath = a0;
+		f->mode = (__u32)a1 & 07777;
 		break;
 	case VG_SC_FCHMODAT:
 	case VG_SC_FCHMODAT2:
-		dfd = (__s32)VG_ARG0(regs);
-		upath = VG_ARG1(regs);
-		f->mode = (__u32)VG_ARG2(regs) & 07777;
+		dfd = (__s32)a0;
+		upath = a1;
+		f->mode = (__u32)a2 & 07777;
 		break;
 	case VG_SC_FCHMOD:
-		f->mode = (__u32)VG_ARG1(regs) & 07777;
-		file = fd_file((__s32)VG_ARG0(regs));
+		f->mode = (__u32)a1 & 07777;
+		file = fd_file((__s32)a0);
 		if (!file)
 			return 0;
 		dentry = BPF_CORE_READ(file, f_path.dentry);
@@ -1350,21 +1358,9 @@ __noinline int vg_on_misc(__s64 ret, __u32 sc)
 }
 
 /*
- * The address of the saved registers, the first argument of tracepoint context @ctx, as a
- * plain number that the global functions (verified apart from their callers) accept.
- */
-static __always_inline __u64 regs_address(__u64 *ctx)
-{
-	__u64 addr = 0;
-
-	bpf_probe_read_kernel(&addr, sizeof(addr), &ctx[0]);
-	return addr;
-}
-
-/*
  * A BTF-typed raw tracepoint: the saved registers arrive as a typed pointer, so the syscall
- * number, which every syscall of the machine has read here, is a plain load rather than a
- * helper call.
+ * number, which every syscall of the machine has read here, and the arguments are plain
+ * loads rather than helper calls.
  */
 SEC("tp_btf/sys_exit")
 int BPF_PROG(vg_sys_exit, struct pt_regs *regs, long ret)
@@ -1388,7 +1384,8 @@ int BPF_PROG(vg_sys_exit, struct pt_regs *regs, long ret)
 		if (sc == VG_SC_ACCEPT || sc == VG_SC_ACCEPT4)
 			vg_on_accept(ret, sc);
 		else if (sc >= VG_SC_RENAME)
-			vg_on_file_op(regs_address(ctx), sc);
+			vg_on_file_op(sc, VG_ARG0_BTF(regs), VG_ARG1_BTF(regs), VG_ARG2_BTF(regs),
+				      VG_ARG3_BTF(regs));
 		else
 			vg_on_open(ret, sc);
 		return 0;
