@@ -23,8 +23,9 @@ struct uplink;
 /* Event actions the agent counts separately in its metric lines. */
 #define AGENT_ACTIONS(X)                                                                           \
 	X(exec)                                                                                    \
-	X(fork) X(exit) X(create) X(write) X(rename) X(delete) X(chmod) X(connect) X(accept)       \
-	    X(bind) X(setuid) X(setgid) X(module_load) X(ptrace) X(memfd_create) X(other)
+	X(fork)                                                                                    \
+	X(exit) X(create) X(write) X(rename) X(delete) X(chmod) X(connect) X(accept) X(bind)       \
+	    X(setuid) X(setgid) X(module_load) X(ptrace) X(memfd_create) X(other)
 
 enum agent_action {
 #define X(name) ACT_##name,

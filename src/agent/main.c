@@ -26,7 +26,7 @@
 #include "uplink.h"
 
 /* Longest output line; an event past it is counted and replaced by a truncation notice. */
-#define AGENT_LINE_MAX (4u * 1024u * 1024u)
+#define AGENT_LINE_MAX	   (4u * 1024u * 1024u)
 #define AGENT_DURATION_MAX (366.0 * 24 * 3600)
 
 static volatile sig_atomic_t stop_requested;
@@ -53,7 +53,7 @@ enum agent_action agent_action_of(const char *action, size_t len)
 {
 	static const char *const names[] = {
 #define X(name) #name,
-		AGENT_ACTIONS(X)
+	    AGENT_ACTIONS(X)
 #undef X
 	};
 	for (int i = 0; i < ACT_other; i++) {
@@ -62,7 +62,8 @@ enum agent_action agent_action_of(const char *action, size_t len)
 		if (n != len)
 			continue;
 		size_t k = 0;
-		while (k < n && (names[i][k] == action[k] || (names[i][k] == '_' && action[k] == '-')))
+		while (k < n &&
+		       (names[i][k] == action[k] || (names[i][k] == '_' && action[k] == '-')))
 			k++;
 		if (k == n)
 			return (enum agent_action)i;
@@ -208,7 +209,7 @@ static void emit_metrics(struct agent *agent, bool final, uint64_t started_ns)
 {
 	static const char *const names[] = {
 #define X(name) #name,
-		AGENT_ACTIONS(X)
+	    AGENT_ACTIONS(X)
 #undef X
 	};
 	struct buf *b = &agent->line;
@@ -218,8 +219,9 @@ static void emit_metrics(struct agent *agent, bool final, uint64_t started_ns)
 
 	format_timestamp(clock_ns(CLOCK_REALTIME), ts);
 	buf_reset(b);
-	err |= buf_printf(b, "{\"@timestamp\":\"%s\",\"event\":{\"kind\":\"metric\","
-			     "\"dataset\":\"vigil.agent\"},",
+	err |= buf_printf(b,
+			  "{\"@timestamp\":\"%s\",\"event\":{\"kind\":\"metric\","
+			  "\"dataset\":\"vigil.agent\"},",
 			  ts);
 	err |= buf_append_str(b, "\"host\":{\"name\":");
 	err |= json_append_string(b, agent->host_name, strlen(agent->host_name));
@@ -243,9 +245,8 @@ static void emit_metrics(struct agent *agent, bool final, uint64_t started_ns)
 				  "\"max_bytes\":%zu,\"evictions\":%llu,"
 				  "\"reaped\":%llu,\"pid_reuse\":%llu,\"misses\":%llu}",
 				  cs.entries, cs.max_entries, cs.string_bytes, cs.max_bytes,
-				  (unsigned long long)cs.evictions,
-				  (unsigned long long)cs.reaped, (unsigned long long)cs.pid_reuse,
-				  (unsigned long long)cs.misses);
+				  (unsigned long long)cs.evictions, (unsigned long long)cs.reaped,
+				  (unsigned long long)cs.pid_reuse, (unsigned long long)cs.misses);
 	}
 	if (agent->engine) {
 		struct engine_stats es;
@@ -255,14 +256,16 @@ static void emit_metrics(struct agent *agent, bool final, uint64_t started_ns)
 		es.alerts += agent->engine_retired.alerts - agent->engine_probe_alerts;
 		es.errors += agent->engine_retired.errors;
 		es.state_evictions += agent->engine_retired.state_evictions;
+		err |= buf_printf(
+		    b,
+		    ",\"engine\":{\"rules\":%zu,\"events\":%llu,\"alerts\":%llu,"
+		    "\"state_entries\":%llu,\"state_evictions\":%llu,\"errors\":%llu}",
+		    ruleset_count(agent->rules), (unsigned long long)es.events,
+		    (unsigned long long)es.alerts, (unsigned long long)es.state_entries,
+		    (unsigned long long)es.state_evictions, (unsigned long long)es.errors);
 		err |= buf_printf(b,
-				  ",\"engine\":{\"rules\":%zu,\"events\":%llu,\"alerts\":%llu,"
-				  "\"state_entries\":%llu,\"state_evictions\":%llu,\"errors\":%llu}",
-				  ruleset_count(agent->rules), (unsigned long long)es.events,
-				  (unsigned long long)es.alerts, (unsigned long long)es.state_entries,
-				  (unsigned long long)es.state_evictions, (unsigned long long)es.errors);
-		err |= buf_printf(b, ",\"responses\":{\"killed\":%llu,\"audited\":%llu,"
-				     "\"refused\":%llu,\"gone\":%llu,\"failed\":%llu}",
+				  ",\"responses\":{\"killed\":%llu,\"audited\":%llu,"
+				  "\"refused\":%llu,\"gone\":%llu,\"failed\":%llu}",
 				  (unsigned long long)agent->counters.responses[RESPONSE_KILLED],
 				  (unsigned long long)agent->counters.responses[RESPONSE_AUDITED],
 				  (unsigned long long)agent->counters.responses[RESPONSE_REFUSED],
@@ -288,45 +291,46 @@ static void emit_metrics(struct agent *agent, bool final, uint64_t started_ns)
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: vigil-agent --print [--duration SECONDS] [--source bpf|proc|replay:FILE]\n"
-		"                   [--rules PATH | --root FILE --state-dir DIR --content-dir DIR]\n"
-		"       vigil-agent --status --state-dir DIR\n"
-		"\n"
-		"  --print                 write every event as ECS NDJSON to stdout\n"
-		"  --duration SECONDS      stop after this long (default: until SIGINT/SIGTERM)\n"
-		"  --source NAME           bpf (eBPF), proc (netlink proc connector) or\n"
-		"                          replay:FILE (the agent's own NDJSON); default: bpf,\n"
-		"                          falling back to proc when eBPF cannot load\n"
-		"  --rules PATH            evaluate the rules in PATH (a directory, a rules file,\n"
-		"                          or a signed bundle verified against --root) and\n"
-		"                          print their alerts after the triggering event\n"
-		"  --alerts-only           print alerts and metric lines only\n"
-		"  --root FILE             pinned trust root (root.json) for content bundles\n"
-		"  --state-dir DIR         persisted content state: active, last-known-good,\n"
-		"                          trial and quarantined versions, held bundle copies\n"
-		"  --content-dir DIR       inbox: a bundle renamed into it is verified, compiled,\n"
-		"                          test-loaded and activated (needs --root, --state-dir)\n"
-		"  --health-window SEC     seconds on trial before content becomes\n"
-		"                          last-known-good (default 600)\n"
-		"  --trial-starts N        starts on trial before a crash loop reverts it\n"
-		"                          (default 3)\n"
-		"  --liveness-interval SEC seconds between detection liveness probes (default 60)\n"
-		"  --test-load-timeout SEC wall-clock limit of the sandboxed test-load (default 30)\n"
-		"  --status                print the state of --state-dir as JSON and exit\n"
-		"  --server URL            report to vigil-server: enroll, heartbeat, fetch content\n"
-		"                          into --content-dir, upload alerts (needs --state-dir)\n"
-		"  --enroll-token-file F   enrollment token for the first start with --server\n"
-		"  --cacert FILE           CA certificates for an https --server\n"
-		"  --spool-max BYTES       alerts (and events) kept for the server while it is away\n"
-		"                          (default 64 MiB each; the oldest go first, counted)\n"
-		"  --upload-events         upload every event too, not only alerts\n"
-		"  --response-audit        report kill responses instead of killing\n"
-		"  --metric-interval SEC   seconds between metric lines (default 60)\n"
-		"  --cache-max N           process cache entries (default %u)\n"
-		"  --version               print the version\n"
-		"  --help                  this text\n",
-		PROC_CACHE_DEFAULT_MAX);
+	fprintf(
+	    out,
+	    "usage: vigil-agent --print [--duration SECONDS] [--source bpf|proc|replay:FILE]\n"
+	    "                   [--rules PATH | --root FILE --state-dir DIR --content-dir DIR]\n"
+	    "       vigil-agent --status --state-dir DIR\n"
+	    "\n"
+	    "  --print                 write every event as ECS NDJSON to stdout\n"
+	    "  --duration SECONDS      stop after this long (default: until SIGINT/SIGTERM)\n"
+	    "  --source NAME           bpf (eBPF), proc (netlink proc connector) or\n"
+	    "                          replay:FILE (the agent's own NDJSON); default: bpf,\n"
+	    "                          falling back to proc when eBPF cannot load\n"
+	    "  --rules PATH            evaluate the rules in PATH (a directory, a rules file,\n"
+	    "                          or a signed bundle verified against --root) and\n"
+	    "                          print their alerts after the triggering event\n"
+	    "  --alerts-only           print alerts and metric lines only\n"
+	    "  --root FILE             pinned trust root (root.json) for content bundles\n"
+	    "  --state-dir DIR         persisted content state: active, last-known-good,\n"
+	    "                          trial and quarantined versions, held bundle copies\n"
+	    "  --content-dir DIR       inbox: a bundle renamed into it is verified, compiled,\n"
+	    "                          test-loaded and activated (needs --root, --state-dir)\n"
+	    "  --health-window SEC     seconds on trial before content becomes\n"
+	    "                          last-known-good (default 600)\n"
+	    "  --trial-starts N        starts on trial before a crash loop reverts it\n"
+	    "                          (default 3)\n"
+	    "  --liveness-interval SEC seconds between detection liveness probes (default 60)\n"
+	    "  --test-load-timeout SEC wall-clock limit of the sandboxed test-load (default 30)\n"
+	    "  --status                print the state of --state-dir as JSON and exit\n"
+	    "  --server URL            report to vigil-server: enroll, heartbeat, fetch content\n"
+	    "                          into --content-dir, upload alerts (needs --state-dir)\n"
+	    "  --enroll-token-file F   enrollment token for the first start with --server\n"
+	    "  --cacert FILE           CA certificates for an https --server\n"
+	    "  --spool-max BYTES       alerts (and events) kept for the server while it is away\n"
+	    "                          (default 64 MiB each; the oldest go first, counted)\n"
+	    "  --upload-events         upload every event too, not only alerts\n"
+	    "  --response-audit        report kill responses instead of killing\n"
+	    "  --metric-interval SEC   seconds between metric lines (default 60)\n"
+	    "  --cache-max N           process cache entries (default %u)\n"
+	    "  --version               print the version\n"
+	    "  --help                  this text\n",
+	    PROC_CACHE_DEFAULT_MAX);
 }
 
 /* Parses a non-negative number of seconds no larger than @max; returns 0 or -EINVAL. */
@@ -343,35 +347,51 @@ static int parse_seconds(const char *s, double max, double *out)
 
 static int parse_options(int argc, char **argv, struct agent_options *opt)
 {
-	enum { OPT_METRIC_INTERVAL = 256, OPT_CACHE_MAX, OPT_RULES, OPT_ALERTS_ONLY,
-	       OPT_RESPONSE_AUDIT, OPT_ROOT, OPT_STATE_DIR, OPT_CONTENT_DIR, OPT_HEALTH_WINDOW,
-	       OPT_TRIAL_STARTS, OPT_LIVENESS_INTERVAL, OPT_TEST_LOAD_TIMEOUT, OPT_STATUS,
-	       OPT_SERVER, OPT_ENROLL_TOKEN_FILE, OPT_CACERT, OPT_SPOOL_MAX, OPT_UPLOAD_EVENTS };
+	enum {
+		OPT_METRIC_INTERVAL = 256,
+		OPT_CACHE_MAX,
+		OPT_RULES,
+		OPT_ALERTS_ONLY,
+		OPT_RESPONSE_AUDIT,
+		OPT_ROOT,
+		OPT_STATE_DIR,
+		OPT_CONTENT_DIR,
+		OPT_HEALTH_WINDOW,
+		OPT_TRIAL_STARTS,
+		OPT_LIVENESS_INTERVAL,
+		OPT_TEST_LOAD_TIMEOUT,
+		OPT_STATUS,
+		OPT_SERVER,
+		OPT_ENROLL_TOKEN_FILE,
+		OPT_CACERT,
+		OPT_SPOOL_MAX,
+		OPT_UPLOAD_EVENTS
+	};
 	static const struct option longopts[] = {
-		{"print", no_argument, NULL, 'p'},
-		{"duration", required_argument, NULL, 'd'},
-		{"source", required_argument, NULL, 's'},
-		{"metric-interval", required_argument, NULL, OPT_METRIC_INTERVAL},
-		{"cache-max", required_argument, NULL, OPT_CACHE_MAX},
-		{"rules", required_argument, NULL, OPT_RULES},
-		{"alerts-only", no_argument, NULL, OPT_ALERTS_ONLY},
-		{"response-audit", no_argument, NULL, OPT_RESPONSE_AUDIT},
-		{"root", required_argument, NULL, OPT_ROOT},
-		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
-		{"content-dir", required_argument, NULL, OPT_CONTENT_DIR},
-		{"health-window", required_argument, NULL, OPT_HEALTH_WINDOW},
-		{"trial-starts", required_argument, NULL, OPT_TRIAL_STARTS},
-		{"liveness-interval", required_argument, NULL, OPT_LIVENESS_INTERVAL},
-		{"test-load-timeout", required_argument, NULL, OPT_TEST_LOAD_TIMEOUT},
-		{"status", no_argument, NULL, OPT_STATUS},
-		{"server", required_argument, NULL, OPT_SERVER},
-		{"enroll-token-file", required_argument, NULL, OPT_ENROLL_TOKEN_FILE},
-		{"cacert", required_argument, NULL, OPT_CACERT},
-		{"spool-max", required_argument, NULL, OPT_SPOOL_MAX},
-		{"upload-events", no_argument, NULL, OPT_UPLOAD_EVENTS},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	    {"print", no_argument, NULL, 'p'},
+	    {"duration", required_argument, NULL, 'd'},
+	    {"source", required_argument, NULL, 's'},
+	    {"metric-interval", required_argument, NULL, OPT_METRIC_INTERVAL},
+	    {"cache-max", required_argument, NULL, OPT_CACHE_MAX},
+	    {"rules", required_argument, NULL, OPT_RULES},
+	    {"alerts-only", no_argument, NULL, OPT_ALERTS_ONLY},
+	    {"response-audit", no_argument, NULL, OPT_RESPONSE_AUDIT},
+	    {"root", required_argument, NULL, OPT_ROOT},
+	    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+	    {"content-dir", required_argument, NULL, OPT_CONTENT_DIR},
+	    {"health-window", required_argument, NULL, OPT_HEALTH_WINDOW},
+	    {"trial-starts", required_argument, NULL, OPT_TRIAL_STARTS},
+	    {"liveness-interval", required_argument, NULL, OPT_LIVENESS_INTERVAL},
+	    {"test-load-timeout", required_argument, NULL, OPT_TEST_LOAD_TIMEOUT},
+	    {"status", no_argument, NULL, OPT_STATUS},
+	    {"server", required_argument, NULL, OPT_SERVER},
+	    {"enroll-token-file", required_argument, NULL, OPT_ENROLL_TOKEN_FILE},
+	    {"cacert", required_argument, NULL, OPT_CACERT},
+	    {"spool-max", required_argument, NULL, OPT_SPOOL_MAX},
+	    {"upload-events", no_argument, NULL, OPT_UPLOAD_EVENTS},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
@@ -383,8 +403,9 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 			break;
 		case 'd':
 			if (parse_seconds(optarg, AGENT_DURATION_MAX, &opt->duration) < 0) {
-				fprintf(stderr, "vigil-agent: --duration: '%s' is not a number of "
-						"seconds from 0 to 31622400\n",
+				fprintf(stderr,
+					"vigil-agent: --duration: '%s' is not a number of "
+					"seconds from 0 to 31622400\n",
 					optarg);
 				return 2;
 			}
@@ -392,8 +413,9 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 		case 's':
 			if (strcmp(optarg, "bpf") && strcmp(optarg, "proc") &&
 			    (strncmp(optarg, "replay:", 7) || !optarg[7])) {
-				fprintf(stderr, "vigil-agent: --source: '%s' is not bpf, proc or "
-						"replay:FILE\n",
+				fprintf(stderr,
+					"vigil-agent: --source: '%s' is not bpf, proc or "
+					"replay:FILE\n",
 					optarg);
 				return 2;
 			}
@@ -402,8 +424,9 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 		case OPT_METRIC_INTERVAL:
 			if (parse_seconds(optarg, AGENT_DURATION_MAX, &opt->metric_interval) < 0 ||
 			    opt->metric_interval < 0.1) {
-				fprintf(stderr, "vigil-agent: --metric-interval: '%s' is not a number "
-						"of seconds from 0.1 to 31622400\n",
+				fprintf(stderr,
+					"vigil-agent: --metric-interval: '%s' is not a number "
+					"of seconds from 0.1 to 31622400\n",
 					optarg);
 				return 2;
 			}
@@ -413,8 +436,9 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 			errno = 0;
 			unsigned long v = strtoul(optarg, &end, 10);
 			if (errno || *end || end == optarg || v < 16 || v > 16u * 1024 * 1024) {
-				fprintf(stderr, "vigil-agent: --cache-max: '%s' is not a count from 16 "
-						"to 16777216\n",
+				fprintf(stderr,
+					"vigil-agent: --cache-max: '%s' is not a count from 16 "
+					"to 16777216\n",
 					optarg);
 				return 2;
 			}
@@ -446,8 +470,9 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 				      : c == OPT_LIVENESS_INTERVAL ? &opt->liveness_interval
 								   : &opt->test_load_timeout;
 			if (parse_seconds(optarg, AGENT_DURATION_MAX, dst) < 0 || *dst < 0.1) {
-				fprintf(stderr, "vigil-agent: %s: '%s' is not a number of seconds "
-						"from 0.1 to 31622400\n",
+				fprintf(stderr,
+					"vigil-agent: %s: '%s' is not a number of seconds "
+					"from 0.1 to 31622400\n",
 					argv[optind - 2], optarg);
 				return 2;
 			}
@@ -458,8 +483,9 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 			errno = 0;
 			unsigned long v = strtoul(optarg, &end, 10);
 			if (errno || *end || end == optarg || v < 1 || v > 100) {
-				fprintf(stderr, "vigil-agent: --trial-starts: '%s' is not a count from 1 "
-						"to 100\n",
+				fprintf(stderr,
+					"vigil-agent: --trial-starts: '%s' is not a count from 1 "
+					"to 100\n",
 					optarg);
 				return 2;
 			}
@@ -485,9 +511,11 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 			char *end;
 			errno = 0;
 			unsigned long long v = strtoull(optarg, &end, 10);
-			if (errno || *end || end == optarg || v < (1ull << 21) || v > (1ull << 40)) {
-				fprintf(stderr, "vigil-agent: --spool-max: '%s' is not a number of "
-						"bytes from 2097152 to 1099511627776\n",
+			if (errno || *end || end == optarg || v < (1ull << 21) ||
+			    v > (1ull << 40)) {
+				fprintf(stderr,
+					"vigil-agent: --spool-max: '%s' is not a number of "
+					"bytes from 2097152 to 1099511627776\n",
 					optarg);
 				return 2;
 			}
@@ -510,7 +538,8 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "vigil-agent: unexpected argument '%s' (try --help)\n", argv[optind]);
+		fprintf(stderr, "vigil-agent: unexpected argument '%s' (try --help)\n",
+			argv[optind]);
 		return 2;
 	}
 	if (opt->status) {
@@ -685,7 +714,8 @@ static int load_rules(struct agent *agent)
 	ret = engine_new(agent->rules, NULL, &agent->engine);
 	agent->alert_scratch = event_new();
 	if (ret < 0 || !agent->alert_scratch) {
-		fprintf(stderr, "vigil-agent: rule engine: %s\n", strerror(ret < 0 ? -ret : ENOMEM));
+		fprintf(stderr, "vigil-agent: rule engine: %s\n",
+			strerror(ret < 0 ? -ret : ENOMEM));
 		return ret < 0 ? ret : -ENOMEM;
 	}
 	fprintf(stderr, "vigil-agent: %zu rules loaded from %s\n", ruleset_count(agent->rules),
@@ -697,13 +727,13 @@ static int load_rules(struct agent *agent)
 static int start_updater(struct agent *agent)
 {
 	struct updater_options uo = {
-		.root_path = agent->opt.root_path,
-		.state_dir = agent->opt.state_dir,
-		.content_dir = agent->opt.content_dir,
-		.health_window = agent->opt.health_window,
-		.trial_starts = agent->opt.trial_starts,
-		.liveness_interval = agent->opt.liveness_interval,
-		.test_load_timeout = agent->opt.test_load_timeout,
+	    .root_path = agent->opt.root_path,
+	    .state_dir = agent->opt.state_dir,
+	    .content_dir = agent->opt.content_dir,
+	    .health_window = agent->opt.health_window,
+	    .trial_starts = agent->opt.trial_starts,
+	    .liveness_interval = agent->opt.liveness_interval,
+	    .test_load_timeout = agent->opt.test_load_timeout,
 	};
 	char err[1024];
 	int ret = updater_open(agent, &uo, &agent->updater, err, sizeof(err));
@@ -717,13 +747,13 @@ static int start_updater(struct agent *agent)
 static int start_uplink(struct agent *agent)
 {
 	struct uplink_options uo = {
-		.server = agent->opt.server,
-		.enroll_token_file = agent->opt.enroll_token_file,
-		.cacert = agent->opt.cacert,
-		.state_dir = agent->opt.state_dir,
-		.content_dir = agent->opt.content_dir,
-		.spool_bytes = agent->opt.spool_bytes,
-		.events = agent->opt.upload_events,
+	    .server = agent->opt.server,
+	    .enroll_token_file = agent->opt.enroll_token_file,
+	    .cacert = agent->opt.cacert,
+	    .state_dir = agent->opt.state_dir,
+	    .content_dir = agent->opt.content_dir,
+	    .spool_bytes = agent->opt.spool_bytes,
+	    .events = agent->opt.upload_events,
 	};
 	char err[1024];
 	int ret = uplink_open(agent, &uo, &agent->uplink, err, sizeof(err));
@@ -786,12 +816,12 @@ seed:;
 int main(int argc, char **argv)
 {
 	struct agent agent = {
-		.opt = {.metric_interval = 60,
-			.cache_max = PROC_CACHE_DEFAULT_MAX,
-			.health_window = UPDATER_DEFAULT_HEALTH_WINDOW,
-			.trial_starts = UPDATER_DEFAULT_TRIAL_STARTS,
-			.liveness_interval = UPDATER_DEFAULT_LIVENESS_INTERVAL,
-			.test_load_timeout = UPDATER_DEFAULT_TEST_LOAD_TIMEOUT},
+	    .opt = {.metric_interval = 60,
+		    .cache_max = PROC_CACHE_DEFAULT_MAX,
+		    .health_window = UPDATER_DEFAULT_HEALTH_WINDOW,
+		    .trial_starts = UPDATER_DEFAULT_TRIAL_STARTS,
+		    .liveness_interval = UPDATER_DEFAULT_LIVENESS_INTERVAL,
+		    .test_load_timeout = UPDATER_DEFAULT_TEST_LOAD_TIMEOUT},
 	};
 	struct sigaction sa = {.sa_handler = on_signal};
 	int status = 0, ret;
@@ -836,9 +866,8 @@ int main(int argc, char **argv)
 
 	uint64_t started = clock_ns(CLOCK_MONOTONIC);
 	uint64_t next_metric = started + (uint64_t)(agent.opt.metric_interval * 1e9);
-	uint64_t deadline = agent.opt.duration > 0
-				    ? started + (uint64_t)(agent.opt.duration * 1e9)
-				    : UINT64_MAX;
+	uint64_t deadline =
+	    agent.opt.duration > 0 ? started + (uint64_t)(agent.opt.duration * 1e9) : UINT64_MAX;
 	while (!stop_requested) {
 		/* an activation in progress is advanced between polls: poll briefly then */
 		ret = agent.source_ops->poll(agent.source, updater_busy(agent.updater) ? 2 : 100);
