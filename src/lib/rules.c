@@ -179,6 +179,10 @@ int rules_fail(char *err, size_t errlen, int code, const char *file, unsigned li
 				 reason);
 		else
 			snprintf(err, errlen, "%s%s: %s", file ? file : "-", where, reason);
+		/* one line, whatever the rule's text held (a key or value quoted in it) */
+		for (char *p = err; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				*p = ' ';
 	}
 	return code;
 }
