@@ -21,11 +21,26 @@ struct uplink;
 #define AGENT_VERSION "0.1.0"
 
 /* Event actions the agent counts separately in its metric lines. */
-#define AGENT_ACTIONS(X)                                                                           \
-	X(exec)                                                                                    \
-	X(fork)                                                                                    \
-	X(exit) X(create) X(write) X(rename) X(delete) X(chmod) X(connect) X(accept) X(bind)       \
-	    X(setuid) X(setgid) X(module_load) X(ptrace) X(memfd_create) X(other)
+/* clang-format off */
+#define AGENT_ACTIONS(X) \
+	X(exec) \
+	X(fork) \
+	X(exit) \
+	X(create) \
+	X(write) \
+	X(rename) \
+	X(delete) \
+	X(chmod) \
+	X(connect) \
+	X(accept) \
+	X(bind) \
+	X(setuid) \
+	X(setgid) \
+	X(module_load) \
+	X(ptrace) \
+	X(memfd_create) \
+	X(other)
+/* clang-format on */
 
 enum agent_action {
 #define X(name) ACT_##name,

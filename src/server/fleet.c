@@ -389,6 +389,27 @@ out_free:
 
 /* --- heartbeats and the tick --- */
 
+/* The answer of rollout @r's controller as what the agent is told (f->lock held). */
+static void set_target(struct fleet *f, const struct fl_rollout *r,
+		       const struct rollout_answer *ans, struct fleet_target *out)
+{
+	out->rollout_id = r->id;
+	out->why = rollout_why_name(ans->why);
+	out->audit_mode = ans->baking;
+	if (ans->why == ROLLOUT_WHY_pulled)
+		out->pulled = rollout_version(r->ctl);
+	if (ans->version) {
+		const struct fl_release *rel = release_by_version(f, ans->version);
+		out->has = true;
+		out->version = ans->version;
+		if (rel) {
+			out->known = true;
+			memcpy(out->hash, rel->hash, sizeof(out->hash));
+			out->size = rel->size;
+		}
+	}
+}
+
 int fleet_heartbeat(struct fleet *f, const struct store_agent *a, const struct store_health *h,
 		    int64_t now, struct fleet_target *out, uint8_t *track, size_t *track_len)
 {
@@ -436,21 +457,7 @@ int fleet_heartbeat(struct fleet *f, const struct store_agent *a, const struct s
 		rollout_track_observe(&t, &rep);
 		rollout_desired(r->ctl, &ag, &pol, now, &ans);
 	}
-	out->rollout_id = r->id;
-	out->why = rollout_why_name(ans.why);
-	out->audit_mode = ans.baking;
-	if (ans.why == ROLLOUT_WHY_pulled)
-		out->pulled = rollout_version(r->ctl);
-	if (ans.version) {
-		const struct fl_release *rel = release_by_version(f, ans.version);
-		out->has = true;
-		out->version = ans.version;
-		if (rel) {
-			out->known = true;
-			memcpy(out->hash, rel->hash, sizeof(out->hash));
-			out->size = rel->size;
-		}
-	}
+	set_target(f, r, &ans, out);
 out:
 	pthread_mutex_unlock(&f->lock);
 	memcpy(track, &t, sizeof(t));
@@ -480,21 +487,7 @@ int fleet_target_of(struct fleet *f, const struct store_agent *a, int64_t now,
 	if (r) {
 		to_policy(sp, r, a->group, &pol);
 		rollout_desired(r->ctl, &ag, &pol, now, &ans);
-		out->rollout_id = r->id;
-		out->why = rollout_why_name(ans.why);
-		out->audit_mode = ans.baking;
-		if (ans.why == ROLLOUT_WHY_pulled)
-			out->pulled = rollout_version(r->ctl);
-		if (ans.version) {
-			const struct fl_release *rel = release_by_version(f, ans.version);
-			out->has = true;
-			out->version = ans.version;
-			if (rel) {
-				out->known = true;
-				memcpy(out->hash, rel->hash, sizeof(out->hash));
-				out->size = rel->size;
-			}
-		}
+		set_target(f, r, &ans, out);
 	}
 	pthread_mutex_unlock(&f->lock);
 	return 0;
