@@ -180,9 +180,7 @@ int rules_fail(char *err, size_t errlen, int code, const char *file, unsigned li
 		else
 			snprintf(err, errlen, "%s%s: %s", file ? file : "-", where, reason);
 		/* one line, whatever the rule's text held (a key or value quoted in it) */
-		for (char *p = err; *p; p++)
-			if ((unsigned char)*p < 0x20 || *p == 0x7f)
-				*p = ' ';
+		text_one_line(err);
 	}
 	return code;
 }
@@ -504,10 +502,11 @@ static const struct ynode *map_get(const struct ynode *m, const char *key)
 	return NULL;
 }
 
+/* True when @k is the string @s (a mapping or list never is: their n counts children). */
 static bool key_is(const struct ynode *k, const char *s)
 {
 	size_t len = strlen(s);
-	return k->n == len && memcmp(k->s, s, len) == 0;
+	return k->kind == YN_SCALAR && k->n == len && memcmp(k->s, s, len) == 0;
 }
 
 static const char *kind_name(const struct ynode *n)
@@ -1124,7 +1123,7 @@ static int parse_rule(struct pctx *c, const struct ynode *n, struct rrule *r)
 		} else if (key_is(k, "level")) {
 			size_t l;
 			for (l = 0; l < 5; l++) {
-				if (key_is(v, levels[l]) && v->kind == YN_SCALAR)
+				if (key_is(v, levels[l]))
 					break;
 			}
 			if (l == 5)

@@ -70,6 +70,17 @@ static void unknown_field(void **state)
 		     "t.yml:7: process.nope: unknown field (not in the registry of schema version");
 }
 
+/* A mapping or list where a word is expected is refused, never read as one: a mapping of
+ * three pairs has the length of "low". */
+static void level_must_be_a_word(void **state)
+{
+	expect_error(RULE_HEAD "    level: {a: 1, b: 2, c: 3}\n    condition: {event.action: exec}\n",
+		     -EINVAL, "level: expected informational");
+	expect_error(RULE_HEAD "    level: [l, o, w]\n    condition: {event.action: exec}\n",
+		     -EINVAL, "level: expected informational");
+	(void)state;
+}
+
 static void newer_schema(void **state)
 {
 	/* the 21-versus-20 case: content written for a registry this build does not have */
@@ -600,6 +611,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(loads_minimal_rule), cmocka_unit_test(unknown_field),
+	    cmocka_unit_test(level_must_be_a_word),
 	    cmocka_unit_test(newer_schema),	  cmocka_unit_test(type_mismatches),
 	    cmocka_unit_test(wrong_arity),	  cmocka_unit_test(bad_values),
 	    cmocka_unit_test(deep_condition),	  cmocka_unit_test(deep_macros),
