@@ -40,6 +40,10 @@ int fd_write_all(int fd, const void *data, size_t len);
  * messages that quote input (a parser's error text) and must stay one printable line. */
 void text_printable(char *s);
 
+/* Replaces, in place, every control character of @s (line breaks included) with a space,
+ * keeping UTF-8 text as it is: for messages that quote rule text. */
+void text_one_line(char *s);
+
 /* Overflow-checked size arithmetic: returns 0 and stores the result, or -EOVERFLOW. */
 int size_mul(size_t a, size_t b, size_t *out);
 int size_add(size_t a, size_t b, size_t *out);

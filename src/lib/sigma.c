@@ -129,10 +129,7 @@ __attribute__((format(printf, 5, 6))) static int fail(struct ctx *c, int err, in
 	vsnprintf(c->reason + off, c->reasonlen - off, fmt, ap);
 	va_end(ap);
 	/* one line, whatever the rule's text held */
-	for (char *p = c->reason; *p; p++) {
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = ' ';
-	}
+	text_one_line(c->reason);
 	return err;
 }
 

@@ -389,6 +389,16 @@ out_free:
 
 /* --- heartbeats and the tick --- */
 
+/* What the controller knows of agent @a reporting @h (ring set by the caller). */
+static void agent_of(const struct store_agent *a, const struct store_health *h,
+		     struct rollout_agent *ag)
+{
+	ag->key = rollout_agent_key(a->id, strlen(a->id));
+	ag->active = h->has_content ? h->content_version : 0;
+	ag->quarantined = h->quarantined;
+	ag->n_quarantined = h->n_quarantined;
+}
+
 /* The answer of rollout @r's controller as what the agent is told (f->lock held). */
 static void set_target(struct fleet *f, const struct fl_rollout *r,
 		       const struct rollout_answer *ans, struct fleet_target *out)
@@ -435,10 +445,7 @@ int fleet_heartbeat(struct fleet *f, const struct store_agent *a, const struct s
 	rep.drops = delta(h->drops, prev->drops);
 	rep.alerts = delta(h->alerts, prev->alerts);
 	rep.cpu_pct = h->cpu_percent;
-	ag.key = rollout_agent_key(a->id, strlen(a->id));
-	ag.active = h->has_content ? h->content_version : 0;
-	ag.quarantined = h->quarantined;
-	ag.n_quarantined = h->n_quarantined;
+	agent_of(a, h, &ag);
 
 	pthread_mutex_lock(&f->lock);
 	sp = policy_of(f, a->group);
@@ -468,7 +475,6 @@ out:
 int fleet_target_of(struct fleet *f, const struct store_agent *a, int64_t now,
 		    struct fleet_target *out)
 {
-	const struct store_health *h = &a->health;
 	struct rollout_agent ag = {0};
 	struct rollout_policy pol;
 	struct rollout_answer ans = {0};
@@ -476,10 +482,7 @@ int fleet_target_of(struct fleet *f, const struct store_agent *a, int64_t now,
 	struct fl_rollout *r;
 
 	memset(out, 0, sizeof(*out));
-	ag.key = rollout_agent_key(a->id, strlen(a->id));
-	ag.active = h->has_content ? h->content_version : 0;
-	ag.quarantined = h->quarantined;
-	ag.n_quarantined = h->n_quarantined;
+	agent_of(a, &a->health, &ag);
 	pthread_mutex_lock(&f->lock);
 	sp = policy_of(f, a->group);
 	ag.ring = sp->ring;

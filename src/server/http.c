@@ -34,7 +34,8 @@ struct route {
 	route_fn fn;
 };
 
-/* Path segments after /api/v1/. */
+/* Path segments after /api/v1/. One route a line: a table reads best as one. */
+/* clang-format off */
 static const struct route routes[] = {
     {"POST", "enroll", AUTH_NONE, 0, BODY_SMALL, {0}, api_enroll},
     {"POST", "agents/*/heartbeat", AUTH_AGENT, 0, BODY_SMALL, {ARG_NAME}, api_heartbeat},
@@ -46,13 +47,7 @@ static const struct route routes[] = {
 
     {"GET", "admin/agents", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {0}, admin_agents},
     {"GET", "admin/agents/*", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {ARG_NAME}, admin_agent_show},
-    {"PUT",
-     "admin/agents/*",
-     AUTH_ADMIN,
-     ROLE_OPERATOR,
-     BODY_SMALL,
-     {ARG_NAME},
-     admin_agent_update},
+    {"PUT", "admin/agents/*", AUTH_ADMIN, ROLE_OPERATOR, BODY_SMALL, {ARG_NAME}, admin_agent_update},
     {"GET", "admin/groups", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {0}, admin_groups},
     {"GET", "admin/groups/*", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {ARG_NAME}, admin_group_show},
     {"PUT", "admin/groups/*", AUTH_ADMIN, ROLE_OPERATOR, BODY_SMALL, {ARG_NAME}, admin_group_put},
@@ -60,28 +55,10 @@ static const struct route routes[] = {
     {"GET", "admin/releases/*", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {ARG_HASH}, admin_release_show},
     {"POST", "admin/releases", AUTH_ADMIN, ROLE_OPERATOR, BODY_RELEASE, {0}, admin_release_create},
     {"GET", "admin/rollouts", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {0}, admin_rollouts},
-    {"GET",
-     "admin/rollouts/*",
-     AUTH_ADMIN,
-     ROLE_VIEWER,
-     BODY_NONE,
-     {ARG_NUMBER},
-     admin_rollout_show},
+    {"GET", "admin/rollouts/*", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {ARG_NUMBER}, admin_rollout_show},
     {"POST", "admin/rollouts", AUTH_ADMIN, ROLE_OPERATOR, BODY_SMALL, {0}, admin_rollout_start},
-    {"POST",
-     "admin/rollouts/*/*",
-     AUTH_ADMIN,
-     ROLE_OPERATOR,
-     BODY_SMALL,
-     {ARG_NUMBER, ARG_NAME},
-     admin_rollout_action},
-    {"POST",
-     "admin/emergency-stop",
-     AUTH_ADMIN,
-     ROLE_OPERATOR,
-     BODY_SMALL,
-     {0},
-     admin_emergency_stop},
+    {"POST", "admin/rollouts/*/*", AUTH_ADMIN, ROLE_OPERATOR, BODY_SMALL, {ARG_NUMBER, ARG_NAME}, admin_rollout_action},
+    {"POST", "admin/emergency-stop", AUTH_ADMIN, ROLE_OPERATOR, BODY_SMALL, {0}, admin_emergency_stop},
     {"GET", "admin/alerts", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {0}, admin_alerts},
     {"GET", "admin/events", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {0}, admin_events},
     {"GET", "admin/decisions", AUTH_ADMIN, ROLE_VIEWER, BODY_NONE, {0}, admin_decisions},
@@ -89,14 +66,9 @@ static const struct route routes[] = {
     {"GET", "admin/tokens", AUTH_ADMIN, ROLE_ADMIN, BODY_NONE, {0}, admin_tokens},
     {"POST", "admin/tokens", AUTH_ADMIN, ROLE_ADMIN, BODY_SMALL, {0}, admin_token_create},
     {"DELETE", "admin/tokens/*", AUTH_ADMIN, ROLE_ADMIN, BODY_NONE, {ARG_NAME}, admin_token_revoke},
-    {"POST",
-     "admin/enrollment-tokens",
-     AUTH_ADMIN,
-     ROLE_ADMIN,
-     BODY_SMALL,
-     {0},
-     admin_enroll_token_create},
+    {"POST", "admin/enrollment-tokens", AUTH_ADMIN, ROLE_ADMIN, BODY_SMALL, {0}, admin_enroll_token_create},
 };
+/* clang-format on */
 
 /* The console's two files, outside the API. */
 static const struct route console_routes[] = {
