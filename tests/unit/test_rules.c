@@ -74,7 +74,8 @@ static void unknown_field(void **state)
  * three pairs has the length of "low". */
 static void level_must_be_a_word(void **state)
 {
-	expect_error(RULE_HEAD "    level: {a: 1, b: 2, c: 3}\n    condition: {event.action: exec}\n",
+	expect_error(RULE_HEAD
+		     "    level: {a: 1, b: 2, c: 3}\n    condition: {event.action: exec}\n",
 		     -EINVAL, "level: expected informational");
 	expect_error(RULE_HEAD "    level: [l, o, w]\n    condition: {event.action: exec}\n",
 		     -EINVAL, "level: expected informational");
@@ -610,16 +611,25 @@ static void text_checks(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(loads_minimal_rule), cmocka_unit_test(unknown_field),
+	    cmocka_unit_test(loads_minimal_rule),
+	    cmocka_unit_test(unknown_field),
 	    cmocka_unit_test(level_must_be_a_word),
-	    cmocka_unit_test(newer_schema),	  cmocka_unit_test(type_mismatches),
-	    cmocka_unit_test(wrong_arity),	  cmocka_unit_test(bad_values),
-	    cmocka_unit_test(deep_condition),	  cmocka_unit_test(deep_macros),
-	    cmocka_unit_test(many_rules),	  cmocka_unit_test(hyperscan_rejects),
-	    cmocka_unit_test(duplicate_ids),	  cmocka_unit_test(huge_file),
-	    cmocka_unit_test(directory_load),	  cmocka_unit_test(structure_errors),
-	    cmocka_unit_test(limits_on_lists),	  cmocka_unit_test(test_event_errors),
-	    cmocka_unit_test(rule_information),	  cmocka_unit_test(text_checks),
+	    cmocka_unit_test(newer_schema),
+	    cmocka_unit_test(type_mismatches),
+	    cmocka_unit_test(wrong_arity),
+	    cmocka_unit_test(bad_values),
+	    cmocka_unit_test(deep_condition),
+	    cmocka_unit_test(deep_macros),
+	    cmocka_unit_test(many_rules),
+	    cmocka_unit_test(hyperscan_rejects),
+	    cmocka_unit_test(duplicate_ids),
+	    cmocka_unit_test(huge_file),
+	    cmocka_unit_test(directory_load),
+	    cmocka_unit_test(structure_errors),
+	    cmocka_unit_test(limits_on_lists),
+	    cmocka_unit_test(test_event_errors),
+	    cmocka_unit_test(rule_information),
+	    cmocka_unit_test(text_checks),
 	};
 	return cmocka_run_group_tests_name("rules", tests, NULL, NULL);
 }
