@@ -12,6 +12,9 @@ CLANG      ?= clang
 BPFTOOL    ?= bpftool
 PYTHON     ?= /usr/bin/python3
 FUZZ_SECONDS ?= 60
+# The agent's integer sensor build number, stamped into the executable (src/agent/sensor.c):
+# what it reports, and the version of the sensor bundle that carries it.
+SENSOR_BUILD ?= 1
 ARCH       := $(shell uname -m | sed 's/x86_64/x86/; s/aarch64/arm64/')
 
 PKGS       := libbpf libsodium yaml-0.1 jansson libhs libseccomp libcurl
@@ -78,6 +81,15 @@ $(BUILD)/obj/%.o: %.c
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(AGENT_OBJS): $(SKELS)
+$(BUILD)/obj/src/agent/sensor.o $(BUILD)/testhooks/obj/src/agent/sensor.o: \
+	CFLAGS += -DVIGIL_SENSOR_BUILD=$(SENSOR_BUILD)
+# a stamp file per build number, so that changing SENSOR_BUILD recompiles the stamp
+SENSOR_BUILD_FILE := $(BUILD)/obj/sensor-build-$(SENSOR_BUILD)
+$(SENSOR_BUILD_FILE):
+	@mkdir -p $(dir $@)
+	@rm -f $(BUILD)/obj/sensor-build-*
+	@touch $@
+$(BUILD)/obj/src/agent/sensor.o $(BUILD)/testhooks/obj/src/agent/sensor.o: $(SENSOR_BUILD_FILE)
 
 $(BUILD)/libvigil.a: $(LIB_OBJS)
 	@rm -f $@
@@ -135,6 +147,7 @@ FUZZ_EXTRA_fuzz_bpf_decode := $(BUILD)/fuzzobj/src/agent/bpf_decode.o
 FUZZ_EXTRA_fuzz_agent_state := $(BUILD)/fuzzobj/src/agent/state.o
 FUZZ_EXTRA_fuzz_agent_reply := $(BUILD)/fuzzobj/src/agent/uplink_proto.o
 FUZZ_EXTRA_fuzz_agent_spool := $(BUILD)/fuzzobj/src/agent/spool.o
+FUZZ_EXTRA_fuzz_agent_sensor_state := $(BUILD)/fuzzobj/src/agent/sensor_state.o
 # and targets for the server's request bodies link its parsers
 FUZZ_EXTRA_fuzz_server_enroll := $(BUILD)/fuzzobj/src/server/proto.o
 FUZZ_EXTRA_fuzz_server_heartbeat := $(BUILD)/fuzzobj/src/server/proto.o

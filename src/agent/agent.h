@@ -17,6 +17,7 @@
 
 struct updater;
 struct uplink;
+struct sensor;
 
 #define AGENT_VERSION "0.1.0"
 
@@ -74,6 +75,7 @@ struct agent_options {
 	const char *cacert;
 	unsigned long long spool_bytes;
 	bool upload_events;
+	bool self_test; /* --self-test: check this build and exit (sensor.h) */
 };
 
 struct agent_counters {
@@ -118,6 +120,7 @@ struct agent {
 	struct event *alert_scratch;
 	struct updater *updater; /* content activation, or NULL */
 	struct uplink *uplink;	 /* the link to vigil-server, or NULL */
+	struct sensor *sensor;	 /* sensor updates (sensor.h), or NULL */
 	bool content_on_trial;	 /* the active content is on trial: responses are audited */
 	struct engine_totals engine_retired;
 	uint64_t engine_probe_events; /* the agent's own liveness probes, not source events */

@@ -22,6 +22,7 @@
 #include "proc_scan.h"
 #include "response.h"
 #include "selftest.h"
+#include "sensor.h"
 #include "updater.h"
 #include "uplink.h"
 
@@ -274,6 +275,8 @@ static void emit_metrics(struct agent *agent, bool final, uint64_t started_ns)
 	}
 	if (agent->updater)
 		err |= updater_metrics(agent->updater, b);
+	if (agent->sensor)
+		err |= sensor_metrics(agent->sensor, b);
 	if (agent->uplink)
 		err |= uplink_metrics(agent->uplink, b);
 	if (agent->source && agent->source_ops->metrics)
@@ -318,6 +321,8 @@ static void usage(FILE *out)
 	    "  --liveness-interval SEC seconds between detection liveness probes (default 60)\n"
 	    "  --test-load-timeout SEC wall-clock limit of the sandboxed test-load (default 30)\n"
 	    "  --status                print the state of --state-dir as JSON and exit\n"
+	    "  --self-test             compile the built-in rules, run the self-test corpus,\n"
+	    "                          print this build's report and exit (sensor updates)\n"
 	    "  --server URL            report to vigil-server: enroll, heartbeat, fetch content\n"
 	    "                          into --content-dir, upload alerts (needs --state-dir)\n"
 	    "  --enroll-token-file F   enrollment token for the first start with --server\n"
@@ -365,7 +370,8 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 		OPT_ENROLL_TOKEN_FILE,
 		OPT_CACERT,
 		OPT_SPOOL_MAX,
-		OPT_UPLOAD_EVENTS
+		OPT_UPLOAD_EVENTS,
+		OPT_SELF_TEST
 	};
 	static const struct option longopts[] = {
 	    {"print", no_argument, NULL, 'p'},
@@ -389,6 +395,7 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 	    {"cacert", required_argument, NULL, OPT_CACERT},
 	    {"spool-max", required_argument, NULL, OPT_SPOOL_MAX},
 	    {"upload-events", no_argument, NULL, OPT_UPLOAD_EVENTS},
+	    {"self-test", no_argument, NULL, OPT_SELF_TEST},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
@@ -507,6 +514,9 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 		case OPT_UPLOAD_EVENTS:
 			opt->upload_events = true;
 			break;
+		case OPT_SELF_TEST:
+			opt->self_test = true;
+			break;
 		case OPT_SPOOL_MAX: {
 			char *end;
 			errno = 0;
@@ -542,6 +552,8 @@ static int parse_options(int argc, char **argv, struct agent_options *opt)
 			argv[optind]);
 		return 2;
 	}
+	if (opt->self_test)
+		return 0;
 	if (opt->status) {
 		if (!opt->state_dir) {
 			fprintf(stderr, "vigil-agent: --status needs --state-dir\n");
@@ -763,6 +775,64 @@ static int start_uplink(struct agent *agent)
 	return ret;
 }
 
+/* Starts sensor updates: the state of the staged builds, and fetching new ones. */
+static int start_sensor(struct agent *agent)
+{
+	struct sensor_options so = {
+	    .state_dir = agent->opt.state_dir,
+	    .root_path = agent->opt.root_path,
+	    .server = agent->opt.server,
+	    .cacert = agent->opt.cacert,
+	    .trial_starts = agent->opt.trial_starts,
+	    .health_window = agent->opt.health_window,
+	    .self_test_timeout = agent->opt.test_load_timeout,
+	};
+	char err[1024];
+	int ret = sensor_open(agent, &so, &agent->sensor, err, sizeof(err));
+
+	if (ret < 0)
+		fprintf(stderr, "vigil-agent: sensor: %s\n", err);
+	return ret;
+}
+
+/* --status: the content state with the sensor state as its "sensor" member. */
+static int print_status(const char *state_dir)
+{
+	char err[1024], *text = NULL;
+	size_t len = 0;
+	struct buf sensor;
+	int ret = 1;
+	FILE *mem = open_memstream(&text, &len);
+
+	buf_init(&sensor, 1u << 20);
+	if (!mem) {
+		fprintf(stderr, "vigil-agent: --status: out of memory\n");
+		goto out;
+	}
+	int e = updater_status(state_dir, mem, err, sizeof(err));
+	fclose(mem);
+	if (e < 0) {
+		fprintf(stderr, "vigil-agent: --status: %s\n", err);
+		goto out;
+	}
+	if (sensor_status_json(state_dir, &sensor, err, sizeof(err)) < 0) {
+		fprintf(stderr, "vigil-agent: --status: %s\n", err);
+		goto out;
+	}
+	char *end = text ? strrchr(text, '}') : NULL;
+	if (!end) {
+		fprintf(stderr, "vigil-agent: --status: no state\n");
+		goto out;
+	}
+	printf("%.*s,\n  \"sensor\": %.*s\n}\n", (int)(end - text), text, (int)sensor.len,
+	       sensor.data);
+	ret = fflush(stdout) == 0 ? 0 : 1;
+out:
+	free(text);
+	buf_release(&sensor);
+	return ret;
+}
+
 /* Opens the source the options ask for; without one, eBPF with the proc fallback. */
 static int open_source(struct agent *agent)
 {
@@ -824,18 +894,22 @@ int main(int argc, char **argv)
 		    .test_load_timeout = UPDATER_DEFAULT_TEST_LOAD_TIMEOUT},
 	};
 	struct sigaction sa = {.sa_handler = on_signal};
+	bool reexec = false;
 	int status = 0, ret;
 
 	ret = parse_options(argc, argv, &agent.opt);
 	if (ret)
 		return ret == 1 ? 0 : ret;
-	if (agent.opt.status) {
+	if (agent.opt.self_test)
+		return sensor_self_test(stdout);
+	if (agent.opt.status)
+		return print_status(agent.opt.state_dir);
+	if (agent.opt.state_dir) {
+		/* before anything else: this start may belong to a staged sensor build */
 		char err[1024];
-		if (updater_status(agent.opt.state_dir, stdout, err, sizeof(err)) < 0) {
-			fprintf(stderr, "vigil-agent: --status: %s\n", err);
-			return 1;
-		}
-		return 0;
+		if (sensor_boot(agent.opt.state_dir, agent.opt.trial_starts, argv, err,
+				sizeof(err)) < 0)
+			fprintf(stderr, "vigil-agent: sensor: %s\n", err);
 	}
 
 	sigemptyset(&sa.sa_mask);
@@ -855,6 +929,10 @@ int main(int argc, char **argv)
 		status = 1;
 		goto out_free;
 	}
+	if (agent.opt.state_dir && start_sensor(&agent) < 0) {
+		status = 1;
+		goto out_free;
+	}
 	if (agent.opt.server && start_uplink(&agent) < 0) {
 		status = 1;
 		goto out_free;
@@ -863,6 +941,7 @@ int main(int argc, char **argv)
 		status = 1;
 		goto out_free;
 	}
+	sensor_started(agent.sensor);
 
 	uint64_t started = clock_ns(CLOCK_MONOTONIC);
 	uint64_t next_metric = started + (uint64_t)(agent.opt.metric_interval * 1e9);
@@ -886,6 +965,12 @@ int main(int argc, char **argv)
 			updater_tick(agent.updater);
 		if (agent.uplink)
 			uplink_publish(agent.uplink, &agent);
+		sensor_tick(agent.sensor);
+		if (sensor_exec_pending(agent.sensor)) {
+			/* a clean stop, then the same arguments in the other build */
+			reexec = true;
+			break;
+		}
 		uint64_t now = clock_ns(CLOCK_MONOTONIC);
 		if (now >= deadline)
 			break;
@@ -894,8 +979,10 @@ int main(int argc, char **argv)
 			next_metric = now + (uint64_t)(agent.opt.metric_interval * 1e9);
 		}
 	}
-	if (status == 0 && (stop_requested || clock_ns(CLOCK_MONOTONIC) >= deadline))
+	if (status == 0 && (reexec || stop_requested || clock_ns(CLOCK_MONOTONIC) >= deadline))
 		updater_stopped_cleanly(agent.updater);
+	if (status == 0 && !reexec && (stop_requested || clock_ns(CLOCK_MONOTONIC) >= deadline))
+		sensor_stopped_cleanly(agent.sensor);
 	emit_metrics(&agent, true, started);
 	fflush(agent.out);
 	if (agent.source_ops == &source_replay_ops && source_replay_rejected(agent.source) > 0)
@@ -913,5 +1000,8 @@ out_free:
 	ruleset_free(agent.rules);
 	event_free(agent.alert_scratch);
 	buf_release(&agent.line);
+	if (reexec && sensor_exec(agent.sensor, argv) < 0)
+		status = 1; /* the next start settles it from the sensor state */
+	sensor_close(agent.sensor);
 	return status;
 }

@@ -22,6 +22,7 @@
 #include "../lib/event_json.h"
 #include "../lib/trust.h"
 #include "agent.h"
+#include "sensor.h"
 #include "spool.h"
 #include "state.h"
 #include "uplink_proto.h"
@@ -195,8 +196,10 @@ static int enroll(struct uplink *u, struct buf *reply)
 	int ret = -EAGAIN;
 
 	buf_init(&body, 4096);
-	if (buf_printf(&body, "{\"token\":\"%s\",\"sensor_version\":\"%s\",\"hostname\":",
-		       u->enroll_token, AGENT_VERSION) ||
+	if (buf_printf(&body,
+		       "{\"token\":\"%s\",\"sensor_version\":\"%s\",\"sensor_build\":%" PRIu64
+		       ",\"hostname\":",
+		       u->enroll_token, AGENT_VERSION, sensor_own_build()) ||
 	    json_append_string(&body, u->host_name, strlen(u->host_name)) ||
 	    buf_append_char(&body, '}'))
 		goto out;
@@ -379,6 +382,21 @@ static int heartbeat(struct uplink *u, struct buf *reply)
 			       alerts, drops, rss);
 	if (!e && cpu >= 0)
 		e = buf_printf(&body, ",\"cpu_percent\":%.3f", cpu);
+	if (!e) {
+		/* the sensor lane: the build running, its reverts and quarantined builds */
+		uint64_t build, reverts, sq[16];
+		size_t nq;
+		sensor_report(u->agent->sensor, &build, &reverts, sq, 16, &nq);
+		e = buf_printf(&body,
+			       ",\"sensor_build\":%" PRIu64
+			       ",\"sensor_crash_loop_reverts\":%" PRIu64
+			       ",\"sensor_quarantined\":[",
+			       build, reverts);
+		for (size_t i = 0; !e && i < nq; i++)
+			e = buf_printf(&body, "%s%" PRIu64, i ? "," : "", sq[i]);
+		if (!e)
+			e = buf_append_char(&body, ']');
+	}
 	if (!e)
 		e = buf_append_str(&body, ",\"hostname\":");
 	if (!e)
@@ -415,6 +433,8 @@ static int heartbeat(struct uplink *u, struct buf *reply)
 		u->pulled = c->pulled;
 	pthread_mutex_unlock(&u->lock);
 	follow_content(u, c);
+	/* a sensor build is fetched by the sensor's own thread, never in this turn */
+	sensor_offer(u->agent->sensor, &ans.sensor);
 	ret = 0;
 out:
 	buf_release(&body);

@@ -4,6 +4,7 @@
 #include "uplink_proto.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,9 +38,15 @@ bool uplink_credential_valid(const char *s, size_t len)
 	return token_chars(s, len, UPLINK_CRED_BYTES, ".");
 }
 
-static int fail(char *err, size_t errlen, const char *what)
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
-	snprintf(err, errlen, "%s", what);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
 	return -EBADMSG;
 }
 
@@ -131,7 +138,9 @@ static bool version_of(json_t *v, uint64_t *out)
 	return true;
 }
 
-static int parse_content(json_t *c, struct uplink_content *out, char *err, size_t errlen)
+/* "content" or "sensor" (@key) of a heartbeat answer. */
+static int parse_content(json_t *c, const char *key, struct uplink_content *out, char *err,
+			 size_t errlen)
 {
 	json_t *v = json_object_get(c, "version"), *h = json_object_get(c, "hash"),
 	       *sz = json_object_get(c, "size"), *url = json_object_get(c, "url"),
@@ -140,38 +149,38 @@ static int parse_content(json_t *c, struct uplink_content *out, char *err, size_
 	if (!c || json_is_null(c))
 		return 0;
 	if (!json_is_object(c))
-		return fail(err, errlen, "'content' is not an object");
+		return fail(err, errlen, "'%s' is not an object", key);
 	out->present = true;
 	if (v && !json_is_null(v)) {
 		if (!version_of(v, &out->version))
-			return fail(err, errlen, "'content.version' is not a version");
+			return fail(err, errlen, "'%s.version' is not a version", key);
 		out->has_version = true;
 	}
 	if (h && !json_is_null(h)) {
 		if (!json_is_string(h) ||
 		    !trust_hash_hex_ok(json_string_value(h), json_string_length(h)))
-			return fail(err, errlen, "'content.hash' is not 64 hex digits");
+			return fail(err, errlen, "'%s.hash' is not 64 hex digits", key);
 		if (!json_is_integer(sz) || json_integer_value(sz) < 1 ||
 		    (uint64_t)json_integer_value(sz) > BUNDLE_MAX_BYTES)
-			return fail(err, errlen, "'content.size' is not a bundle size");
+			return fail(err, errlen, "'%s.size' is not a bundle size", key);
 		if (!json_is_string(url) || json_string_length(url) >= sizeof(out->url) ||
 		    strncmp(json_string_value(url), UPLINK_URL_PREFIX,
 			    sizeof(UPLINK_URL_PREFIX) - 1) != 0 ||
 		    strcmp(json_string_value(url) + sizeof(UPLINK_URL_PREFIX) - 1,
 			   json_string_value(h)) != 0)
-			return fail(err, errlen, "'content.url' is not the bundle's path");
+			return fail(err, errlen, "'%s.url' is not the bundle's path", key);
 		if (!out->has_version)
-			return fail(err, errlen, "'content.hash' without a version");
+			return fail(err, errlen, "'%s.hash' without a version", key);
 		memcpy(out->hash, json_string_value(h), 65);
 		memcpy(out->url, json_string_value(url), json_string_length(url) + 1);
 		out->size = (int64_t)json_integer_value(sz);
 		out->downloadable = true;
 	}
 	if (audit && !json_is_boolean(audit))
-		return fail(err, errlen, "'content.audit_mode' is not true or false");
+		return fail(err, errlen, "'%s.audit_mode' is not true or false", key);
 	out->audit_mode = json_is_true(audit);
 	if (pulled && !json_is_null(pulled) && !version_of(pulled, &out->pulled))
-		return fail(err, errlen, "'content.pulled' is not a version");
+		return fail(err, errlen, "'%s.pulled' is not a version", key);
 	return 0;
 }
 
@@ -194,7 +203,11 @@ int uplink_parse_answer(const char *data, size_t len, struct uplink_answer *out,
 			out->heartbeat_seconds = (unsigned)json_integer_value(hs);
 	}
 	if (!ret)
-		ret = parse_content(json_object_get(j, "content"), &out->content, err, errlen);
+		ret = parse_content(json_object_get(j, "content"), "content", &out->content, err,
+				    errlen);
+	if (!ret)
+		ret = parse_content(json_object_get(j, "sensor"), "sensor", &out->sensor, err,
+				    errlen);
 	if (ret)
 		memset(out, 0, sizeof(*out));
 	json_decref(j);

@@ -27,7 +27,7 @@ struct uplink_enrollment {
 	char credential[UPLINK_CRED_BYTES];
 };
 
-/* The "content" of a heartbeat answer. */
+/* The "content" or the "sensor" of a heartbeat answer. */
 struct uplink_content {
 	bool present;	   /* false: null or absent (no release applies) */
 	bool has_version;  /* false: null (pulled with no previous good version) */
@@ -43,6 +43,7 @@ struct uplink_content {
 struct uplink_answer {
 	unsigned heartbeat_seconds; /* 0: not given */
 	struct uplink_content content;
+	struct uplink_content sensor; /* a sensor build: version is the build number */
 };
 
 /* True when @s is 1..UPLINK_ID_BYTES-1 characters of [A-Za-z0-9_-]. */

@@ -19,6 +19,8 @@ int cmd_content(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_root(int argc, char **argv);
 int cmd_sim(int argc, char **argv);
+/* vigil sensor build / verify (cmd_sensor.c) */
+int cmd_sensor(int argc, char **argv);
 /* vigil content build / verify (cmd_bundle.c), dispatched by cmd_content */
 int cmd_content_build(int argc, char **argv);
 int cmd_content_verify(int argc, char **argv);

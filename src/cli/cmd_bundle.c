@@ -531,7 +531,7 @@ int cmd_content_verify(int argc, char **argv)
 {
 	static const char cmd[] = "vigil content verify";
 	const char *path = NULL, *root_path = NULL;
-	struct bundle_verify_options opt;
+	struct bundle_verify_options opt = {0};
 	struct trust_root *root = NULL;
 	struct bundle *b = NULL;
 	struct buf data;

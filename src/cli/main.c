@@ -11,6 +11,7 @@
 static const struct cli_command commands[] = {
     {"schema", cmd_schema, "print the event schema (--markdown for docs/schema.md)"},
     {"content", cmd_content, "lint, build, verify content; replay events (content --help)"},
+    {"sensor", cmd_sensor, "sign and verify sensor builds (sensor --help)"},
     {"sigma", cmd_sigma, "convert Sigma rules into vigil rules (sigma convert SRC -o DST)"},
     {"keygen", cmd_keygen, "make an Ed25519 key pair (keygen -o NAME)"},
     {"root", cmd_root, "create, rotate and verify the trust root (root --help)"},

@@ -257,6 +257,11 @@ int bundle_check_version(const struct bundle_manifest *m, bool has_active, uint6
 	return -ESTALE;
 }
 
+const char *bundle_kind_name(enum bundle_kind kind)
+{
+	return kind == BUNDLE_SENSOR ? "sensor" : "content";
+}
+
 /* --- the manifest --- */
 
 /*
@@ -282,9 +287,13 @@ static int manifest_write(const struct bundle_manifest *m, const struct manifest
 	for (size_t i = 0; !err && i < n; i++)
 		err = buf_printf(out, "%s{\"name\":\"%.*s\",\"size\":%" PRIu64 "}", i ? "," : "",
 				 (int)files[i].name_len, files[i].name, files[i].size);
+	/* "kind" sorts between "files" and "min_agent_version"; content leaves it out */
+	if (!err)
+		err =
+		    buf_append_str(out, m->kind == BUNDLE_SENSOR ? "],\"kind\":\"sensor\"," : "],");
 	if (!err)
 		err = buf_printf(out,
-				 "],\"min_agent_version\":\"%s\",\"name\":\"%s\",\"payload\":"
+				 "\"min_agent_version\":\"%s\",\"name\":\"%s\",\"payload\":"
 				 "{\"blake2b\":\"%s\",\"size\":%" PRIu64
 				 "},\"schema_version\":%" PRIu32 ",\"type\":\"" MANIFEST_TYPE
 				 "\",\"version\":%" PRIu64 "}",
@@ -374,6 +383,7 @@ static int manifest_parse(const char *text, size_t len, struct bundle_manifest *
 					   "created",
 					   "expires",
 					   "files",
+					   "kind",
 					   "min_agent_version",
 					   "name",
 					   "payload",
@@ -415,6 +425,15 @@ static int manifest_parse(const char *text, size_t len, struct bundle_manifest *
 	if (!json_is_string(v) || strcmp(json_string_value(v), MANIFEST_TYPE) != 0) {
 		set_err(err, errlen, "manifest: 'type' is not \"" MANIFEST_TYPE "\"");
 		goto out;
+	}
+	v = json_object_get(j, "kind");
+	if (v) {
+		/* only "sensor": content is the field's absence, so each manifest has one form */
+		if (!json_is_string(v) || strcmp(json_string_value(v), "sensor") != 0) {
+			set_err(err, errlen, "manifest: 'kind' is not \"sensor\"");
+			goto out;
+		}
+		m->kind = BUNDLE_SENSOR;
 	}
 	if (!json_label(json_object_get(j, "name"), m->name)) {
 		set_err(err, errlen, "manifest: 'name' missing or not [A-Za-z0-9._-]{1,%u}",
@@ -506,6 +525,13 @@ static int manifest_parse(const char *text, size_t len, struct bundle_manifest *
 				(int)f[i].name_len, f[i].name, problem);
 			goto out;
 		}
+	}
+	if (m->kind == BUNDLE_SENSOR &&
+	    (m->n_files != 1 || f[0].name_len != strlen(BUNDLE_SENSOR_FILE) ||
+	     memcmp(f[0].name, BUNDLE_SENSOR_FILE, f[0].name_len) != 0)) {
+		set_err(err, errlen,
+			"manifest: a sensor build holds one file, '" BUNDLE_SENSOR_FILE "'");
+		goto out;
 	}
 	ret = manifest_write(m, f, m->n_files, &canon);
 	if (ret || canon.len != len || memcmp(canon.data, text, len) != 0) {
@@ -806,7 +832,13 @@ int bundle_verify(const struct trust_root *root, const void *data, size_t len,
 		ret = -EKEYEXPIRED;
 		goto out_free;
 	}
-	if (b->m.schema_version > opt->schema_version) {
+	if (!opt->any_kind && b->m.kind != opt->kind) {
+		set_err(err, errlen, "bundle is a %s release, not %s", bundle_kind_name(b->m.kind),
+			opt->kind == BUNDLE_SENSOR ? "a sensor build" : "content");
+		ret = -EMEDIUMTYPE;
+		goto out_free;
+	}
+	if (b->m.kind == BUNDLE_CONTENT && b->m.schema_version > opt->schema_version) {
 		set_err(err, errlen,
 			"bundle needs schema version %" PRIu32 ", this agent has %" PRIu32,
 			b->m.schema_version, opt->schema_version);
@@ -967,6 +999,10 @@ int bundle_build(const struct bundle_params *p, const struct bundle_file *files,
 		set_err(err, errlen, "a bundle holds 1..%u files, not %zu", BUNDLE_MAX_FILES, n);
 		return n ? -E2BIG : -EINVAL;
 	}
+	if (p->kind == BUNDLE_SENSOR && (n != 1 || strcmp(files[0].name, BUNDLE_SENSOR_FILE))) {
+		set_err(err, errlen, "a sensor build holds one file, '" BUNDLE_SENSOR_FILE "'");
+		return -EINVAL;
+	}
 	if (n_keys == 0 || n_keys > BUNDLE_MAX_SIGNATURES) {
 		set_err(err, errlen, "a bundle is signed by 1..%u keys", BUNDLE_MAX_SIGNATURES);
 		return -EINVAL;
@@ -1045,6 +1081,7 @@ int bundle_build(const struct bundle_params *p, const struct bundle_file *files,
 	m.created = p->created;
 	m.expires = p->expires;
 	m.schema_version = p->schema_version;
+	m.kind = p->kind;
 	m.has_allow_downgrade = p->has_allow_downgrade;
 	m.allow_downgrade_from = p->allow_downgrade_from;
 	m.payload_size = payload.len;

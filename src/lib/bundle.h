@@ -52,8 +52,20 @@ struct bundle_file {
 	size_t len;
 };
 
+/*
+ * What a bundle carries, a signed manifest field: content (rules; the field is absent, so
+ * every bundle made before sensor builds existed stays valid) or a sensor build (one file, the
+ * agent executable, BUNDLE_SENSOR_FILE; its version is the integer sensor build number).
+ */
+enum bundle_kind { BUNDLE_CONTENT = 0, BUNDLE_SENSOR = 1 };
+#define BUNDLE_SENSOR_FILE "vigil-agent"
+
+/* "content" or "sensor". */
+const char *bundle_kind_name(enum bundle_kind kind);
+
 /* The signed manifest, as read and checked. */
 struct bundle_manifest {
+	enum bundle_kind kind;
 	char name[BUNDLE_MAX_LABEL_BYTES + 1];
 	uint64_t version;
 	trust_time_t created;
@@ -74,6 +86,8 @@ struct bundle_verify_options {
 	trust_time_t now;	   /* seconds since the epoch */
 	uint32_t schema_version;   /* the reader's SCHEMA_VERSION */
 	const char *agent_version; /* the reader's "MAJOR.MINOR.PATCH" */
+	enum bundle_kind kind;	   /* the kind expected (zero: content) */
+	bool any_kind;		   /* accept either kind (the server's release upload) */
 };
 
 struct bundle;
@@ -87,10 +101,12 @@ struct bundle;
  * and at least the root's threshold of distinct keys; only then the manifest (canonical JSON,
  * every field bounded); expiry, schema version and minimum agent version against @opt; the
  * payload's size and hash; the payload archive (bounds, safe names, sorted, as the manifest
- * lists). On failure returns a negative errno and writes one line to @err:
+ * lists). The manifest's kind must be @opt->kind unless @opt->any_kind; a sensor build is not
+ * held to the reader's schema version (its rules are not loaded by the reader). On failure
+ * returns a negative errno and writes one line to @err:
  *   -E2BIG a size cap, -EINVAL malformed, -ENOKEY unknown key id, -EBADMSG bad signature,
  *   threshold not met or payload hash mismatch, -EKEYEXPIRED bundle or root expired,
- *   -ENOTSUP schema or agent version too new, -ENOMEM.
+ *   -ENOTSUP schema or agent version too new, -EMEDIUMTYPE another kind, -ENOMEM.
  * *@out is unchanged on failure.
  */
 int bundle_verify(const struct trust_root *root, const void *data, size_t len,
@@ -145,8 +161,9 @@ bool bundle_name_safe(const char *name, size_t len, const char **why);
 /* --- building --- */
 
 struct bundle_params {
-	const char *name; /* [A-Za-z0-9._-]{1,64} */
-	uint64_t version; /* 1..BUNDLE_MAX_VERSION */
+	enum bundle_kind kind; /* a sensor build holds exactly BUNDLE_SENSOR_FILE */
+	const char *name;      /* [A-Za-z0-9._-]{1,64} */
+	uint64_t version;      /* 1..BUNDLE_MAX_VERSION */
 	trust_time_t created;
 	trust_time_t expires; /* after created */
 	uint32_t schema_version;

@@ -12,6 +12,7 @@
 
 #include "fleet.h"
 #include "lib/bundle.h"
+#include "lib/sensor_image.h"
 #include "lib/registry.h"
 #include "lib/trust.h"
 #include "proto.h"
@@ -113,6 +114,17 @@ static int agent_json(struct buf *b, const struct store_agent *a)
 	if (!ret)
 		ret = json_str(b, h->sensor_version);
 	if (!ret)
+		ret = h->sensor_build ? buf_printf(b, ",\"sensor_build\":%" PRIu64, h->sensor_build)
+				      : buf_append_str(b, ",\"sensor_build\":null");
+	if (!ret)
+		ret = buf_printf(
+		    b, ",\"sensor_crash_loop_reverts\":%" PRId64 ",\"sensor_quarantined\":[",
+		    h->sensor_reverts);
+	for (size_t i = 0; !ret && i < h->n_sensor_quarantined; i++)
+		ret = buf_printf(b, "%s%" PRIu64, i ? "," : "", h->sensor_quarantined[i]);
+	if (!ret)
+		ret = buf_append_char(b, ']');
+	if (!ret)
 		ret = buf_printf(b,
 				 ",\"uptime_seconds\":%" PRId64 ",\"restarts\":%" PRId64
 				 ",\"crash_loop_reverts\":%" PRId64 ",\"quarantined\":[",
@@ -180,14 +192,16 @@ void admin_agent_show(struct request *rq, struct reply *rp)
 		return;
 	}
 	/* with what the controller would tell it now, and why */
-	struct fleet_target t;
-	fleet_target_of(rq->srv->fleet, &a, rq->now, &t);
+	struct fleet_target t[FLEET_LANES];
+	fleet_target_of(rq->srv->fleet, &a, rq->now, t);
 	reply_json(rp, 200);
 	if (agent_json(&rp->body, &a) || rp->body.len < 1)
 		goto out_oom;
 	rp->body.len--; /* reopen the object */
-	if (buf_append_str(&rp->body, ",\"desired\":") || fleet_target_json(&rp->body, &t) ||
-	    buf_append_str(&rp->body, "}\n"))
+	if (buf_append_str(&rp->body, ",\"desired\":") ||
+	    fleet_target_json(&rp->body, &t[FLEET_CONTENT]) ||
+	    buf_append_str(&rp->body, ",\"desired_sensor\":") ||
+	    fleet_target_json(&rp->body, &t[FLEET_SENSOR]) || buf_append_str(&rp->body, "}\n"))
 		goto out_oom;
 	return;
 out_oom:
@@ -375,12 +389,28 @@ void admin_release_create(struct request *rq, struct reply *rp)
 		reply_error(rp, 400, "empty body: the bundle file is expected");
 		return;
 	}
+	opt.kind = strcmp(kind, "sensor") == 0 ? BUNDLE_SENSOR : BUNDLE_CONTENT;
 	ret = bundle_verify(srv->root, rq->body.data, rq->body.len, &opt, &b, err, sizeof(err));
 	if (ret) {
 		reply_error(rp, ret == -E2BIG ? 413 : 400, "bundle refused: %s", err);
 		return;
 	}
 	m = bundle_manifest(b);
+	if (m->kind == BUNDLE_SENSOR) {
+		const struct bundle_file *exe = bundle_file(b, 0);
+		uint64_t stamped = 0;
+		if (sensor_image_check(exe->data, exe->len, true, &stamped, err, sizeof(err))) {
+			reply_error(rp, 400, "sensor build refused: %s", err);
+			goto out;
+		}
+		if (stamped != m->version) {
+			reply_error(rp, 400,
+				    "sensor build refused: the executable is build %" PRIu64
+				    ", the bundle says %" PRIu64,
+				    stamped, m->version);
+			goto out;
+		}
+	}
 	crypto_generichash(digest, sizeof(digest), (const unsigned char *)rq->body.data,
 			   rq->body.len, NULL, 0);
 	memset(&r, 0, sizeof(r));

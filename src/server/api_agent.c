@@ -69,6 +69,7 @@ void api_enroll(struct request *rq, struct reply *rp)
 	a.health.cpu_percent = -1.0;
 	memcpy(a.health.hostname, e.hostname, sizeof(a.health.hostname));
 	memcpy(a.health.sensor_version, e.sensor_version, sizeof(a.health.sensor_version));
+	a.health.sensor_build = e.sensor_build;
 	ret = st->ops->agent_add(st, &a);
 	if (ret) {
 		reply_store_error(rp, ret, "agent");
@@ -120,7 +121,7 @@ void api_heartbeat(struct request *rq, struct reply *rp)
 	struct store *st = rq->srv->store;
 	const struct store_agent *a = &rq->agent;
 	struct store_health h;
-	struct fleet_target t;
+	struct fleet_target t[FLEET_LANES];
 	uint8_t track[STORE_TRACK_BYTES];
 	size_t track_len = 0;
 	char err[256];
@@ -131,7 +132,7 @@ void api_heartbeat(struct request *rq, struct reply *rp)
 		return;
 	}
 	/* what the controller counts from this heartbeat is kept only once it is stored */
-	fleet_heartbeat(rq->srv->fleet, a, &h, rq->now, &t, track, &track_len);
+	fleet_heartbeat(rq->srv->fleet, a, &h, rq->now, t, track, &track_len);
 	ret = st->ops->agent_heartbeat(st, a->id, &h, track, track_len, rq->now);
 	if (ret) {
 		reply_store_error(rp, ret, "agent");
@@ -140,7 +141,9 @@ void api_heartbeat(struct request *rq, struct reply *rp)
 	reply_json(rp, 200);
 	if (buf_printf(&rp->body, "{\"heartbeat_seconds\":%u,\"group\":\"%s\",\"content\":",
 		       rq->srv->cfg.heartbeat_seconds, a->group) ||
-	    fleet_target_json(&rp->body, &t) || buf_append_str(&rp->body, ",\"sensor\":null}\n"))
+	    fleet_target_json(&rp->body, &t[FLEET_CONTENT]) ||
+	    buf_append_str(&rp->body, ",\"sensor\":") ||
+	    fleet_target_json(&rp->body, &t[FLEET_SENSOR]) || buf_append_str(&rp->body, "}\n"))
 		reply_error(rp, 500, "out of memory");
 }
 

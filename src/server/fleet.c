@@ -24,13 +24,15 @@
 #define FLEET_MAX_RELEASES  4096u
 #define FLEET_MAX_APPROVALS 64u
 
-_Static_assert(sizeof(struct rollout_track) <= STORE_TRACK_BYTES, "track fits the store");
+/* An agent's stored track: the content lane's, then the sensor lane's. */
+_Static_assert(FLEET_LANES * sizeof(struct rollout_track) <= STORE_TRACK_BYTES,
+	       "both lanes' tracks fit the store");
 
 struct fl_release {
 	uint64_t version;
 	char hash[STORE_HASH_BYTES];
 	int64_t size;
-	bool content;
+	enum fleet_lane lane;
 };
 
 struct fl_rollout {
@@ -60,7 +62,7 @@ struct fleet {
 	size_t n_groups;
 	struct fl_release *releases;
 	size_t n_releases;
-	int64_t population_at;
+	int64_t population_at[FLEET_LANES];
 	char *snap_b64; /* scratch for snapshots, rollout_snapshot_size() in base64 */
 	void *snap;
 	size_t snap_b64_len;
@@ -80,10 +82,11 @@ static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
 
 /* --- lookups (lock held) --- */
 
-static const struct fl_release *release_by_version(const struct fleet *f, uint64_t v)
+static const struct fl_release *release_by_version(const struct fleet *f, enum fleet_lane lane,
+						   uint64_t v)
 {
 	for (size_t i = f->n_releases; i-- > 0;)
-		if (f->releases[i].content && f->releases[i].version == v)
+		if (f->releases[i].lane == lane && f->releases[i].version == v)
 			return &f->releases[i];
 	return NULL;
 }
@@ -113,13 +116,18 @@ static struct fl_rollout *rollout_by_id(struct fleet *f, int64_t id)
 	return NULL;
 }
 
-/* The rollout that decides for agents: the newest one of content. */
-static struct fl_rollout *live(struct fleet *f)
+/* The rollout that decides for agents in @lane: the newest one of that lane. */
+static struct fl_rollout *live(struct fleet *f, enum fleet_lane lane)
 {
 	for (size_t i = f->n_rollouts; i-- > 0;)
-		if (f->rollouts[i].rel.content)
+		if (f->rollouts[i].rel.lane == lane)
 			return &f->rollouts[i];
 	return NULL;
+}
+
+const char *fleet_lane_name(enum fleet_lane lane)
+{
+	return lane == FLEET_SENSOR ? "sensor" : "content";
 }
 
 static bool approved(const struct fl_rollout *r, const char *group)
@@ -135,7 +143,8 @@ static void to_policy(const struct store_policy *sp, const struct fl_rollout *r,
 		      struct rollout_policy *p)
 {
 	rollout_policy_default(p);
-	p->pin = sp->has_pin ? sp->pin : 0;
+	/* a pin names a content version; pause, delay, windows and approval apply to both */
+	p->pin = sp->has_pin && r->rel.lane == FLEET_CONTENT ? sp->pin : 0;
 	p->paused = sp->paused;
 	p->delay_s = sp->delay_hours * 3600u;
 	p->approval_required = sp->approval_required;
@@ -239,10 +248,16 @@ out:
 	return ret;
 }
 
+/* Forgets the oldest rollout held, never the newest of a lane (it decides for agents). */
 static void drop_oldest(struct fleet *f)
 {
-	rollout_free(f->rollouts[0].ctl);
-	memmove(&f->rollouts[0], &f->rollouts[1], (f->n_rollouts - 1) * sizeof(f->rollouts[0]));
+	size_t i = 0;
+
+	while (i + 1 < f->n_rollouts && live(f, f->rollouts[i].rel.lane) == &f->rollouts[i])
+		i++;
+	rollout_free(f->rollouts[i].ctl);
+	memmove(&f->rollouts[i], &f->rollouts[i + 1],
+		(f->n_rollouts - i - 1) * sizeof(f->rollouts[0]));
 	f->n_rollouts--;
 }
 
@@ -310,7 +325,7 @@ void fleet_release_added(struct fleet *f, const struct store_release *r)
 		x->version = r->version;
 		memcpy(x->hash, r->hash, sizeof(x->hash));
 		x->size = r->size;
-		x->content = strcmp(r->kind, "content") == 0;
+		x->lane = strcmp(r->kind, "sensor") == 0 ? FLEET_SENSOR : FLEET_CONTENT;
 	}
 	pthread_mutex_unlock(&f->lock);
 }
@@ -330,7 +345,7 @@ void fleet_group_changed(struct fleet *f, const struct store_group *g)
 			f->n_groups++;
 	}
 	/* a ring may have changed: count again at the next tick */
-	f->population_at = 0;
+	memset(f->population_at, 0, sizeof(f->population_at));
 	pthread_mutex_unlock(&f->lock);
 }
 
@@ -389,10 +404,23 @@ out_free:
 
 /* --- heartbeats and the tick --- */
 
-/* What the controller knows of agent @a reporting @h (ring set by the caller). */
+/*
+ * What the controller of @lane knows of agent @a reporting @h (ring set by the caller). The
+ * sensor lane places the agent by another key, so a sensor build picks other canaries than a
+ * content release of the same version number.
+ */
 static void agent_of(const struct store_agent *a, const struct store_health *h,
-		     struct rollout_agent *ag)
+		     enum fleet_lane lane, struct rollout_agent *ag)
 {
+	if (lane == FLEET_SENSOR) {
+		char id[STORE_ID_BYTES + 8];
+		int n = snprintf(id, sizeof(id), "sensor/%s", a->id);
+		ag->key = rollout_agent_key(id, n > 0 ? (size_t)n : 0);
+		ag->active = h->sensor_build;
+		ag->quarantined = h->sensor_quarantined;
+		ag->n_quarantined = h->n_sensor_quarantined;
+		return;
+	}
 	ag->key = rollout_agent_key(a->id, strlen(a->id));
 	ag->active = h->has_content ? h->content_version : 0;
 	ag->quarantined = h->quarantined;
@@ -409,7 +437,7 @@ static void set_target(struct fleet *f, const struct fl_rollout *r,
 	if (ans->why == ROLLOUT_WHY_pulled)
 		out->pulled = rollout_version(r->ctl);
 	if (ans->version) {
-		const struct fl_release *rel = release_by_version(f, ans->version);
+		const struct fl_release *rel = release_by_version(f, r->rel.lane, ans->version);
 		out->has = true;
 		out->version = ans->version;
 		if (rel) {
@@ -421,76 +449,85 @@ static void set_target(struct fleet *f, const struct fl_rollout *r,
 }
 
 int fleet_heartbeat(struct fleet *f, const struct store_agent *a, const struct store_health *h,
-		    int64_t now, struct fleet_target *out, uint8_t *track, size_t *track_len)
+		    int64_t now, struct fleet_target out[FLEET_LANES], uint8_t *track,
+		    size_t *track_len)
 {
 	const struct store_health *prev = &a->health;
-	struct rollout_track t;
+	struct rollout_track t[FLEET_LANES];
 	struct rollout_report rep = {0};
-	struct rollout_agent ag = {0};
-	struct rollout_policy pol;
-	struct rollout_answer ans = {0};
 	const struct store_policy *sp;
-	struct fl_rollout *r;
 
-	memset(out, 0, sizeof(*out));
-	if (a->track_len == sizeof(t))
-		memcpy(&t, a->track, sizeof(t));
-	else
-		rollout_track_init(&t);
+	memset(out, 0, FLEET_LANES * sizeof(*out));
+	for (int lane = 0; lane < FLEET_LANES; lane++) {
+		/* a track stored before the sensor lane existed holds the content lane's only */
+		if (a->track_len >= (size_t)(lane + 1) * sizeof(t[0]))
+			memcpy(&t[lane], a->track + (size_t)lane * sizeof(t[0]), sizeof(t[0]));
+		else
+			rollout_track_init(&t[lane]);
+	}
 	rep.interval_s =
 	    a->last_seen > 0 && now > a->last_seen ? clamp32((uint64_t)(now - a->last_seen)) : 0;
 	rep.restarts = clamp32(delta(h->restarts, prev->restarts));
-	rep.reverts = clamp32(delta(h->crash_loop_reverts, prev->crash_loop_reverts));
 	rep.liveness_failed = delta(h->liveness_failed, prev->liveness_failed) > 0;
 	rep.drops = delta(h->drops, prev->drops);
 	rep.alerts = delta(h->alerts, prev->alerts);
 	rep.cpu_pct = h->cpu_percent;
-	agent_of(a, h, &ag);
 
 	pthread_mutex_lock(&f->lock);
 	sp = policy_of(f, a->group);
-	ag.ring = sp->ring;
-	r = live(f);
-	if (!r) {
-		rollout_track_observe(&t, &rep);
-		goto out;
+	for (int lane = 0; lane < FLEET_LANES; lane++) {
+		struct rollout_agent ag = {0};
+		struct rollout_policy pol;
+		struct rollout_answer ans = {0};
+		struct fl_rollout *r = live(f, (enum fleet_lane)lane);
+
+		/* each lane counts its own crash-loop reverts; the rest is the host's health */
+		rep.reverts = lane == FLEET_SENSOR
+				  ? clamp32(delta(h->sensor_reverts, prev->sensor_reverts))
+				  : clamp32(delta(h->crash_loop_reverts, prev->crash_loop_reverts));
+		if (!r) {
+			rollout_track_observe(&t[lane], &rep);
+			continue;
+		}
+		agent_of(a, h, (enum fleet_lane)lane, &ag);
+		ag.ring = sp->ring;
+		to_policy(sp, r, a->group, &pol);
+		enum rollout_state state = rollout_state(r->ctl);
+		if (state == ROLLOUT_ROLLING || state == ROLLOUT_PAUSED) {
+			rollout_heartbeat(r->ctl, &t[lane], &ag, &pol, &rep, now, &ans);
+			r->dirty = true;
+		} else {
+			rollout_track_observe(&t[lane], &rep);
+			rollout_desired(r->ctl, &ag, &pol, now, &ans);
+		}
+		set_target(f, r, &ans, &out[lane]);
 	}
-	to_policy(sp, r, a->group, &pol);
-	enum rollout_state state = rollout_state(r->ctl);
-	if (state == ROLLOUT_ROLLING || state == ROLLOUT_PAUSED) {
-		rollout_heartbeat(r->ctl, &t, &ag, &pol, &rep, now, &ans);
-		r->dirty = true;
-	} else {
-		rollout_track_observe(&t, &rep);
-		rollout_desired(r->ctl, &ag, &pol, now, &ans);
-	}
-	set_target(f, r, &ans, out);
-out:
 	pthread_mutex_unlock(&f->lock);
-	memcpy(track, &t, sizeof(t));
+	memcpy(track, t, sizeof(t));
 	*track_len = sizeof(t);
 	return 0;
 }
 
 int fleet_target_of(struct fleet *f, const struct store_agent *a, int64_t now,
-		    struct fleet_target *out)
+		    struct fleet_target out[FLEET_LANES])
 {
-	struct rollout_agent ag = {0};
-	struct rollout_policy pol;
-	struct rollout_answer ans = {0};
 	const struct store_policy *sp;
-	struct fl_rollout *r;
 
-	memset(out, 0, sizeof(*out));
-	agent_of(a, &a->health, &ag);
+	memset(out, 0, FLEET_LANES * sizeof(*out));
 	pthread_mutex_lock(&f->lock);
 	sp = policy_of(f, a->group);
-	ag.ring = sp->ring;
-	r = live(f);
-	if (r) {
+	for (int lane = 0; lane < FLEET_LANES; lane++) {
+		struct rollout_agent ag = {0};
+		struct rollout_policy pol;
+		struct rollout_answer ans = {0};
+		struct fl_rollout *r = live(f, (enum fleet_lane)lane);
+		if (!r)
+			continue;
+		agent_of(a, &a->health, (enum fleet_lane)lane, &ag);
+		ag.ring = sp->ring;
 		to_policy(sp, r, a->group, &pol);
 		rollout_desired(r->ctl, &ag, &pol, now, &ans);
-		set_target(f, r, &ans, out);
+		set_target(f, r, &ans, &out[lane]);
 	}
 	pthread_mutex_unlock(&f->lock);
 	return 0;
@@ -513,7 +550,7 @@ static int count_group(const char *group, int64_t agents, void *p)
 	return 0;
 }
 
-/* Tells the live rollout how many agents each ring holds (lock held). */
+/* Tells rollout @r how many agents each ring holds (lock held). */
 static void count_population(struct fleet *f, struct fl_rollout *r, int64_t now)
 {
 	struct pop_ctx c = {.f = f};
@@ -524,19 +561,19 @@ static void count_population(struct fleet *f, struct fl_rollout *r, int64_t now)
 		return;
 	for (uint32_t i = 0; i < plan->n_rings; i++)
 		rollout_set_population(r->ctl, i, c.rings[i]);
-	f->population_at = now;
+	f->population_at[r->rel.lane] = now;
 }
 
 void fleet_tick(struct fleet *f, int64_t now)
 {
-	struct fl_rollout *r;
-
 	pthread_mutex_lock(&f->lock);
-	r = live(f);
-	if (r) {
+	for (int lane = 0; lane < FLEET_LANES; lane++) {
+		struct fl_rollout *r = live(f, (enum fleet_lane)lane);
+		if (!r)
+			continue;
 		enum rollout_state s = rollout_state(r->ctl);
 		if ((s == ROLLOUT_ROLLING || s == ROLLOUT_PAUSED) &&
-		    now - f->population_at >= FLEET_POPULATION_PERIOD)
+		    now - f->population_at[lane] >= FLEET_POPULATION_PERIOD)
 			count_population(f, r, now);
 		if (rollout_tick(r->ctl, now) >= 0)
 			r->dirty = true;
@@ -636,17 +673,14 @@ int fleet_start(struct fleet *f, const struct proto_rollout_start *req, const ch
 		ret = fail(err, errlen, -ENOENT, "no release %s", req->release);
 		goto out;
 	}
-	if (!rel->content) {
-		ret = fail(err, errlen, -EINVAL, "only content releases roll out through plans");
-		goto out;
-	}
-	cur = live(f);
+	/* the two lanes roll independently: one rollout at a time in each */
+	cur = live(f, rel->lane);
 	if (cur) {
 		enum rollout_state s = rollout_state(cur->ctl);
 		if (s == ROLLOUT_ROLLING || s == ROLLOUT_PAUSED) {
 			ret = fail(err, errlen, -EBUSY,
-				   "rollout %" PRId64 " is %s: halt it or let it finish first",
-				   cur->id, rollout_state_name(s));
+				   "%s rollout %" PRId64 " is %s: halt it or let it finish first",
+				   fleet_lane_name(rel->lane), cur->id, rollout_state_name(s));
 			goto out;
 		}
 		/* the previous good version: what the newest rollout left generally available */
@@ -825,12 +859,12 @@ static int rollout_json(struct fl_rollout *r, int64_t now, struct buf *b)
 	int ret;
 
 	ret = buf_printf(b,
-			 "{\"id\":%" PRId64 ",\"state\":\"%s\",\"release\":{\"version\":%" PRIu64
-			 ",\"hash\":\"%s\",\"size\":%" PRId64 "},\"previous\":%" PRIu64
-			 ",\"created\":%" PRId64 ",\"step\":%u",
-			 r->id, rollout_state_name(rollout_state(r->ctl)), r->rel.version,
-			 r->rel.hash, r->rel.size, rollout_previous(r->ctl), r->created,
-			 rollout_step(r->ctl));
+			 "{\"id\":%" PRId64 ",\"kind\":\"%s\",\"state\":\"%s\","
+			 "\"release\":{\"version\":%" PRIu64 ",\"hash\":\"%s\",\"size\":%" PRId64
+			 "},\"previous\":%" PRIu64 ",\"created\":%" PRId64 ",\"step\":%u",
+			 r->id, fleet_lane_name(r->rel.lane),
+			 rollout_state_name(rollout_state(r->ctl)), r->rel.version, r->rel.hash,
+			 r->rel.size, rollout_previous(r->ctl), r->created, rollout_step(r->ctl));
 	if (!ret)
 		ret = time_or_null(b, "started", rollout_started_at(r->ctl));
 	if (!ret)

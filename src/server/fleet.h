@@ -22,7 +22,18 @@
 
 struct fleet;
 
-/* The content an agent is told to run. */
+/*
+ * The two lanes of rollouts: content bundles and sensor builds. Each has its own rollouts (one
+ * rolling at a time per lane), its own previous good version and its own per-agent track; both
+ * use the same controller, plans, gates and group policy (a pin names content only).
+ */
+enum fleet_lane { FLEET_CONTENT = 0, FLEET_SENSOR = 1 };
+#define FLEET_LANES 2
+
+/* "content" or "sensor". */
+const char *fleet_lane_name(enum fleet_lane lane);
+
+/* The content or sensor build an agent is told to run. */
 struct fleet_target {
 	bool has; /* false: no instruction (no release known for it) */
 	uint64_t version;
@@ -54,21 +65,23 @@ void fleet_free(struct fleet *f);
 
 /*
  * Feeds the heartbeat @h of agent @a (as stored before this heartbeat: group, last seen,
- * previous counters, the controller's track) to the controller and computes its target.
- * Writes the agent's new track into @track (STORE_TRACK_BYTES) and its length into
- * *@track_len. Returns 0.
+ * previous counters, the controllers' tracks) to the controller of each lane and computes its
+ * targets, @out[FLEET_CONTENT] and @out[FLEET_SENSOR]. Writes the agent's new tracks into
+ * @track (STORE_TRACK_BYTES) and their length into *@track_len. Returns 0.
  */
 int fleet_heartbeat(struct fleet *f, const struct store_agent *a, const struct store_health *h,
-		    int64_t now, struct fleet_target *out, uint8_t *track, size_t *track_len);
+		    int64_t now, struct fleet_target out[FLEET_LANES], uint8_t *track,
+		    size_t *track_len);
 
 /*
- * What agent @a (as stored) should run at @now, as its next heartbeat would be answered,
- * without counting anything. Returns 0.
+ * What agent @a (as stored) should run at @now in each lane, as its next heartbeat would be
+ * answered, without counting anything. Returns 0.
  */
 int fleet_target_of(struct fleet *f, const struct store_agent *a, int64_t now,
-		    struct fleet_target *out);
+		    struct fleet_target out[FLEET_LANES]);
 
-/* Appends @t as the heartbeat answer's "content" (null when it has none). 0 or -errno. */
+/* Appends @t as the heartbeat answer's "content" or "sensor" (null when it has none). 0 or
+ * -errno. */
 int fleet_target_json(struct buf *b, const struct fleet_target *t);
 
 /* Ticks the controller at @now (gates, promotions, halts) and persists what changed. */
@@ -82,8 +95,8 @@ void fleet_group_changed(struct fleet *f, const struct store_group *g);
  * Starts a rollout of the release @req->release with @req's plan (the default plan when it
  * has none). Returns 0 and the rollout id in *@id, or with a reason in @err: -ENOENT unknown
  * release, -EINVAL a malformed plan, -EPERM a plan reaching the whole fleet in its first step
- * without force, -EBUSY another rollout still rolling or paused, -ESTALE the release was
- * pulled before (force to try again).
+ * without force, -EBUSY another rollout of its lane still rolling or paused, -ESTALE the release
+ * was pulled before (force to try again).
  */
 int fleet_start(struct fleet *f, const struct proto_rollout_start *req, const char *who,
 		int64_t now, int64_t *id, char *err, size_t errlen);

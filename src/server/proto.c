@@ -199,6 +199,14 @@ int proto_parse_enroll(const char *body, size_t len, struct proto_enroll *out, c
 	    (ret = get_string(j, "sensor_version", e.sensor_version, sizeof(e.sensor_version),
 			      false, err, errlen)))
 		goto out;
+	if (json_object_get(j, "sensor_build") &&
+	    !json_is_null(json_object_get(j, "sensor_build"))) {
+		int64_t sb = 0;
+		if ((ret = get_int(j, "sensor_build", 1, (int64_t)BUNDLE_MAX_VERSION, &sb, false,
+				   err, errlen)))
+			goto out;
+		e.sensor_build = (uint64_t)sb;
+	}
 	if (e.token[0] == '\0') {
 		ret = fail(err, errlen, "\"token\" is empty");
 		goto out;
@@ -209,11 +217,38 @@ out:
 	return ret;
 }
 
+/* An optional array of at most PROTO_MAX_QUARANTINED versions under @key. */
+static int get_versions(json_t *j, const char *key, uint64_t *out, size_t *n, char *err,
+			size_t errlen)
+{
+	json_t *q = json_object_get(j, key), *x;
+	size_t i;
+
+	*n = 0;
+	if (!q || json_is_null(q))
+		return 0;
+	if (!json_is_array(q))
+		return fail(err, errlen, "\"%s\" must be an array of versions", key);
+	if (json_array_size(q) > PROTO_MAX_QUARANTINED)
+		return fail(err, errlen, "\"%s\" lists more than %u versions", key,
+			    PROTO_MAX_QUARANTINED);
+	json_array_foreach(q, i, x)
+	{
+		if (!json_is_integer(x) || json_integer_value(x) < 1 ||
+		    json_integer_value(x) > (json_int_t)BUNDLE_MAX_VERSION) {
+			*n = 0;
+			return fail(err, errlen, "\"%s\"[%zu] is not a version", key, i);
+		}
+		out[(*n)++] = (uint64_t)json_integer_value(x);
+	}
+	return 0;
+}
+
 int proto_parse_heartbeat(const char *body, size_t len, struct store_health *out, char *err,
 			  size_t errlen)
 {
 	struct store_health h;
-	json_t *j = NULL, *v, *q, *l;
+	json_t *j = NULL, *v, *l;
 	int64_t cv = 0;
 	int ret;
 
@@ -246,28 +281,19 @@ int proto_parse_heartbeat(const char *body, size_t len, struct store_health *out
 		 get_int(j, "rss_bytes", 0, PROTO_MAX_COUNTER, &h.rss_bytes, false, err, errlen)) ||
 	    (ret = get_number(j, "cpu_percent", 0.0, 100000.0, &h.cpu_percent, err, errlen)))
 		goto out;
-	q = json_object_get(j, "quarantined");
-	if (q && !json_is_null(q)) {
-		size_t i;
-		json_t *x;
-		if (!json_is_array(q)) {
-			ret = fail(err, errlen, "\"quarantined\" must be an array of versions");
+	if ((ret = get_versions(j, "quarantined", h.quarantined, &h.n_quarantined, err, errlen)) ||
+	    (ret = get_versions(j, "sensor_quarantined", h.sensor_quarantined,
+				&h.n_sensor_quarantined, err, errlen)) ||
+	    (ret = get_int(j, "sensor_crash_loop_reverts", 0, PROTO_MAX_COUNTER, &h.sensor_reverts,
+			   false, err, errlen)))
+		goto out;
+	v = json_object_get(j, "sensor_build");
+	if (v && !json_is_null(v)) {
+		int64_t sb = 0;
+		if ((ret = get_int(j, "sensor_build", 1, (int64_t)BUNDLE_MAX_VERSION, &sb, false,
+				   err, errlen)))
 			goto out;
-		}
-		if (json_array_size(q) > PROTO_MAX_QUARANTINED) {
-			ret = fail(err, errlen, "\"quarantined\" lists more than %u versions",
-				   PROTO_MAX_QUARANTINED);
-			goto out;
-		}
-		json_array_foreach(q, i, x)
-		{
-			if (!json_is_integer(x) || json_integer_value(x) < 1 ||
-			    json_integer_value(x) > (json_int_t)BUNDLE_MAX_VERSION) {
-				ret = fail(err, errlen, "\"quarantined\"[%zu] is not a version", i);
-				goto out;
-			}
-			h.quarantined[h.n_quarantined++] = (uint64_t)json_integer_value(x);
-		}
+		h.sensor_build = (uint64_t)sb;
 	}
 	l = json_object_get(j, "liveness");
 	if (l && !json_is_null(l)) {

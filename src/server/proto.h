@@ -54,9 +54,11 @@ struct proto_enroll {
 	char token[STORE_TOKEN_BYTES];
 	char hostname[STORE_HOST_BYTES];
 	char sensor_version[STORE_VERSION_BYTES];
+	uint64_t sensor_build; /* 0: not given */
 };
 
-/* {"token": s, "hostname": s, "sensor_version": s}. Returns 0 or -EINVAL with a reason. */
+/* {"token": s, "hostname": s, "sensor_version": s, "sensor_build": n}. Returns 0 or -EINVAL with a
+ * reason. */
 int proto_parse_enroll(const char *body, size_t len, struct proto_enroll *out, char *err,
 		       size_t errlen);
 
@@ -64,7 +66,8 @@ int proto_parse_enroll(const char *body, size_t len, struct proto_enroll *out, c
  * A heartbeat: {"content_version": n|null, "sensor_version": s, "uptime_seconds": n,
  * "restarts": n, "crash_loop_reverts": n, "quarantined": [n...], "liveness": {"ok": n,
  * "failed": n, "last": "ok"|"failed"|"never"}, "drops": n, "alerts": n, "cpu_percent": x,
- * "rss_bytes": n, "hostname": s}; every key optional, unknown keys ignored.
+ * "rss_bytes": n, "hostname": s, "sensor_build": n|null, "sensor_crash_loop_reverts": n,
+ * "sensor_quarantined": [n...]}; every key optional, unknown keys ignored.
  * Returns 0 or -EINVAL with a reason naming the key; @out is zeroed first.
  */
 int proto_parse_heartbeat(const char *body, size_t len, struct store_health *out, char *err,

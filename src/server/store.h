@@ -22,7 +22,9 @@
 #define STORE_SECRET_HASH     32 /* BLAKE2b-256 of a secret */
 #define STORE_MAX_QUARANTINED 16u
 #define STORE_MAX_WINDOWS     4u
-#define STORE_TRACK_BYTES     64 /* the controller's memory of one agent */
+#define STORE_TRACK_BYTES     64 /* the controller's memory of one agent, both lanes */
+/* The sensor lane's health as the SQLite store keeps it in one column. */
+#define STORE_SENSOR_TEXT_BYTES (2 * 21 + 2 + STORE_MAX_QUARANTINED * 21 + 1)
 
 enum store_role { ROLE_VIEWER = 0, ROLE_OPERATOR = 1, ROLE_ADMIN = 2 };
 enum store_token_kind { TOKEN_ADMIN = 0, TOKEN_ENROLL = 1 };
@@ -60,6 +62,12 @@ struct store_health {
 	double cpu_percent;
 	int64_t rss_bytes;
 	char hostname[STORE_HOST_BYTES];
+	/* the sensor lane: the build it runs (0: not reported), its sensor crash-loop reverts
+	 * (cumulative) and the builds it quarantined */
+	uint64_t sensor_build;
+	int64_t sensor_reverts;
+	size_t n_sensor_quarantined;
+	uint64_t sensor_quarantined[STORE_MAX_QUARANTINED];
 };
 
 struct store_agent {

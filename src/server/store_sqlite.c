@@ -29,6 +29,19 @@
 /* Milliseconds to wait for a lock held by another process. */
 #define STORE_BUSY_MS 5000
 
+/* A store made before sensor releases: the agents' sensor column is added (empty). */
+static int add_sensor_column(sqlite3 *db, char **msg)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(db, "SELECT sensor FROM agents LIMIT 0", -1, &q, NULL);
+
+	sqlite3_finalize(q);
+	if (rc == SQLITE_OK)
+		return rc;
+	return sqlite3_exec(db, "ALTER TABLE agents ADD COLUMN sensor TEXT NOT NULL DEFAULT ''",
+			    NULL, NULL, msg);
+}
+
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS tokens(id TEXT PRIMARY KEY, kind INTEGER NOT NULL,"
@@ -42,7 +55,7 @@ static const char schema_sql[] =
     " crash_loop_reverts INTEGER NOT NULL, quarantined TEXT NOT NULL, liveness_ok INTEGER NOT NULL,"
     " liveness_failed INTEGER NOT NULL, liveness_last INTEGER NOT NULL, drops INTEGER NOT NULL,"
     " alerts INTEGER NOT NULL, cpu REAL NOT NULL, rss INTEGER NOT NULL, hostname TEXT NOT NULL,"
-    " track BLOB NOT NULL);"
+    " track BLOB NOT NULL, sensor TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX IF NOT EXISTS agents_grp ON agents(grp, id);"
     "CREATE TABLE IF NOT EXISTS groups(name TEXT PRIMARY KEY, policy TEXT NOT NULL,"
     " updated INTEGER NOT NULL);"
@@ -71,7 +84,7 @@ static const char schema_sql[] =
 #define AGENT_COLS                                                                                 \
 	"id, secret_hash, grp, enrolled_at, last_seen, heartbeats, has_content, content_version,"  \
 	" sensor_version, uptime, restarts, crash_loop_reverts, quarantined, liveness_ok,"         \
-	" liveness_failed, liveness_last, drops, alerts, cpu, rss, hostname, track"
+	" liveness_failed, liveness_last, drops, alerts, cpu, rss, hostname, track, sensor"
 
 /* Statements prepared once and kept. */
 enum stmt {
@@ -126,7 +139,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TOKEN_LIST] = "SELECT id, kind, secret_hash, name, role, grp, uses_left, created,"
 		     " expires, revoked FROM tokens ORDER BY created, id",
     [S_AGENT_ADD] = "INSERT INTO agents(" AGENT_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
-		    " ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+		    " ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
     [S_AGENT_GET] = "SELECT " AGENT_COLS " FROM agents WHERE id = ?1",
     [S_AGENT_HB] =
 	"UPDATE agents SET last_seen = ?2, heartbeats = heartbeats + 1,"
@@ -135,7 +148,7 @@ static const char *const stmt_sql[S_COUNT] = {
 	" restarts = ?7, crash_loop_reverts = ?8, quarantined = ?9, liveness_ok = ?10,"
 	" liveness_failed = ?11, liveness_last = ?12, drops = ?13, alerts = ?14,"
 	" cpu = ?15, rss = ?16, hostname = CASE WHEN ?17 = '' THEN hostname ELSE ?17 END,"
-	" track = ?18 WHERE id = ?1",
+	" track = ?18, sensor = ?19 WHERE id = ?1",
     [S_AGENT_GROUP] = "UPDATE agents SET grp = ?2 WHERE id = ?1",
     [S_AGENT_LIST] = "SELECT " AGENT_COLS " FROM agents WHERE id > ?1 ORDER BY id LIMIT ?2",
     [S_AGENT_LIST_GROUP] = "SELECT " AGENT_COLS " FROM agents WHERE grp = ?3 AND id > ?1"
@@ -486,18 +499,48 @@ static void bind_health(sqlite3_stmt *q, int first, const struct store_health *h
 	bind_text(q, first + 14, h->hostname);
 }
 
+/* The sensor lane's health as one column: "BUILD;REVERTS;Q1,Q2,...". */
+static void sensor_text(const struct store_health *h, char *out, size_t size)
+{
+	struct store_health q = {.n_quarantined = h->n_sensor_quarantined};
+	char list[STORE_MAX_QUARANTINED * 21 + 1];
+
+	memcpy(q.quarantined, h->sensor_quarantined, sizeof(q.quarantined));
+	quarantined_text(&q, list, sizeof(list));
+	snprintf(out, size, "%" PRIu64 ";%" PRId64 ";%s", h->sensor_build, h->sensor_reverts, list);
+}
+
+static void sensor_parse(const char *s, struct store_health *h)
+{
+	struct store_health q;
+	char *end;
+
+	h->sensor_build = strtoull(s, &end, 10);
+	if (*end != ';')
+		return;
+	h->sensor_reverts = strtoll(end + 1, &end, 10);
+	if (*end != ';')
+		return;
+	quarantined_parse(end + 1, &q);
+	h->n_sensor_quarantined = q.n_quarantined;
+	memcpy(h->sensor_quarantined, q.quarantined, sizeof(h->sensor_quarantined));
+}
+
 static int agent_row(sqlite3_stmt *q, struct store_agent *a)
 {
 	struct store_health *h = &a->health;
 	char qtext[STORE_MAX_QUARANTINED * 21 + 1];
+	char stext[STORE_SENSOR_TEXT_BYTES];
 
 	memset(a, 0, sizeof(*a));
 	if (col_text(q, 0, a->id, sizeof(a->id)) || col_text(q, 2, a->group, sizeof(a->group)) ||
 	    sqlite3_column_bytes(q, 1) != STORE_SECRET_HASH ||
 	    col_text(q, 8, h->sensor_version, sizeof(h->sensor_version)) ||
 	    col_text(q, 12, qtext, sizeof(qtext)) ||
-	    col_text(q, 20, h->hostname, sizeof(h->hostname)))
+	    col_text(q, 20, h->hostname, sizeof(h->hostname)) ||
+	    col_text(q, 22, stext, sizeof(stext)))
 		return -EINVAL;
+	sensor_parse(stext, h);
 	memcpy(a->secret_hash, sqlite3_column_blob(q, 1), STORE_SECRET_HASH);
 	a->track_len = (size_t)sqlite3_column_bytes(q, 21);
 	if (a->track_len > STORE_TRACK_BYTES)
@@ -538,8 +581,11 @@ static int sq_agent_add(struct store *st, const struct store_agent *a)
 	sqlite3_bind_int64(q, 4, a->enrolled_at);
 	sqlite3_bind_int64(q, 5, a->last_seen);
 	sqlite3_bind_int64(q, 6, a->heartbeats);
+	char stext[STORE_SENSOR_TEXT_BYTES];
 	bind_health(q, 7, &a->health, qbuf, sizeof(qbuf));
 	sqlite3_bind_blob(q, 22, a->track, (int)a->track_len, SQLITE_STATIC);
+	sensor_text(&a->health, stext, sizeof(stext));
+	bind_text(q, 23, stext);
 	ret = run_done(s, q, "agent_add");
 	unlock(s);
 	return ret;
@@ -573,8 +619,11 @@ static int write_heartbeat(struct sq_store *s, const struct hb_job *j)
 
 	bind_text(q, 1, j->id);
 	sqlite3_bind_int64(q, 2, j->now);
+	char stext[STORE_SENSOR_TEXT_BYTES];
 	bind_health(q, 3, j->h, qbuf, sizeof(qbuf));
 	sqlite3_bind_blob(q, 18, j->track ? j->track : "", (int)j->track_len, SQLITE_STATIC);
+	sensor_text(j->h, stext, sizeof(stext));
+	bind_text(q, 19, stext);
 	ret = run_done(s, q, "agent_heartbeat");
 	if (!ret && sqlite3_changes(s->db) == 0)
 		ret = -ENOENT;
@@ -1375,6 +1424,8 @@ int store_sqlite_open(const char *dir, struct store **out, char *err, size_t err
 			  NULL, NULL, &msg);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(s->db, schema_sql, NULL, NULL, &msg);
+	if (rc == SQLITE_OK)
+		rc = add_sensor_column(s->db, &msg);
 	if (rc != SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);

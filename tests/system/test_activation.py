@@ -253,7 +253,8 @@ def test_release_agent_has_no_test_hooks():
     need_hooks_agent()
     release = AGENT.read_bytes()
     hooks = HOOKS_AGENT.read_bytes()
-    for marker in (b"VIGIL_TEST_PAUSE_STEP", b"VIGIL_TEST_SANDBOX", b"crash-test", b"test hook"):
+    for marker in (b"VIGIL_TEST_PAUSE_STEP", b"VIGIL_TEST_SANDBOX", b"crash-test", b"test hook",
+                   b"VIGIL_TEST_SENSOR_CRASH"):
         assert marker in hooks, f"the test-hooks agent lacks {marker!r}: the check is stale"
         assert marker not in release, f"{AGENT} carries the test hook marker {marker!r}"
 

@@ -89,6 +89,25 @@ static void test_heartbeat_answer(void **state)
 	assert_true(a.content.audit_mode);
 	assert_int_equal(a.content.pulled, 0);
 
+	assert_false(a.sensor.present);
+
+	/* a sensor build to fetch beside the content, and a pulled one */
+	assert_int_equal(answer("{\"content\":null,\"sensor\":{\"version\":3,\"hash\":\"" HASH
+				"\",\"size\":2000000,\"url\":\"/api/v1/bundles/" HASH
+				"\",\"audit_mode\":false,\"rollout\":4,\"why\":\"step\"}}",
+				&a, err),
+			 0);
+	assert_false(a.content.present);
+	assert_true(a.sensor.present && a.sensor.downloadable);
+	assert_int_equal(a.sensor.version, 3);
+	assert_int_equal(a.sensor.size, 2000000);
+	assert_int_equal(answer("{\"sensor\":{\"version\":2,\"hash\":null,\"size\":null,"
+				"\"url\":null,\"why\":\"pulled\",\"pulled\":3}}",
+				&a, err),
+			 0);
+	assert_true(a.sensor.present && !a.sensor.downloadable);
+	assert_int_equal(a.sensor.pulled, 3);
+
 	/* a pull with no previous good release */
 	assert_int_equal(answer("{\"heartbeat_seconds\":1,\"content\":{\"version\":null,"
 				"\"hash\":null,\"size\":null,\"url\":null,\"audit_mode\":false,"
@@ -123,6 +142,12 @@ static void test_heartbeat_answer_refused(void **state)
 	    {"{\"heartbeat_seconds\":86401}", "'heartbeat_seconds'"},
 	    {"{\"heartbeat_seconds\":\"60\"}", "'heartbeat_seconds'"},
 	    {"{\"content\":7}", "'content'"},
+	    {"{\"sensor\":7}", "'sensor'"},
+	    {"{\"sensor\":{\"version\":0}}", "'sensor.version'"},
+	    {"{\"sensor\":{\"version\":2,\"hash\":\"" HASH "\",\"size\":10,"
+	     "\"url\":\"/elsewhere/" HASH "\"}}",
+	     "'sensor.url'"},
+	    {"{\"sensor\":{\"version\":2,\"pulled\":true}}", "'sensor.pulled'"},
 	    {"{\"content\":{\"version\":0}}", "'content.version'"},
 	    {"{\"content\":{\"version\":9007199254740992}}", "'content.version'"},
 	    {"{\"content\":{\"version\":-1}}", "'content.version'"},
@@ -157,7 +182,7 @@ static void test_heartbeat_answer_refused(void **state)
 		assert_null(strchr(err, '\n'));
 		/* refused whole: nothing of it is acted on */
 		assert_false(a.content.present || a.content.downloadable || a.content.pulled ||
-			     a.heartbeat_seconds);
+			     a.heartbeat_seconds || a.sensor.present || a.sensor.pulled);
 	}
 }
 

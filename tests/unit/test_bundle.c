@@ -830,6 +830,88 @@ static void builder_refuses(void **state)
 	buf_release(&out);
 }
 
+/* Sensor builds: the signed kind, checked against what the reader expects, one file. */
+static void sensor_kind(void **state)
+{
+	static const char exe[] = "\x7f"
+				  "ELF not really";
+	struct bundle_file file = {BUNDLE_SENSOR_FILE, (const uint8_t *)exe, sizeof(exe) - 1};
+	struct bundle_file two[] = {file, {"other", (const uint8_t *)"x", 1}};
+	struct bundle_params p = params();
+	struct bundle_verify_options o = opts;
+	struct bundle *b = NULL;
+	struct buf out;
+	char err[512];
+
+	p.kind = BUNDLE_SENSOR;
+	p.schema_version = 99; /* a newer build's schema is not the reader's concern */
+	buf_init(&out, BUNDLE_MAX_BYTES);
+	assert_int_equal(bundle_build(&p, &file, 1, sec, 1, &out, err, sizeof(err)), 0);
+	assert_non_null(memmem(out.data, out.len, "],\"kind\":\"sensor\",\"min_agent", 28));
+	/* offered as content, it is refused after the signatures, with the reason */
+	assert_int_equal(bundle_verify(root1, out.data, out.len, &opts, &b, err, sizeof(err)),
+			 -EMEDIUMTYPE);
+	assert_null(b);
+	assert_non_null(strstr(err, "bundle is a sensor release, not content"));
+	o.kind = BUNDLE_SENSOR;
+	assert_int_equal(bundle_verify(root1, out.data, out.len, &o, &b, err, sizeof(err)), 0);
+	assert_int_equal(bundle_manifest(b)->kind, BUNDLE_SENSOR);
+	assert_int_equal(bundle_file_count(b), 1);
+	bundle_free(b);
+	b = NULL;
+	o.kind = BUNDLE_CONTENT;
+	o.any_kind = true;
+	assert_int_equal(bundle_verify(root1, out.data, out.len, &o, &b, err, sizeof(err)), 0);
+	bundle_free(b);
+	b = NULL;
+	buf_release(&out);
+
+	/* content offered as a sensor build is refused too */
+	build(&out,
+	      &(struct bundle_params){.name = "unit",
+				      .version = 7,
+				      .created = 1767225600,
+				      .expires = EXPIRES_T,
+				      .schema_version = 1,
+				      .min_agent_version = "0.1.0"},
+	      sec, 1);
+	o.any_kind = false;
+	o.kind = BUNDLE_SENSOR;
+	assert_int_equal(bundle_verify(root1, out.data, out.len, &o, &b, err, sizeof(err)),
+			 -EMEDIUMTYPE);
+	assert_non_null(strstr(err, "bundle is a content release, not a sensor build"));
+	buf_release(&out);
+
+	/* a sensor build holds exactly the executable */
+	buf_init(&out, BUNDLE_MAX_BYTES);
+	assert_int_equal(bundle_build(&p, two, 2, sec, 1, &out, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "one file, 'vigil-agent'"));
+	buf_release(&out);
+
+	/* a hand-made manifest: only "sensor" is a kind, and only with the one file */
+	uint8_t payload[256];
+	size_t plen = one_file(payload, "a.yml", 5, "x", 1);
+	char *m = manifest_for(payload, plen, "[{\"name\":\"a.yml\",\"size\":1}]", "unit", 7);
+	char *k = strstr(m, "\"min_agent_version\"");
+	struct buf edited;
+	buf_init(&edited, BUNDLE_MAX_MANIFEST_BYTES);
+	buf_printf(&edited, "%.*s\"kind\":\"content\",%s", (int)(k - m), m, k);
+	assemble(&out, edited.data, sec, 1, payload, plen);
+	assert_int_equal(verify(out.data, out.len, root1, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "'kind' is not \"sensor\""));
+	buf_release(&out);
+	buf_reset(&edited);
+	buf_printf(&edited, "%.*s\"kind\":\"sensor\",%s", (int)(k - m), m, k);
+	assemble(&out, edited.data, sec, 1, payload, plen);
+	o.kind = BUNDLE_SENSOR;
+	assert_int_equal(bundle_verify(root1, out.data, out.len, &o, &b, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "a sensor build holds one file"));
+	buf_release(&out);
+	buf_release(&edited);
+	free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -844,6 +926,7 @@ int main(void)
 	    cmocka_unit_test(manifest_bounds),
 	    cmocka_unit_test(payload_bounds),
 	    cmocka_unit_test(builder_refuses),
+	    cmocka_unit_test(sensor_kind),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

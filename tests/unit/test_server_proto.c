@@ -120,7 +120,25 @@ static void heartbeat(void **state)
 	assert_int_equal(h.liveness_last, 0);
 	assert_int_equal(h.liveness_failed, 1);
 	assert_true(h.cpu_percent > 1.4 && h.cpu_percent < 1.6);
+	assert_int_equal(h.sensor_build, 0);
+	/* the sensor lane: the build it runs, its own reverts and quarantined builds */
+	assert_int_equal(
+	    proto_parse_heartbeat(S("{\"sensor_build\":3,\"sensor_crash_loop_reverts\":1,"
+				    "\"sensor_quarantined\":[4],\"quarantined\":[2]}"),
+				  &h, err, sizeof(err)),
+	    0);
+	assert_int_equal(h.sensor_build, 3);
+	assert_int_equal(h.sensor_reverts, 1);
+	assert_int_equal(h.n_sensor_quarantined, 1);
+	assert_int_equal(h.sensor_quarantined[0], 4);
+	assert_int_equal(h.n_quarantined, 1);
 	static const char *const bad[][2] = {
+	    {"{\"sensor_build\":0}", "sensor_build"},
+	    {"{\"sensor_build\":\"2\"}", "sensor_build"},
+	    {"{\"sensor_crash_loop_reverts\":-1}", "sensor_crash_loop_reverts"},
+	    {"{\"sensor_quarantined\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]}",
+	     "sensor_quarantined"},
+	    {"{\"sensor_quarantined\":[\"x\"]}", "sensor_quarantined"},
 	    {"{\"content_version\":0}", "content_version"},
 	    {"{\"restarts\":-1}", "restarts"},
 	    {"{\"restarts\":1.5}", "restarts"},

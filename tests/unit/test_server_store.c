@@ -130,6 +130,10 @@ static void agents(void **state)
 	h.quarantined[0] = 7;
 	h.quarantined[1] = 8;
 	h.cpu_percent = 2.5;
+	h.sensor_build = 12;
+	h.sensor_reverts = 1;
+	h.n_sensor_quarantined = 1;
+	h.sensor_quarantined[0] = 13;
 	uint8_t track[4] = {1, 2, 3, 4};
 	assert_int_equal(st->ops->agent_heartbeat(st, "agent1", &h, track, sizeof(track), 200), 0);
 	assert_int_equal(st->ops->agent_heartbeat(st, "nope", &h, NULL, 0, 200), -ENOENT);
@@ -139,6 +143,11 @@ static void agents(void **state)
 	assert_int_equal(got.health.content_version, 9);
 	assert_int_equal(got.health.n_quarantined, 2);
 	assert_int_equal(got.health.quarantined[1], 8);
+	/* the sensor lane's health is kept beside the content's */
+	assert_int_equal(got.health.sensor_build, 12);
+	assert_int_equal(got.health.sensor_reverts, 1);
+	assert_int_equal(got.health.n_sensor_quarantined, 1);
+	assert_int_equal(got.health.sensor_quarantined[0], 13);
 	/* a heartbeat without a host name keeps the one from enrollment */
 	assert_string_equal(got.health.hostname, "host1");
 	assert_int_equal(got.track_len, 4);
