@@ -526,8 +526,15 @@ static void *run(void *p)
 				if (!u->credential[0] || next_hb <= mono())
 					u->heartbeat_failures++;
 				pthread_mutex_unlock(&u->lock);
-				retry_at =
-				    mono() + backoff * (0.5 + randombytes_uniform(1001) / 1000.0);
+				/* Never wait longer than about one heartbeat interval: retrying at
+				 * the heartbeat rate is the load the server carries anyway, and an
+				 * agent that waited longer after an outage would look silent to
+				 * the rollout gates once the server is back. */
+				double delay = backoff * (0.5 + randombytes_uniform(1001) / 1000.0);
+				if (delay > interval)
+					delay = interval *
+						(0.9 + 0.2 * randombytes_uniform(1001) / 1000.0);
+				retry_at = mono() + delay;
 				backoff = backoff * 2 > UPLINK_MAX_BACKOFF ? UPLINK_MAX_BACKOFF
 									   : backoff * 2;
 				if (failed && next_hb > retry_at + interval)

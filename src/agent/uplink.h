@@ -23,7 +23,8 @@ struct uplink;
 #define UPLINK_BATCH_BYTES   (4u * 1024u * 1024u)
 /* Seconds between heartbeats until the server says otherwise. */
 #define UPLINK_DEFAULT_HEARTBEAT 60.0
-/* Longest wait between two attempts after failures. */
+/* Longest wait between two attempts after failures (and never much more than the heartbeat
+ * interval, see uplink.c). */
 #define UPLINK_MAX_BACKOFF 60.0
 
 struct uplink_options {
