@@ -87,7 +87,7 @@ static void verify_usage(FILE *out)
 	    "              covers N\n");
 }
 
-static int parse_u64(const char *s, uint64_t max, uint64_t *out)
+int cli_parse_u64(const char *s, uint64_t max, uint64_t *out)
 {
 	uint64_t v = 0;
 
@@ -322,54 +322,25 @@ out:
 	return ret;
 }
 
-static int content_build_args_key(const char **keys, size_t *n, const char *val)
+int bundle_sign_opts_parse(const char *cmd, int argc, char **argv, bool allow_skip,
+			   struct bundle_sign_opts *o)
 {
-	if (*n >= BUNDLE_MAX_SIGNATURES) {
-		fprintf(stderr, "vigil content build: more than %u --key options\n",
-			BUNDLE_MAX_SIGNATURES);
-		return -E2BIG;
-	}
-	keys[(*n)++] = val;
-	return 0;
-}
-
-int cmd_content_build(int argc, char **argv)
-{
-	static const char cmd[] = "vigil content build";
-	const char *rules = NULL, *output = NULL, *expires = BUILD_DEFAULT_EXPIRES;
-	const char *key_paths[BUNDLE_MAX_SIGNATURES];
-	struct trust_secret keys[BUNDLE_MAX_SIGNATURES];
-	struct bundle_file *files = NULL;
-	struct collection c = {0};
-	struct bundle_params p;
-	struct stat st;
-	struct buf out;
 	trust_time_t lifetime;
-	size_t n_keys = 0, bytes, n_rules = 0;
-	unsigned n_tests = 0;
-	bool skip_validation = false, has_version = false;
-	char err[1024];
-	int ret, status = 1;
 
-	memset(&p, 0, sizeof(p));
-	p.name = BUILD_DEFAULT_NAME;
-	p.min_agent_version = VIGIL_VERSION;
 	for (int i = 1; i < argc; i++) {
 		const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
-			build_usage(stdout);
-			return 0;
-		}
-		if (strcmp(opt, "--skip-validation") == 0) {
-			skip_validation = true;
+		if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0)
+			return 1;
+		if (allow_skip && strcmp(opt, "--skip-validation") == 0) {
+			o->skip_validation = true;
 			continue;
 		}
 		if (opt[0] != '-' || opt[1] == '\0') {
-			if (rules) {
+			if (o->input) {
 				fprintf(stderr, "%s: unexpected argument '%s'\n", cmd, opt);
 				return 2;
 			}
-			rules = opt;
+			o->input = opt;
 			continue;
 		}
 		if (!val) {
@@ -378,75 +349,128 @@ int cmd_content_build(int argc, char **argv)
 		}
 		i++;
 		if (strcmp(opt, "--version") == 0) {
-			if (parse_u64(val, BUNDLE_MAX_VERSION, &p.version) || p.version < 1) {
+			if (cli_parse_u64(val, BUNDLE_MAX_VERSION, &o->p.version) ||
+			    o->p.version < 1) {
 				fprintf(stderr, "%s: --version: '%s' is not in 1..2^53-1\n", cmd,
 					val);
 				return 2;
 			}
-			has_version = true;
+			o->has_version = true;
 		} else if (strcmp(opt, "--key") == 0) {
-			if (content_build_args_key(key_paths, &n_keys, val))
+			if (o->n_keys >= BUNDLE_MAX_SIGNATURES) {
+				fprintf(stderr, "%s: more than %u --key options\n", cmd,
+					BUNDLE_MAX_SIGNATURES);
 				return 2;
+			}
+			o->key_paths[o->n_keys++] = val;
 		} else if (strcmp(opt, "--expires") == 0) {
-			expires = val;
+			o->expires = val;
 		} else if (strcmp(opt, "--name") == 0) {
-			p.name = val;
+			o->p.name = val;
 		} else if (strcmp(opt, "--min-agent-version") == 0) {
-			p.min_agent_version = val;
+			o->p.min_agent_version = val;
 		} else if (strcmp(opt, "--allow-downgrade-from") == 0) {
-			if (parse_u64(val, BUNDLE_MAX_VERSION, &p.allow_downgrade_from)) {
+			if (cli_parse_u64(val, BUNDLE_MAX_VERSION, &o->p.allow_downgrade_from)) {
 				fprintf(stderr,
 					"%s: --allow-downgrade-from: '%s' is not a version\n", cmd,
 					val);
 				return 2;
 			}
-			p.has_allow_downgrade = true;
+			o->p.has_allow_downgrade = true;
 		} else if (strcmp(opt, "-o") == 0 || strcmp(opt, "--output") == 0) {
-			output = val;
+			o->output = val;
 		} else {
 			fprintf(stderr, "%s: unknown option '%s' (try --help)\n", cmd, opt);
 			return 2;
 		}
 	}
-	if (!rules || !output || !has_version || n_keys == 0) {
-		fprintf(stderr, "%s: RULES, --version, --key and -o are required (try --help)\n",
-			cmd);
+	if (!o->input || !o->output || !o->has_version || o->n_keys == 0) {
+		fprintf(stderr, "%s: %s, --version, --key and -o are required (try --help)\n", cmd,
+			o->input_name);
 		return 2;
 	}
-	if (trust_duration_parse(expires, &lifetime)) {
+	if (trust_duration_parse(o->expires, &lifetime)) {
 		fprintf(stderr, "%s: --expires: '%s' is not a duration (such as 30d)\n", cmd,
-			expires);
+			o->expires);
 		return 2;
 	}
-	memset(keys, 0, sizeof(keys));
-	buf_init(&out, BUNDLE_MAX_BYTES);
-	c.root = rules;
+	o->p.created = (trust_time_t)time(NULL);
+	o->p.expires = o->p.created + lifetime;
+	o->p.schema_version = SCHEMA_VERSION;
+	return 0;
+}
 
-	if (stat(rules, &st) < 0) {
-		fprintf(stderr, "%s: %s: %s\n", cmd, rules, strerror(errno));
+int bundle_sign_write(const char *cmd, const struct bundle_sign_opts *o,
+		      const struct bundle_file *files, size_t n, struct buf *out)
+{
+	struct trust_secret keys[BUNDLE_MAX_SIGNATURES];
+	char err[1024];
+	int ret = -1;
+
+	memset(keys, 0, sizeof(keys));
+	for (size_t i = 0; i < o->n_keys; i++) {
+		if (trust_secret_load(o->key_paths[i], &keys[i], err, sizeof(err))) {
+			fprintf(stderr, "%s: %s: %s\n", cmd, o->key_paths[i], err);
+			goto out;
+		}
+	}
+	if (bundle_build(&o->p, files, n, keys, o->n_keys, out, err, sizeof(err))) {
+		fprintf(stderr, "%s: %s\n", cmd, err);
+		goto out;
+	}
+	ret = trust_file_write(o->output, out->data, out->len, 0644, false);
+	if (ret) {
+		fprintf(stderr, "%s: %s: %s\n", cmd, o->output, strerror(-ret));
+		ret = -1;
+	}
+out:
+	for (size_t i = 0; i < o->n_keys; i++)
+		trust_secret_wipe(&keys[i]);
+	return ret;
+}
+
+int cmd_content_build(int argc, char **argv)
+{
+	static const char cmd[] = "vigil content build";
+	struct bundle_sign_opts o = {
+	    .input_name = "RULES",
+	    .expires = BUILD_DEFAULT_EXPIRES,
+	    .p = {.name = BUILD_DEFAULT_NAME, .min_agent_version = VIGIL_VERSION}};
+	struct bundle_file *files = NULL;
+	struct collection c = {0};
+	struct stat st;
+	struct buf out;
+	size_t bytes, n_rules = 0;
+	unsigned n_tests = 0;
+	int ret, status = 1;
+
+	ret = bundle_sign_opts_parse(cmd, argc, argv, true, &o);
+	if (ret == 1)
+		build_usage(stdout);
+	if (ret)
+		return ret == 1 ? 0 : ret;
+	buf_init(&out, BUNDLE_MAX_BYTES);
+	c.root = o.input;
+
+	if (stat(o.input, &st) < 0) {
+		fprintf(stderr, "%s: %s: %s\n", cmd, o.input, strerror(errno));
 		goto out;
 	}
 	if (S_ISDIR(st.st_mode)) {
-		if (collect_dir(&c, rules, "", 0))
+		if (collect_dir(&c, o.input, "", 0))
 			goto out;
 	} else {
-		const char *base = strrchr(rules, '/');
-		if (collect_file(&c, rules, base ? base + 1 : rules))
+		const char *base = strrchr(o.input, '/');
+		if (collect_file(&c, o.input, base ? base + 1 : o.input))
 			goto out;
 	}
 	if (c.n == 0) {
-		fprintf(stderr, "%s: %s: no *.yml or *.yaml rule files\n", cmd, rules);
+		fprintf(stderr, "%s: %s: no *.yml or *.yaml rule files\n", cmd, o.input);
 		goto out;
 	}
 	qsort(c.files, c.n, sizeof(*c.files), rule_file_cmp);
 
-	for (size_t i = 0; i < n_keys; i++) {
-		if (trust_secret_load(key_paths[i], &keys[i], err, sizeof(err))) {
-			fprintf(stderr, "%s: %s: %s\n", cmd, key_paths[i], err);
-			goto out;
-		}
-	}
-	if (skip_validation)
+	if (o.skip_validation)
 		fprintf(stderr,
 			"%s: WARNING: --skip-validation: signing content that was neither "
 			"compiled nor tested (for tests only)\n",
@@ -462,30 +486,17 @@ int cmd_content_build(int argc, char **argv)
 		files[i].data = (const uint8_t *)c.files[i].data;
 		files[i].len = c.files[i].len;
 	}
-	p.created = (trust_time_t)time(NULL);
-	p.expires = p.created + lifetime;
-	p.schema_version = SCHEMA_VERSION;
-	ret = bundle_build(&p, files, c.n, keys, n_keys, &out, err, sizeof(err));
-	if (ret) {
-		fprintf(stderr, "%s: %s\n", cmd, err);
+	if (bundle_sign_write(cmd, &o, files, c.n, &out))
 		goto out;
-	}
-	ret = trust_file_write(output, out.data, out.len, 0644, false);
-	if (ret) {
-		fprintf(stderr, "%s: %s: %s\n", cmd, output, strerror(-ret));
-		goto out;
-	}
-	printf("wrote %s: %s version %" PRIu64 ", %zu file%s, %zu bytes, %zu signature%s; ", output,
-	       p.name, p.version, c.n, c.n == 1 ? "" : "s", out.len, n_keys,
-	       n_keys == 1 ? "" : "s");
-	if (skip_validation)
+	printf("wrote %s: %s version %" PRIu64 ", %zu file%s, %zu bytes, %zu signature%s; ",
+	       o.output, o.p.name, o.p.version, c.n, c.n == 1 ? "" : "s", out.len, o.n_keys,
+	       o.n_keys == 1 ? "" : "s");
+	if (o.skip_validation)
 		printf("NOT VALIDATED (--skip-validation)\n");
 	else
 		printf("%zu rules compiled, %u tests passed\n", n_rules, n_tests);
 	status = 0;
 out:
-	for (size_t i = 0; i < n_keys; i++)
-		trust_secret_wipe(&keys[i]);
 	free(files);
 	collection_free(&c);
 	buf_release(&out);
@@ -527,12 +538,50 @@ static int compile_payload(const struct bundle *b, char *err, size_t errlen)
 	return ret;
 }
 
+int bundle_verify_file(const char *cmd, const char *path, const char *root_path,
+		       enum bundle_kind kind, struct buf *data, struct bundle **out)
+{
+	struct bundle_verify_options opt = {.kind = kind};
+	struct trust_root *root = NULL;
+	char err[1024];
+	int ret = -1;
+
+	*out = NULL;
+	if (trust_root_load(root_path, &root, err, sizeof(err))) {
+		fprintf(stderr, "%s: %s: %s\n", cmd, root_path, err);
+		return -1;
+	}
+	/* the size cap is checked on the file's size, before a byte is read */
+	ret = trust_file_read(path, BUNDLE_MAX_BYTES, data);
+	if (ret) {
+		if (ret == -E2BIG)
+			fprintf(stderr, "%s: %s: bundle larger than the %u byte cap\n", cmd, path,
+				BUNDLE_MAX_BYTES);
+		else
+			fprintf(stderr, "%s: %s: %s\n", cmd, path,
+				ret == -ELOOP	 ? "a symbolic link (not followed)"
+				: ret == -EINVAL ? "not a regular file"
+						 : strerror(-ret));
+		ret = -1;
+		goto out;
+	}
+	opt.now = (trust_time_t)time(NULL);
+	opt.schema_version = SCHEMA_VERSION;
+	opt.agent_version = VIGIL_VERSION;
+	ret = bundle_verify(root, data->data, data->len, &opt, out, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "%s: %s: %s\n", cmd, path, err);
+		ret = -1;
+	}
+out:
+	trust_root_free(root);
+	return ret;
+}
+
 int cmd_content_verify(int argc, char **argv)
 {
 	static const char cmd[] = "vigil content verify";
 	const char *path = NULL, *root_path = NULL;
-	struct bundle_verify_options opt = {0};
-	struct trust_root *root = NULL;
 	struct bundle *b = NULL;
 	struct buf data;
 	bool compile = false, has_active = false;
@@ -540,7 +589,7 @@ int cmd_content_verify(int argc, char **argv)
 	const char *manifest;
 	size_t mlen;
 	char err[1024];
-	int ret, status = 1;
+	int status = 1;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -555,7 +604,7 @@ int cmd_content_verify(int argc, char **argv)
 		} else if (strcmp(argv[i], "--compile") == 0) {
 			compile = true;
 		} else if (strcmp(argv[i], "--active-version") == 0) {
-			if (++i >= argc || parse_u64(argv[i], BUNDLE_MAX_VERSION, &active)) {
+			if (++i >= argc || cli_parse_u64(argv[i], BUNDLE_MAX_VERSION, &active)) {
 				fprintf(stderr, "%s: --active-version needs a version number\n",
 					cmd);
 				return 2;
@@ -579,31 +628,8 @@ int cmd_content_verify(int argc, char **argv)
 		return 2;
 	}
 	buf_init(&data, BUNDLE_MAX_BYTES);
-	if (trust_root_load(root_path, &root, err, sizeof(err))) {
-		fprintf(stderr, "%s: %s: %s\n", cmd, root_path, err);
+	if (bundle_verify_file(cmd, path, root_path, BUNDLE_CONTENT, &data, &b))
 		goto out;
-	}
-	/* the size cap is checked on the file's size, before a byte is read */
-	ret = trust_file_read(path, BUNDLE_MAX_BYTES, &data);
-	if (ret) {
-		if (ret == -E2BIG)
-			fprintf(stderr, "%s: %s: bundle larger than the %u byte cap\n", cmd, path,
-				BUNDLE_MAX_BYTES);
-		else
-			fprintf(stderr, "%s: %s: %s\n", cmd, path,
-				ret == -ELOOP	 ? "a symbolic link (not followed)"
-				: ret == -EINVAL ? "not a regular file"
-						 : strerror(-ret));
-		goto out;
-	}
-	opt.now = (trust_time_t)time(NULL);
-	opt.schema_version = SCHEMA_VERSION;
-	opt.agent_version = VIGIL_VERSION;
-	ret = bundle_verify(root, data.data, data.len, &opt, &b, err, sizeof(err));
-	if (ret) {
-		fprintf(stderr, "%s: %s: %s\n", cmd, path, err);
-		goto out;
-	}
 	if (bundle_check_version(bundle_manifest(b), has_active, active, err, sizeof(err))) {
 		fprintf(stderr, "%s: %s: %s\n", cmd, path, err);
 		goto out;
@@ -617,7 +643,6 @@ int cmd_content_verify(int argc, char **argv)
 	status = 0;
 out:
 	bundle_free(b);
-	trust_root_free(root);
 	buf_release(&data);
 	return status;
 }

@@ -42,110 +42,30 @@ static void build_usage(FILE *out)
 	    "                            above this one and at most N may go back to it\n");
 }
 
-static int parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (!s || !*s)
-		return -EINVAL;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return -EINVAL;
-		if (v > (max - (uint64_t)(*s - '0')) / 10)
-			return -EINVAL;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	*out = v;
-	return 0;
-}
-
 static int sensor_build(int argc, char **argv)
 {
 	static const char cmd[] = "vigil sensor build";
-	const char *binary = NULL, *output = NULL, *expires = SENSOR_DEFAULT_EXPIRES;
-	const char *key_paths[BUNDLE_MAX_SIGNATURES];
-	struct trust_secret keys[BUNDLE_MAX_SIGNATURES];
-	struct bundle_params p = {
-	    .kind = BUNDLE_SENSOR, .name = SENSOR_DEFAULT_NAME, .min_agent_version = VIGIL_VERSION};
+	struct bundle_sign_opts o = {.input_name = "BINARY",
+				     .expires = SENSOR_DEFAULT_EXPIRES,
+				     .p = {.kind = BUNDLE_SENSOR,
+					   .name = SENSOR_DEFAULT_NAME,
+					   .min_agent_version = VIGIL_VERSION}};
 	struct bundle_file file;
 	struct buf exe, out;
-	trust_time_t lifetime;
 	uint64_t stamped = 0;
-	size_t n_keys = 0;
-	bool has_version = false;
 	char err[1024];
 	int ret, status = 1;
 
-	for (int i = 1; i < argc; i++) {
-		const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
-			build_usage(stdout);
-			return 0;
-		}
-		if (opt[0] != '-' || opt[1] == '\0') {
-			if (binary) {
-				fprintf(stderr, "%s: unexpected argument '%s'\n", cmd, opt);
-				return 2;
-			}
-			binary = opt;
-			continue;
-		}
-		if (!val) {
-			fprintf(stderr, "%s: %s needs a value (try --help)\n", cmd, opt);
-			return 2;
-		}
-		i++;
-		if (strcmp(opt, "--version") == 0) {
-			if (parse_u64(val, BUNDLE_MAX_VERSION, &p.version) || p.version < 1) {
-				fprintf(stderr, "%s: --version: '%s' is not in 1..2^53-1\n", cmd,
-					val);
-				return 2;
-			}
-			has_version = true;
-		} else if (strcmp(opt, "--key") == 0) {
-			if (n_keys >= BUNDLE_MAX_SIGNATURES) {
-				fprintf(stderr, "%s: more than %u --key options\n", cmd,
-					BUNDLE_MAX_SIGNATURES);
-				return 2;
-			}
-			key_paths[n_keys++] = val;
-		} else if (strcmp(opt, "--expires") == 0) {
-			expires = val;
-		} else if (strcmp(opt, "--name") == 0) {
-			p.name = val;
-		} else if (strcmp(opt, "--min-agent-version") == 0) {
-			p.min_agent_version = val;
-		} else if (strcmp(opt, "--allow-downgrade-from") == 0) {
-			if (parse_u64(val, BUNDLE_MAX_VERSION, &p.allow_downgrade_from)) {
-				fprintf(stderr,
-					"%s: --allow-downgrade-from: '%s' is not a version\n", cmd,
-					val);
-				return 2;
-			}
-			p.has_allow_downgrade = true;
-		} else if (strcmp(opt, "-o") == 0 || strcmp(opt, "--output") == 0) {
-			output = val;
-		} else {
-			fprintf(stderr, "%s: unknown option '%s' (try --help)\n", cmd, opt);
-			return 2;
-		}
-	}
-	if (!binary || !output || !has_version || n_keys == 0) {
-		fprintf(stderr, "%s: BINARY, --version, --key and -o are required (try --help)\n",
-			cmd);
-		return 2;
-	}
-	if (trust_duration_parse(expires, &lifetime)) {
-		fprintf(stderr, "%s: --expires: '%s' is not a duration (such as 30d)\n", cmd,
-			expires);
-		return 2;
-	}
-	memset(keys, 0, sizeof(keys));
+	ret = bundle_sign_opts_parse(cmd, argc, argv, false, &o);
+	if (ret == 1)
+		build_usage(stdout);
+	if (ret)
+		return ret == 1 ? 0 : ret;
 	buf_init(&exe, BUNDLE_MAX_FILE_BYTES);
 	buf_init(&out, BUNDLE_MAX_BYTES);
-	ret = trust_file_read(binary, BUNDLE_MAX_FILE_BYTES, &exe);
+	ret = trust_file_read(o.input, BUNDLE_MAX_FILE_BYTES, &exe);
 	if (ret) {
-		fprintf(stderr, "%s: %s: %s\n", cmd, binary,
+		fprintf(stderr, "%s: %s: %s\n", cmd, o.input,
 			ret == -E2BIG	 ? "larger than the 16 MiB file cap of a bundle"
 			: ret == -ELOOP	 ? "a symbolic link (not followed)"
 			: ret == -EINVAL ? "not a regular file"
@@ -154,43 +74,24 @@ static int sensor_build(int argc, char **argv)
 	}
 	if (sensor_image_check((const uint8_t *)exe.data, exe.len, false, &stamped, err,
 			       sizeof(err))) {
-		fprintf(stderr, "%s: %s: %s\n", cmd, binary, err);
+		fprintf(stderr, "%s: %s: %s\n", cmd, o.input, err);
 		goto out;
 	}
-	if (stamped != p.version) {
+	if (stamped != o.p.version) {
 		fprintf(stderr,
 			"%s: %s is build %" PRIu64 ", not %" PRIu64 " (make SENSOR_BUILD=N)\n", cmd,
-			binary, stamped, p.version);
+			o.input, stamped, o.p.version);
 		goto out;
-	}
-	for (size_t i = 0; i < n_keys; i++) {
-		if (trust_secret_load(key_paths[i], &keys[i], err, sizeof(err))) {
-			fprintf(stderr, "%s: %s: %s\n", cmd, key_paths[i], err);
-			goto out;
-		}
 	}
 	file.name = BUNDLE_SENSOR_FILE;
 	file.data = (const uint8_t *)exe.data;
 	file.len = exe.len;
-	p.created = (trust_time_t)time(NULL);
-	p.expires = p.created + lifetime;
-	p.schema_version = SCHEMA_VERSION;
-	ret = bundle_build(&p, &file, 1, keys, n_keys, &out, err, sizeof(err));
-	if (ret) {
-		fprintf(stderr, "%s: %s\n", cmd, err);
+	if (bundle_sign_write(cmd, &o, &file, 1, &out))
 		goto out;
-	}
-	ret = trust_file_write(output, out.data, out.len, 0644, false);
-	if (ret) {
-		fprintf(stderr, "%s: %s: %s\n", cmd, output, strerror(-ret));
-		goto out;
-	}
-	printf("wrote %s: sensor build %" PRIu64 ", %zu bytes, %zu signature%s\n", output,
-	       p.version, out.len, n_keys, n_keys == 1 ? "" : "s");
+	printf("wrote %s: sensor build %" PRIu64 ", %zu bytes, %zu signature%s\n", o.output,
+	       o.p.version, out.len, o.n_keys, o.n_keys == 1 ? "" : "s");
 	status = 0;
 out:
-	for (size_t i = 0; i < n_keys; i++)
-		trust_secret_wipe(&keys[i]);
 	buf_release(&exe);
 	buf_release(&out);
 	return status;
@@ -199,9 +100,7 @@ out:
 static int sensor_verify(int argc, char **argv)
 {
 	static const char cmd[] = "vigil sensor verify";
-	struct bundle_verify_options opt = {.kind = BUNDLE_SENSOR};
 	const char *path = NULL, *root_path = NULL;
-	struct trust_root *root = NULL;
 	struct bundle *b = NULL;
 	struct buf data;
 	uint64_t stamped = 0;
@@ -236,23 +135,8 @@ static int sensor_verify(int argc, char **argv)
 		return 2;
 	}
 	buf_init(&data, BUNDLE_MAX_BYTES);
-	if (trust_root_load(root_path, &root, err, sizeof(err))) {
-		fprintf(stderr, "%s: %s: %s\n", cmd, root_path, err);
+	if (bundle_verify_file(cmd, path, root_path, BUNDLE_SENSOR, &data, &b))
 		goto out;
-	}
-	int ret = trust_file_read(path, BUNDLE_MAX_BYTES, &data);
-	if (ret) {
-		fprintf(stderr, "%s: %s: %s\n", cmd, path,
-			ret == -E2BIG ? "larger than the bundle cap" : strerror(-ret));
-		goto out;
-	}
-	opt.now = (trust_time_t)time(NULL);
-	opt.schema_version = SCHEMA_VERSION;
-	opt.agent_version = VIGIL_VERSION;
-	if (bundle_verify(root, data.data, data.len, &opt, &b, err, sizeof(err))) {
-		fprintf(stderr, "%s: %s: %s\n", cmd, path, err);
-		goto out;
-	}
 	const struct bundle_file *exe = bundle_file(b, 0);
 	if (sensor_image_check(exe->data, exe->len, false, &stamped, err, sizeof(err))) {
 		fprintf(stderr, "%s: %s: %s\n", cmd, path, err);
@@ -270,7 +154,6 @@ static int sensor_verify(int argc, char **argv)
 	status = 0;
 out:
 	bundle_free(b);
-	trust_root_free(root);
 	buf_release(&data);
 	return status;
 }
