@@ -11,21 +11,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../lib/buf.h"
 #include "../lib/event_json.h"
 #include "../lib/sensor_image.h"
 #include "../lib/trust.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EBADMSG;
-}
 
 /* Copies @src into @dst (@size with NUL), printable ASCII only, cut to fit. */
 static void copy_text(char *dst, size_t size, const char *src)
@@ -101,11 +90,12 @@ static int slot_of(json_t *v, const char *key, struct sensor_slot *out, char *er
 		return 0;
 	if (!json_is_object(v) || unknown_key(v, keys) ||
 	    !build_of(json_object_get(v, "build"), &out->build))
-		return fail(err, errlen, "sensor state: '%s' is not {\"build\": N, \"hash\": HEX}",
-			    key);
+		return err_set(err, errlen, -EBADMSG,
+			       "sensor state: '%s' is not {\"build\": N, \"hash\": HEX}", key);
 	h = json_object_get(v, "hash");
 	if (!json_is_string(h) || !trust_hash_hex_ok(json_string_value(h), json_string_length(h)))
-		return fail(err, errlen, "sensor state: '%s.hash' is not 64 hex digits", key);
+		return err_set(err, errlen, -EBADMSG,
+			       "sensor state: '%s.hash' is not 64 hex digits", key);
 	memcpy(out->hash, json_string_value(h), SENSOR_HASH_HEX);
 	out->present = true;
 	return 0;
@@ -130,26 +120,28 @@ int sensor_state_parse(const char *data, size_t len, struct sensor_state *st, ch
 	sensor_state_init(st);
 	sensor_state_init(&s);
 	if (len > SENSOR_STATE_MAX_BYTES)
-		return fail(err, errlen, "sensor state: larger than %u bytes",
-			    SENSOR_STATE_MAX_BYTES);
+		return err_set(err, errlen, -EBADMSG, "sensor state: larger than %u bytes",
+			       SENSOR_STATE_MAX_BYTES);
 	if (memchr(data, '\0', len))
-		return fail(err, errlen, "sensor state: holds a NUL byte");
+		return err_set(err, errlen, -EBADMSG, "sensor state: holds a NUL byte");
 	j = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!j)
-		return fail(err, errlen, "sensor state: not JSON (line %d)", jerr.line);
+		return err_set(err, errlen, -EBADMSG, "sensor state: not JSON (line %d)",
+			       jerr.line);
 	if (!json_is_object(j)) {
-		fail(err, errlen, "sensor state: not a JSON object");
+		err_set(err, errlen, -EBADMSG, "sensor state: not a JSON object");
 		goto out;
 	}
 	if ((bad = unknown_key(j, keys))) {
 		char p[48];
 		copy_text(p, sizeof(p), bad);
-		fail(err, errlen, "sensor state: unknown key '%s'", p);
+		err_set(err, errlen, -EBADMSG, "sensor state: unknown key '%s'", p);
 		goto out;
 	}
 	v = json_object_get(j, "format");
 	if (!json_is_integer(v) || json_integer_value(v) != SENSOR_STATE_FORMAT) {
-		fail(err, errlen, "sensor state: 'format' is not %d", SENSOR_STATE_FORMAT);
+		err_set(err, errlen, -EBADMSG, "sensor state: 'format' is not %d",
+			SENSOR_STATE_FORMAT);
 		goto out;
 	}
 	if (slot_of(json_object_get(j, "current"), "current", &s.current, err, errlen) ||
@@ -157,40 +149,42 @@ int sensor_state_parse(const char *data, size_t len, struct sensor_state *st, ch
 		goto out;
 	v = json_object_get(j, "trial");
 	if (v && !json_is_boolean(v)) {
-		fail(err, errlen, "sensor state: 'trial' is not true or false");
+		err_set(err, errlen, -EBADMSG, "sensor state: 'trial' is not true or false");
 		goto out;
 	}
 	s.trial = json_is_true(v);
 	v = json_object_get(j, "starts_left");
 	if (v &&
 	    (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 100)) {
-		fail(err, errlen, "sensor state: 'starts_left' is not in 0..100");
+		err_set(err, errlen, -EBADMSG, "sensor state: 'starts_left' is not in 0..100");
 		goto out;
 	}
 	s.starts_left = v ? (unsigned)json_integer_value(v) : 0;
 	v = json_object_get(j, "since");
 	if (v && !json_is_null(v) && !time_of(v, &s.since)) {
-		fail(err, errlen, "sensor state: 'since' is not YYYY-MM-DDTHH:MM:SSZ");
+		err_set(err, errlen, -EBADMSG, "sensor state: 'since' is not YYYY-MM-DDTHH:MM:SSZ");
 		goto out;
 	}
 	if (s.trial && !s.current.present) {
-		fail(err, errlen, "sensor state: on trial without a current build");
+		err_set(err, errlen, -EBADMSG, "sensor state: on trial without a current build");
 		goto out;
 	}
 	if (s.previous.present && s.current.present && s.previous.build >= s.current.build) {
-		fail(err, errlen, "sensor state: 'previous' is not older than 'current'");
+		err_set(err, errlen, -EBADMSG,
+			"sensor state: 'previous' is not older than 'current'");
 		goto out;
 	}
 	v = json_object_get(j, "crash_loop_reverts");
 	if (v && (!json_is_integer(v) || json_integer_value(v) < 0)) {
-		fail(err, errlen, "sensor state: 'crash_loop_reverts' is not a count");
+		err_set(err, errlen, -EBADMSG, "sensor state: 'crash_loop_reverts' is not a count");
 		goto out;
 	}
 	s.crash_loop_reverts = v ? (uint64_t)json_integer_value(v) : 0;
 	v = json_object_get(j, "quarantined");
 	if (v && (!json_is_array(v) || json_array_size(v) > SENSOR_MAX_QUARANTINED)) {
-		fail(err, errlen, "sensor state: 'quarantined' is not a list of at most %u",
-		     SENSOR_MAX_QUARANTINED);
+		err_set(err, errlen, -EBADMSG,
+			"sensor state: 'quarantined' is not a list of at most %u",
+			SENSOR_MAX_QUARANTINED);
 		goto out;
 	}
 	json_array_foreach(v, i, x)
@@ -200,8 +194,8 @@ int sensor_state_parse(const char *data, size_t len, struct sensor_state *st, ch
 		    !build_of(json_object_get(x, "build"), &q->build) ||
 		    !text_of(json_object_get(x, "reason"), q->reason, sizeof(q->reason)) ||
 		    !time_of(json_object_get(x, "at"), &q->at)) {
-			fail(err, errlen,
-			     "sensor state: quarantined[%zu] is not {build, reason, at}", i);
+			err_set(err, errlen, -EBADMSG,
+				"sensor state: quarantined[%zu] is not {build, reason, at}", i);
 			goto out;
 		}
 		s.n_quarantined++;
@@ -214,8 +208,8 @@ int sensor_state_parse(const char *data, size_t len, struct sensor_state *st, ch
 		    !text_of(json_object_get(v, "result"), s.last_result, sizeof(s.last_result)) ||
 		    !text_of(json_object_get(v, "reason"), s.last_reason, sizeof(s.last_reason)) ||
 		    !time_of(json_object_get(v, "at"), &s.last_at)) {
-			fail(err, errlen,
-			     "sensor state: 'last' is not {build, step, result, reason, at}");
+			err_set(err, errlen, -EBADMSG,
+				"sensor state: 'last' is not {build, step, result, reason, at}");
 			goto out;
 		}
 		s.has_last = true;

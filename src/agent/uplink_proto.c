@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../lib/buf.h"
 #include "../lib/bundle.h"
 #include "../lib/trust.h"
 
@@ -36,18 +37,6 @@ bool uplink_id_valid(const char *s, size_t len)
 bool uplink_credential_valid(const char *s, size_t len)
 {
 	return token_chars(s, len, UPLINK_CRED_BYTES, ".");
-}
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EBADMSG;
 }
 
 /* Depth of nesting of the JSON text @data, without parsing it; strings are skipped. */
@@ -81,11 +70,11 @@ static json_t *load(const char *data, size_t len, char *err, size_t errlen)
 	json_t *j;
 
 	if (len > UPLINK_REPLY_MAX) {
-		fail(err, errlen, "answer larger than 1 MiB");
+		err_set(err, errlen, -EBADMSG, "answer larger than 1 MiB");
 		return NULL;
 	}
 	if (depth_of(data, len) > ANSWER_MAX_DEPTH) {
-		fail(err, errlen, "answer nested too deeply");
+		err_set(err, errlen, -EBADMSG, "answer nested too deeply");
 		return NULL;
 	}
 	j = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -97,7 +86,7 @@ static json_t *load(const char *data, size_t len, char *err, size_t errlen)
 	}
 	if (!json_is_object(j)) {
 		json_decref(j);
-		fail(err, errlen, "answer is not a JSON object");
+		err_set(err, errlen, -EBADMSG, "answer is not a JSON object");
 		return NULL;
 	}
 	return j;
@@ -116,10 +105,10 @@ int uplink_parse_enrollment(const char *data, size_t len, struct uplink_enrollme
 	id = json_object_get(j, "agent_id");
 	cred = json_object_get(j, "credential");
 	if (!json_is_string(id) || !uplink_id_valid(json_string_value(id), json_string_length(id)))
-		ret = fail(err, errlen, "'agent_id' is not an agent id");
+		ret = err_set(err, errlen, -EBADMSG, "'agent_id' is not an agent id");
 	else if (!json_is_string(cred) ||
 		 !uplink_credential_valid(json_string_value(cred), json_string_length(cred)))
-		ret = fail(err, errlen, "'credential' is not a credential");
+		ret = err_set(err, errlen, -EBADMSG, "'credential' is not a credential");
 	if (!ret) {
 		memcpy(out->agent_id, json_string_value(id), json_string_length(id) + 1);
 		memcpy(out->credential, json_string_value(cred), json_string_length(cred) + 1);
@@ -149,38 +138,41 @@ static int parse_content(json_t *c, const char *key, struct uplink_content *out,
 	if (!c || json_is_null(c))
 		return 0;
 	if (!json_is_object(c))
-		return fail(err, errlen, "'%s' is not an object", key);
+		return err_set(err, errlen, -EBADMSG, "'%s' is not an object", key);
 	out->present = true;
 	if (v && !json_is_null(v)) {
 		if (!version_of(v, &out->version))
-			return fail(err, errlen, "'%s.version' is not a version", key);
+			return err_set(err, errlen, -EBADMSG, "'%s.version' is not a version", key);
 		out->has_version = true;
 	}
 	if (h && !json_is_null(h)) {
 		if (!json_is_string(h) ||
 		    !trust_hash_hex_ok(json_string_value(h), json_string_length(h)))
-			return fail(err, errlen, "'%s.hash' is not 64 hex digits", key);
+			return err_set(err, errlen, -EBADMSG, "'%s.hash' is not 64 hex digits",
+				       key);
 		if (!json_is_integer(sz) || json_integer_value(sz) < 1 ||
 		    (uint64_t)json_integer_value(sz) > BUNDLE_MAX_BYTES)
-			return fail(err, errlen, "'%s.size' is not a bundle size", key);
+			return err_set(err, errlen, -EBADMSG, "'%s.size' is not a bundle size",
+				       key);
 		if (!json_is_string(url) || json_string_length(url) >= sizeof(out->url) ||
 		    strncmp(json_string_value(url), UPLINK_URL_PREFIX,
 			    sizeof(UPLINK_URL_PREFIX) - 1) != 0 ||
 		    strcmp(json_string_value(url) + sizeof(UPLINK_URL_PREFIX) - 1,
 			   json_string_value(h)) != 0)
-			return fail(err, errlen, "'%s.url' is not the bundle's path", key);
+			return err_set(err, errlen, -EBADMSG, "'%s.url' is not the bundle's path",
+				       key);
 		if (!out->has_version)
-			return fail(err, errlen, "'%s.hash' without a version", key);
+			return err_set(err, errlen, -EBADMSG, "'%s.hash' without a version", key);
 		memcpy(out->hash, json_string_value(h), 65);
 		memcpy(out->url, json_string_value(url), json_string_length(url) + 1);
 		out->size = (int64_t)json_integer_value(sz);
 		out->downloadable = true;
 	}
 	if (audit && !json_is_boolean(audit))
-		return fail(err, errlen, "'%s.audit_mode' is not true or false", key);
+		return err_set(err, errlen, -EBADMSG, "'%s.audit_mode' is not true or false", key);
 	out->audit_mode = json_is_true(audit);
 	if (pulled && !json_is_null(pulled) && !version_of(pulled, &out->pulled))
-		return fail(err, errlen, "'%s.pulled' is not a version", key);
+		return err_set(err, errlen, -EBADMSG, "'%s.pulled' is not a version", key);
 	return 0;
 }
 
@@ -198,7 +190,7 @@ int uplink_parse_answer(const char *data, size_t len, struct uplink_answer *out,
 	if (hs) {
 		if (!json_is_integer(hs) || json_integer_value(hs) < UPLINK_MIN_INTERVAL ||
 		    json_integer_value(hs) > UPLINK_MAX_INTERVAL)
-			ret = fail(err, errlen, "'heartbeat_seconds' is out of range");
+			ret = err_set(err, errlen, -EBADMSG, "'heartbeat_seconds' is out of range");
 		else
 			out->heartbeat_seconds = (unsigned)json_integer_value(hs);
 	}

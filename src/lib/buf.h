@@ -29,6 +29,9 @@ int buf_append(struct buf *b, const void *p, size_t n);
 int buf_append_char(struct buf *b, char c);
 int buf_append_str(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Formats the reason for a failure into @err (@errlen bytes, cut to fit) and returns @ret. */
+int err_set(char *err, size_t errlen, int ret, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Makes sure @extra more bytes fit without reallocating. Same errors as buf_append. */
 int buf_reserve(struct buf *b, size_t extra);

@@ -4,6 +4,8 @@
  */
 #include "sensor_image.h"
 
+#include "buf.h"
+
 #include <elf.h>
 #include <endian.h>
 #include <errno.h>
@@ -31,18 +33,6 @@
 #else
 #define SENSOR_DATA ELFDATA2MSB
 #endif
-
-static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return ret;
-}
 
 int sensor_stamp_parse(const char *p, size_t len, uint64_t *build)
 {
@@ -72,23 +62,24 @@ int sensor_image_check(const uint8_t *data, size_t len, bool any_machine, uint64
 	size_t n = 0;
 
 	if (len < sizeof(eh))
-		return fail(err, errlen, -ENOEXEC, "not an ELF file (%zu bytes)", len);
+		return err_set(err, errlen, -ENOEXEC, "not an ELF file (%zu bytes)", len);
 	memcpy(&eh, data, sizeof(eh));
 	if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
-		return fail(err, errlen, -ENOEXEC, "not an ELF file (bad magic)");
+		return err_set(err, errlen, -ENOEXEC, "not an ELF file (bad magic)");
 	if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != SENSOR_DATA ||
 	    eh.e_ident[EI_VERSION] != EV_CURRENT)
-		return fail(err, errlen, -ENOEXEC,
-			    "ELF class or byte order is not this machine's (64-bit, native)");
+		return err_set(err, errlen, -ENOEXEC,
+			       "ELF class or byte order is not this machine's (64-bit, native)");
 	if (eh.e_type != ET_EXEC && eh.e_type != ET_DYN)
-		return fail(err, errlen, -ENOEXEC, "ELF type %u is not an executable",
-			    (unsigned)eh.e_type);
+		return err_set(err, errlen, -ENOEXEC, "ELF type %u is not an executable",
+			       (unsigned)eh.e_type);
 	if (!any_machine && eh.e_machine != SENSOR_MACHINE)
-		return fail(err, errlen, -ENOEXEC, "ELF machine %u is not this machine's (%u)",
-			    (unsigned)eh.e_machine, (unsigned)SENSOR_MACHINE);
+		return err_set(err, errlen, -ENOEXEC, "ELF machine %u is not this machine's (%u)",
+			       (unsigned)eh.e_machine, (unsigned)SENSOR_MACHINE);
 	if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phoff > len ||
 	    (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr) > len - eh.e_phoff)
-		return fail(err, errlen, -ENOEXEC, "ELF program headers are not inside the file");
+		return err_set(err, errlen, -ENOEXEC,
+			       "ELF program headers are not inside the file");
 	for (size_t i = 0; i + plen < len;) {
 		const uint8_t *hit = memmem(data + i, len - i, SENSOR_STAMP_PREFIX, plen);
 		if (!hit)
@@ -98,15 +89,16 @@ int sensor_image_check(const uint8_t *data, size_t len, bool any_machine, uint64
 		if (sensor_stamp_parse((const char *)hit, room, &v) == 0) {
 			found = v;
 			if (++n > 1)
-				return fail(err, errlen, -EINVAL,
-					    "more than one build stamp (" SENSOR_STAMP_PREFIX
-					    "N) in the executable");
+				return err_set(err, errlen, -EINVAL,
+					       "more than one build stamp (" SENSOR_STAMP_PREFIX
+					       "N) in the executable");
 		}
 		i = at + 1;
 	}
 	if (n == 0)
-		return fail(err, errlen, -EINVAL,
-			    "no build stamp (" SENSOR_STAMP_PREFIX "N): not a vigil-agent build");
+		return err_set(err, errlen, -EINVAL,
+			       "no build stamp (" SENSOR_STAMP_PREFIX
+			       "N): not a vigil-agent build");
 	*build = found;
 	return 0;
 }

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/buf.h"
 #include "lib/rollout.h"
 
 /* Rollouts held in memory (the newest); older ones stay in the store. */
@@ -67,18 +68,6 @@ struct fleet {
 	void *snap;
 	size_t snap_b64_len;
 };
-
-static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return ret;
-}
 
 /* --- lookups (lock held) --- */
 
@@ -371,7 +360,7 @@ int fleet_open(struct store *st, unsigned heartbeat_s, int64_t now, struct fleet
 	int ret;
 
 	if (!f)
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return err_set(err, errlen, -ENOMEM, "out of memory");
 	pthread_mutex_init(&f->lock, NULL);
 	f->st = st;
 	f->heartbeat_s = heartbeat_s;
@@ -383,13 +372,13 @@ int fleet_open(struct store *st, unsigned heartbeat_s, int64_t now, struct fleet
 	f->snap = malloc(rollout_snapshot_size());
 	f->snap_b64 = malloc(f->snap_b64_len);
 	if (!f->rollouts || !f->groups || !f->releases || !f->snap || !f->snap_b64) {
-		ret = fail(err, errlen, -ENOMEM, "out of memory");
+		ret = err_set(err, errlen, -ENOMEM, "out of memory");
 		goto out_free;
 	}
 	if ((ret = st->ops->release_list(st, load_release, f)) ||
 	    (ret = st->ops->group_list(st, load_group, f)) ||
 	    (ret = st->ops->rollout_list(st, load_rollout, f))) {
-		fail(err, errlen, ret, "cannot load rollouts from the store");
+		err_set(err, errlen, ret, "cannot load rollouts from the store");
 		goto out_free;
 	}
 	/* the time this server was away is no agent's silence */
@@ -670,7 +659,7 @@ int fleet_start(struct fleet *f, const struct proto_rollout_start *req, const ch
 	pthread_mutex_lock(&f->lock);
 	rel = release_by_hash(f, req->release);
 	if (!rel) {
-		ret = fail(err, errlen, -ENOENT, "no release %s", req->release);
+		ret = err_set(err, errlen, -ENOENT, "no release %s", req->release);
 		goto out;
 	}
 	/* the two lanes roll independently: one rollout at a time in each */
@@ -678,9 +667,10 @@ int fleet_start(struct fleet *f, const struct proto_rollout_start *req, const ch
 	if (cur) {
 		enum rollout_state s = rollout_state(cur->ctl);
 		if (s == ROLLOUT_ROLLING || s == ROLLOUT_PAUSED) {
-			ret = fail(err, errlen, -EBUSY,
-				   "%s rollout %" PRId64 " is %s: halt it or let it finish first",
-				   fleet_lane_name(rel->lane), cur->id, rollout_state_name(s));
+			ret =
+			    err_set(err, errlen, -EBUSY,
+				    "%s rollout %" PRId64 " is %s: halt it or let it finish first",
+				    fleet_lane_name(rel->lane), cur->id, rollout_state_name(s));
 			goto out;
 		}
 		/* the previous good version: what the newest rollout left generally available */
@@ -691,10 +681,10 @@ int fleet_start(struct fleet *f, const struct proto_rollout_start *req, const ch
 		const struct fl_rollout *o = &f->rollouts[i];
 		if (strcmp(o->rel.hash, rel->hash) == 0 &&
 		    rollout_state(o->ctl) == ROLLOUT_HALTED) {
-			ret = fail(err, errlen, -ESTALE,
-				   "release %" PRIu64 " was pulled by rollout %" PRId64
-				   "; force to roll it out again",
-				   rel->version, o->id);
+			ret = err_set(err, errlen, -ESTALE,
+				      "release %" PRIu64 " was pulled by rollout %" PRId64
+				      "; force to roll it out again",
+				      rel->version, o->id);
 			goto out;
 		}
 	}
@@ -711,7 +701,7 @@ int fleet_start(struct fleet *f, const struct proto_rollout_start *req, const ch
 	sr.controller = "";
 	ret = f->st->ops->rollout_add(f->st, &sr);
 	if (ret) {
-		fail(err, errlen, ret, "cannot store the rollout");
+		err_set(err, errlen, ret, "cannot store the rollout");
 		rollout_free(ctl);
 		goto out;
 	}
@@ -724,7 +714,7 @@ int fleet_start(struct fleet *f, const struct proto_rollout_start *req, const ch
 	count_population(f, r, now);
 	ret = persist(f, r, now);
 	if (ret)
-		fail(err, errlen, ret, "cannot store the rollout");
+		err_set(err, errlen, ret, "cannot store the rollout");
 	*id = r->id;
 	(void)who;
 out:
@@ -762,7 +752,8 @@ int fleet_act(struct fleet *f, int64_t id, enum fleet_action act, const char *gr
 	pthread_mutex_lock(&f->lock);
 	r = rollout_by_id(f, id);
 	if (!r) {
-		ret = fail(err, errlen, -ENOENT, "no rollout %" PRId64 " held by this server", id);
+		ret =
+		    err_set(err, errlen, -ENOENT, "no rollout %" PRId64 " held by this server", id);
 		goto out;
 	}
 	switch (act) {
@@ -776,8 +767,8 @@ int fleet_act(struct fleet *f, int64_t id, enum fleet_action act, const char *gr
 		break;
 	case FLEET_HALT:
 		if (rollout_state(r->ctl) == ROLLOUT_COMPLETE) {
-			ret = fail(err, errlen, -EINVAL,
-				   "rollout %" PRId64 " is complete: roll it back instead", id);
+			ret = err_set(err, errlen, -EINVAL,
+				      "rollout %" PRId64 " is complete: roll it back instead", id);
 			goto out;
 		}
 		snprintf(reason, sizeof(reason), "halted by %s", who);
@@ -799,7 +790,7 @@ int fleet_act(struct fleet *f, int64_t id, enum fleet_action act, const char *gr
 		}
 		if (!approved(r, group)) {
 			if (r->n_approved >= FLEET_MAX_APPROVALS) {
-				ret = fail(err, errlen, -ENOSPC, "too many approvals");
+				ret = err_set(err, errlen, -ENOSPC, "too many approvals");
 				goto out;
 			}
 			snprintf(r->approved[r->n_approved++], STORE_NAME_BYTES, "%s", group);
@@ -809,14 +800,14 @@ int fleet_act(struct fleet *f, int64_t id, enum fleet_action act, const char *gr
 	}
 	}
 	if (ret) {
-		fail(err, errlen, -EINVAL, "rollout %" PRId64 " is %s", id,
-		     rollout_state_name(rollout_state(r->ctl)));
+		err_set(err, errlen, -EINVAL, "rollout %" PRId64 " is %s", id,
+			rollout_state_name(rollout_state(r->ctl)));
 		ret = -EINVAL;
 		goto out;
 	}
 	ret = persist(f, r, now);
 	if (ret)
-		fail(err, errlen, ret, "cannot store the rollout");
+		err_set(err, errlen, ret, "cannot store the rollout");
 out:
 	pthread_mutex_unlock(&f->lock);
 	return ret;
