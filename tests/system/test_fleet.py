@@ -240,6 +240,27 @@ def alerts_of(srv, rule, agent_id):
     return srv.admin_call("GET", f"alerts?rule={rule}&agent={agent_id}&limit=1000")["alerts"]
 
 
+def start_fleet(s, tmp_path, real, specs):
+    """
+    Puts group canary in ring 0 and early in ring 1, then starts each real agent of @specs,
+    (name, executable, source, group or None for the server's default enrollment token),
+    into @real, under its restart loop, and waits until every one has enrolled. Returns the
+    agent ids by name.
+    """
+    s.admin_call("PUT", "groups/canary", {"ring": 0})
+    s.admin_call("PUT", "groups/early", {"ring": 1})
+    tokens = {g: s.admin_call("POST", "enrollment-tokens", {"group": g},
+                              expect=201)["token"] for g in ("canary", "early")}
+    root = pathlib.Path(s.root)
+    for name, exe, source, group in specs:
+        real[name] = RealAgent(name, tmp_path, exe, source, s, root,
+                               tokens[group] if group else s.enroll).start()
+    for a in real.values():
+        wait_for(lambda: "uplink: enrolled as" in a.stderr(), f"{a.name} to enroll",
+                 timeout=90)
+    return {n: a.stderr().split("uplink: enrolled as ")[1].split()[0] for n, a in real.items()}
+
+
 def test_good_release_reaches_all_and_bad_release_halts_at_its_first_step(tmp_path, keys):
     need_bpf()
     need_root()
@@ -249,27 +270,13 @@ def test_good_release_reaches_all_and_bad_release_halts_at_its_first_step(tmp_pa
                extra=["--heartbeat-seconds", str(HEARTBEAT)]).start()
     real, sims = {}, []
     try:
-        s.admin_call("PUT", "groups/canary", {"ring": 0})
-        s.admin_call("PUT", "groups/early", {"ring": 1})
-        tokens = {g: s.admin_call("POST", "enrollment-tokens", {"group": g},
-                                  expect=201)["token"] for g in ("canary", "early")}
-        root = keys / "root.json"
         # ring 0: the eBPF agent is the test build, which crashes on "crash-test" bundles;
         # the replay agent beside it is a release build and runs them without harm
-        real["bpf"] = RealAgent("bpf", tmp_path, HOOKS_AGENT, "bpf", s, root,
-                                tokens["canary"]).start()
-        real["canary-replay"] = RealAgent("canary-replay", tmp_path, AGENT, "replay", s, root,
-                                          tokens["canary"]).start()
-        real["proc"] = RealAgent("proc", tmp_path, AGENT, "proc", s, root,
-                                 tokens["early"]).start()
-        real["replay"] = RealAgent("replay", tmp_path, AGENT, "replay", s, root,
-                                   s.enroll).start()
         sims = [SimAgent(s, s.enroll, f"sim-{i}").start() for i in range(12)]
-        for a in real.values():
-            wait_for(lambda: "uplink: enrolled as" in a.stderr(), f"{a.name} to enroll",
-                     timeout=90)
-        ids = {n: a.stderr().split("uplink: enrolled as ")[1].split()[0]
-               for n, a in real.items()}
+        ids = start_fleet(s, tmp_path, real, [("bpf", HOOKS_AGENT, "bpf", "canary"),
+                                              ("canary-replay", AGENT, "replay", "canary"),
+                                              ("proc", AGENT, "proc", "early"),
+                                              ("replay", AGENT, "replay", None)])
         assert len(s.admin_call("GET", "agents")["agents"]) == len(real) + len(sims)
 
         # --- a good release goes through every step and reaches every agent ---

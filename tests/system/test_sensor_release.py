@@ -22,16 +22,12 @@ import time
 import pytest
 
 from conftest import AGENT, BUILD, VIGIL, need_bpf, need_root, new_marker
-from test_fleet import HEARTBEAT, HOOKS_AGENT, RealAgent, plan
+from test_fleet import HEARTBEAT, HOOKS_AGENT, plan, start_fleet
 from test_server import Server, keys, run, wait_for  # noqa: F401 (keys: a fixture)
 
 # one bad agent halts; silence after 4 missed heartbeats; CPU off (an exec into a new build
 # loads BPF again, a burst a bake of seconds cannot average away)
 GATES = {"min_bad": 1, "silence_k": 4, "disabled": ["cpu"]}
-# the good build's rollout goes through a server restart: an agent whose heartbeats were
-# refused meanwhile backs off (1 s, then 2 s, ... jittered) and may come back later than 4
-# intervals after the outage, which is no silence of the build
-GATES_RESTART = dict(GATES, silence_k=10)
 STAMP = b"vigil-sensor-build="
 
 
@@ -144,22 +140,9 @@ def test_sensor_build_rolls_out_and_a_crashing_build_reverts_itself(tmp_path, ke
                extra=["--heartbeat-seconds", str(HEARTBEAT)]).start()
     real = {}
     try:
-        s.admin_call("PUT", "groups/canary", {"ring": 0})
-        s.admin_call("PUT", "groups/early", {"ring": 1})
-        tokens = {g: s.admin_call("POST", "enrollment-tokens", {"group": g},
-                                  expect=201)["token"] for g in ("canary", "early")}
-        root = keys / "root.json"
-        real["bpf"] = RealAgent("bpf", tmp_path, HOOKS_AGENT, "bpf", s, root,
-                                tokens["canary"]).start()
-        real["proc"] = RealAgent("proc", tmp_path, HOOKS_AGENT, "proc", s, root,
-                                 tokens["early"]).start()
-        real["replay"] = RealAgent("replay", tmp_path, HOOKS_AGENT, "replay", s, root,
-                                   s.enroll).start()
-        for a in real.values():
-            wait_for(lambda: "uplink: enrolled as" in a.stderr(), f"{a.name} to enroll",
-                     timeout=90)
-        ids = {n: a.stderr().split("uplink: enrolled as ")[1].split()[0]
-               for n, a in real.items()}
+        ids = start_fleet(s, tmp_path, real, [("bpf", HOOKS_AGENT, "bpf", "canary"),
+                                              ("proc", HOOKS_AGENT, "proc", "early"),
+                                              ("replay", HOOKS_AGENT, "replay", None)])
         wait_for(lambda: set(sensor_builds(s).values()) == {1}, "every agent to report build 1",
                  timeout=30)
         installed = {n: exe_of(a) for n, a in real.items()}
@@ -167,7 +150,7 @@ def test_sensor_build_rolls_out_and_a_crashing_build_reverts_itself(tmp_path, ke
         # --- a good build goes through every step and every agent switches to it ---
         good = upload_sensor(s, good_bundle)
         r1 = s.admin_call("POST", "rollouts", {"release": good["hash"], "plan": plan(3),
-                                                "gates": GATES_RESTART}, expect=201)
+                                                "gates": GATES}, expect=201)
         assert r1["kind"] == "sensor" and r1["previous"] == 0, r1
         # the server restarts mid-rollout: the sensor lane resumes where it was
         wait_for(lambda: s.admin_call("GET", f"rollouts/{r1['id']}")["step"] >= 1,
