@@ -147,6 +147,7 @@ struct load_reply {
 	int ret; /* 0, or -errno with err set */
 	char err[256];
 	bool attached[PROG_COUNT];
+	bool typed_reads;	/* the programs read kernel structures by plain loads */
 	bool present[FD_COUNT]; /* which descriptors follow, in enum loaded_fd order */
 };
 
@@ -160,7 +161,8 @@ struct source {
 	unsigned categories;
 	bool wanted[PROG_COUNT];
 	bool attached[PROG_COUNT];
-	int handled; /* records handled in the current poll */
+	bool typed_reads; /* the syscall exit program reads kernel structures by plain loads */
+	int handled;	  /* records handled in the current poll */
 	/* user-space losses and oddities */
 	uint64_t records;
 	uint64_t malformed; /* records that failed the decoder's checks */
@@ -169,7 +171,8 @@ struct source {
 	uint64_t cache_failed;
 };
 
-static struct bpf_program *prog_of(struct vigil_bpf *skel, enum prog_id id)
+/* Program @id; for the syscall exit, its typed-read form when @typed. */
+static struct bpf_program *prog_of(struct vigil_bpf *skel, enum prog_id id, bool typed)
 {
 	switch (id) {
 	case PROG_EXEC:
@@ -181,7 +184,7 @@ static struct bpf_program *prog_of(struct vigil_bpf *skel, enum prog_id id)
 	case PROG_SYS_ENTER:
 		return skel->progs.vg_sys_enter;
 	case PROG_SYS_EXIT:
-		return skel->progs.vg_sys_exit;
+		return typed ? skel->progs.vg_sys_exit_typed : skel->progs.vg_sys_exit;
 	case PROG_MODULE_LOAD:
 		return skel->progs.vg_module_load;
 	case PROG_COUNT:
@@ -190,7 +193,7 @@ static struct bpf_program *prog_of(struct vigil_bpf *skel, enum prog_id id)
 	return NULL;
 }
 
-static struct bpf_link **link_of(struct vigil_bpf *skel, enum prog_id id)
+static struct bpf_link **link_of(struct vigil_bpf *skel, enum prog_id id, bool typed)
 {
 	switch (id) {
 	case PROG_EXEC:
@@ -202,7 +205,7 @@ static struct bpf_link **link_of(struct vigil_bpf *skel, enum prog_id id)
 	case PROG_SYS_ENTER:
 		return &skel->links.vg_sys_enter;
 	case PROG_SYS_EXIT:
-		return &skel->links.vg_sys_exit;
+		return typed ? &skel->links.vg_sys_exit_typed : &skel->links.vg_sys_exit;
 	case PROG_MODULE_LOAD:
 		return &skel->links.vg_module_load;
 	case PROG_COUNT:
@@ -313,6 +316,22 @@ static bool kernel_has_tracepoint(const struct btf *vmlinux, const char *name)
 }
 
 /*
+ * Whether the programs may read kernel structures through typed pointers: the kernel has
+ * bpf_rdonly_cast (Linux 6.2). Without its BTF, assume not; the helper reads work anywhere.
+ */
+static bool kernel_has_rdonly_cast(const struct btf *vmlinux)
+{
+#ifdef VIGIL_TEST_HOOKS
+	/* lets the system tests run the helper-read path on a kernel that has the cast */
+	const char *force = getenv("VIGIL_TEST_BPF_HELPER_READS");
+
+	if (force && strcmp(force, "1") == 0)
+		return false;
+#endif
+	return vmlinux && btf__find_by_name_kind(vmlinux, "bpf_rdonly_cast", BTF_KIND_FUNC) >= 0;
+}
+
+/*
  * Whether this process may load tracing programs: CAP_SYS_ADMIN, or CAP_BPF with
  * CAP_PERFMON, in its effective set (read from /proc/self/status; assumed when unreadable).
  */
@@ -369,8 +388,11 @@ static int probe_kernel(char *err, size_t errlen)
 	return 0;
 }
 
-/* Decides which programs to load and fills the syscall table for @src->categories. */
-static void configure(struct source *src, struct vigil_bpf *skel)
+/*
+ * Decides which programs to load and fills the syscall table for @src->categories; the
+ * typed-read form of the syscall exit program when @allow_typed and the kernel has the cast.
+ */
+static void configure(struct source *src, struct vigil_bpf *skel, bool allow_typed)
 {
 	/* without the kernel's BTF every tracepoint is tried, and attaching tells */
 	struct btf *vmlinux = btf__load_vmlinux_btf();
@@ -384,6 +406,7 @@ static void configure(struct source *src, struct vigil_bpf *skel)
 
 	skel->rodata->vg_self_tgid = (uint32_t)src->agent->self_pid;
 	skel->rodata->vg_wakeup_bytes = BPF_WAKEUP_BYTES;
+	src->typed_reads = allow_typed && kernel_has_rdonly_cast(vmlinux);
 	memset((void *)skel->rodata->vg_nr_class, 0, sizeof(skel->rodata->vg_nr_class));
 	for (size_t i = 0; i < sizeof(syscall_classes) / sizeof(syscall_classes[0]); i++) {
 		long nr = syscall_classes[i].nr;
@@ -404,50 +427,83 @@ static void configure(struct source *src, struct vigil_bpf *skel)
 		src->wanted[PROG_SYS_EXIT] = false;
 	}
 	for (int i = 0; i < PROG_COUNT; i++)
-		bpf_program__set_autoload(prog_of(skel, (enum prog_id)i), src->wanted[i]);
+		bpf_program__set_autoload(prog_of(skel, (enum prog_id)i, src->typed_reads),
+					  src->wanted[i]);
+	/* the form of the syscall exit program not chosen is never loaded */
+	bpf_program__set_autoload(prog_of(skel, PROG_SYS_EXIT, !src->typed_reads), false);
 	btf__free(vmlinux);
 }
 
 /*
- * Loads and attaches the programs for @src into the kernel, in the loader child. Fills
- * @reply (attached programs, error) and @fds (enum loaded_fd, -1 where there is none).
- * The skeleton is left for the child's exit to release: the descriptors sent keep every
- * object alive.
+ * Opens, configures (see configure()) and loads the programs into *@out. Returns 0, or
+ * -errno with @reply->err set and nothing left loaded.
  */
-static void load_programs(struct source *src, struct load_reply *reply, int fds[FD_COUNT])
+static int open_and_load(struct source *src, bool allow_typed, struct load_reply *reply,
+			 struct vigil_bpf **out)
 {
-	struct vigil_bpf *skel;
+	struct vigil_bpf *skel = vigil_bpf__open();
 	int ret;
 
-	libbpf_set_print(libbpf_log);
-	ret = probe_kernel(reply->err, sizeof(reply->err));
-	if (ret < 0)
-		goto out;
-	skel = vigil_bpf__open();
 	if (!skel) {
 		ret = -errno;
 		snprintf(reply->err, sizeof(reply->err), "cannot open the BPF object: %s",
 			 strerror(errno));
-		goto out;
+		return ret;
 	}
-	configure(src, skel);
+	configure(src, skel, allow_typed);
 	ret = bpf_map__set_max_entries(skel->maps.vg_scratch_map, (uint32_t)src->ncpus);
 	if (!ret)
 		ret = bpf_map__set_max_entries(skel->maps.vg_events, BPF_RINGBUF_BYTES);
 	if (ret < 0) {
 		snprintf(reply->err, sizeof(reply->err), "cannot size the BPF maps: %s",
 			 strerror(-ret));
-		goto out;
+		goto out_destroy;
 	}
 	ret = vigil_bpf__load(skel);
 	if (ret < 0) {
 		snprintf(reply->err, sizeof(reply->err), "the kernel rejected the BPF programs: %s",
 			 strerror(-ret));
-		goto out;
+		goto out_destroy;
 	}
+	*out = skel;
+	return 0;
+
+out_destroy:
+	vigil_bpf__destroy(skel);
+	return ret;
+}
+
+/*
+ * Loads and attaches the programs for @src into the kernel, in the loader child. Fills
+ * @reply (attached programs, error) and @fds (enum loaded_fd, -1 where there is none).
+ * When the kernel refuses the typed-read form, the helper-read one is loaded instead.
+ * The skeleton is left for the child's exit to release: the descriptors sent keep every
+ * object alive.
+ */
+static void load_programs(struct source *src, struct load_reply *reply, int fds[FD_COUNT])
+{
+	struct vigil_bpf *skel = NULL;
+	int ret;
+
+	libbpf_set_print(libbpf_log);
+	ret = probe_kernel(reply->err, sizeof(reply->err));
+	if (ret < 0)
+		goto out;
+	ret = open_and_load(src, true, reply, &skel);
+	if (ret < 0 && src->typed_reads) {
+		/* a verifier that refuses the typed reads still takes the helper reads */
+		fprintf(
+		    stderr,
+		    "vigil-agent: bpf: typed reads refused (%s); loading the helper-read form\n",
+		    strerror(-ret));
+		ret = open_and_load(src, false, reply, &skel);
+	}
+	if (ret < 0)
+		goto out;
+	reply->typed_reads = src->typed_reads;
 
 	for (int i = 0; i < PROG_COUNT; i++) {
-		struct bpf_program *prog = prog_of(skel, (enum prog_id)i);
+		struct bpf_program *prog = prog_of(skel, (enum prog_id)i, src->typed_reads);
 		struct bpf_link *link;
 
 		if (!src->wanted[i]) {
@@ -473,7 +529,7 @@ static void load_programs(struct source *src, struct load_reply *reply, int fds[
 				prog_info[i].tracepoint, strerror(errno));
 			continue;
 		}
-		*link_of(skel, (enum prog_id)i) = link;
+		*link_of(skel, (enum prog_id)i, src->typed_reads) = link;
 		reply->attached[i] = true;
 		fds[FD_PROG + i] = bpf_program__fd(prog);
 		fds[FD_LINK + i] = bpf_link__fd(link);
@@ -614,6 +670,7 @@ static int load_in_child(struct source *src, char *err, size_t errlen)
 		return reply.ret;
 	}
 	memcpy(src->attached, reply.attached, sizeof(src->attached));
+	src->typed_reads = reply.typed_reads;
 	if (src->fds[FD_EVENTS] < 0 || src->fds[FD_DROPS] < 0) {
 		snprintf(err, errlen, "the BPF loader handed over no maps");
 		return -EPROTO;
@@ -742,8 +799,10 @@ static int bpf_metrics(struct source *src, struct buf *out)
 		       "\"cache_failed\":%llu}}",
 		       (unsigned long long)src->malformed, (unsigned long long)src->no_memory,
 		       (unsigned long long)src->emit_failed, (unsigned long long)src->cache_failed);
-	err |= buf_printf(out, ",\"bpf\":{\"records\":%llu,\"ringbuf_bytes\":%u}",
-			  (unsigned long long)src->records, BPF_RINGBUF_BYTES);
+	err |=
+	    buf_printf(out, ",\"bpf\":{\"records\":%llu,\"ringbuf_bytes\":%u,\"typed_reads\":%s}",
+		       (unsigned long long)src->records, BPF_RINGBUF_BYTES,
+		       src->typed_reads ? "true" : "false");
 	err |= buf_append_str(out, ",\"missing\":[");
 	for (int i = 0; i < PROG_COUNT; i++) {
 		if (src->attached[i])

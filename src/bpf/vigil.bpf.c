@@ -45,6 +45,23 @@ const volatile __u32 vg_self_tgid = 0;
 const volatile __u64 vg_wakeup_bytes = 0;
 /* syscall number -> enum vg_syscall; 0 for every syscall nobody asked for */
 const volatile __u8 vg_nr_class[VG_NR_SLOTS] = {};
+/*
+ * Typed reads (Linux 6.2): kernel structures whose address came from a read helper are read
+ * through a pointer cast to their type, by plain loads, instead of one helper call per
+ * field. Only the programs and functions named *_typed call the cast; user space loads them
+ * where the kernel has it and their helper-read twins elsewhere, so an older kernel never
+ * sees the call (libbpf leaves the weak symbol unresolved).
+ */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+/* @p as a read-only pointer to kernel type @type; only in the *_typed code */
+#define VG_CAST(type, p) ((type *)bpf_rdonly_cast((const void *)(p), bpf_core_type_id_kernel(type)))
+/*
+ * Reads back a kernel address kept in a scratch map field: the verifier then sees a plain
+ * number, which global functions accept as an argument and which stays the same kind of
+ * value from one loop turn to the next.
+ */
+#define VG_NUMBER(field) (*(volatile __u64 *)&(field))
 
 struct vg_scratch {
 	__u32 cur; /* bytes of rec in use */
@@ -60,6 +77,14 @@ struct vg_scratch {
 	__u32 submitted;
 	__u32 above_mark;
 	__u32 reserved;
+	/* where the typed-pointer path walk stands, and the task's root it stops at */
+	__u64 at_dentry;
+	__u64 at_mnt;
+	__u64 root_dentry;
+	__u64 root_mnt;
+	/* a (dentry, mount) pair read by plain loads, handed over as numbers */
+	__u64 arg_dentry;
+	__u64 arg_mnt;
 	__u8 rec[VG_SCRATCH_REC];
 	/* paths are built backwards, ending at VG_PATH_MAX (VG_CGROUP_MAX for cgroups) */
 	char path[VG_PATH_MAX + VG_NAME_MAX + 1];
@@ -125,6 +150,15 @@ struct kernfs_node___new {
 
 struct kernfs_node___old {
 	struct kernfs_node *parent;
+} __attribute__((preserve_access_index));
+
+/* where a dentry keeps a short name inline: d_shortname since Linux 6.14, d_iname before */
+struct dentry___new {
+	union shortname_store d_shortname;
+} __attribute__((preserve_access_index));
+
+struct dentry___old {
+	unsigned char d_iname[40];
 } __attribute__((preserve_access_index));
 
 struct task_struct___old {
@@ -306,8 +340,9 @@ static __always_inline bool dentry_on_pseudo_fs(struct dentry *dentry)
 /*
  * The helpers below are global functions: the verifier checks each once, on its own, so the
  * bounded loops in them do not multiply with the code of their callers. They take kernel
- * pointers as plain integers (read only through probe helpers) and work on the scratch
- * record of this CPU, whose write offset lives in the scratch map itself.
+ * pointers as plain integers (read through probe helpers, or, in the *_typed ones, through
+ * a typed cast) and work on the scratch record of this CPU, whose write offset lives in the
+ * scratch map itself.
  */
 
 /* Appends the path at s->path[start..end) to the record; returns its length. */
@@ -344,6 +379,8 @@ static __always_inline bool prepend_component(struct vg_scratch *s, const void *
 	if (pos > VG_PATH_MAX || len + 1 > pos)
 		return false;
 	pos -= len + 1;
+	/* the compiler folds the mask below into the clamp above; keep it on this register */
+	barrier_var(len);
 	bpf_probe_read_kernel(&s->path[(pos + 1) & (VG_PATH_MAX - 1)], len & VG_NAME_MAX, name);
 	s->path[pos & (VG_PATH_MAX - 1)] = '/';
 	s->pos = pos;
@@ -373,6 +410,47 @@ struct vg_dentry_link {
 	struct dentry *parent;
 	struct qstr name;
 };
+
+/* Longest name copied from a dentry's inline storage by plain loads (four words). */
+#define VG_INLINE_NAME_COPY 32u
+
+/*
+ * prepend_component for the name of dentry @d (at address @addr, read through a typed
+ * pointer): a short name kept inside the dentry is copied by plain loads and stores, a
+ * word at a time, instead of by a helper. The last word may run past the name into the
+ * part of the path already built; the bytes it covers are saved first and put back.
+ */
+static __always_inline bool prepend_dentry_name(struct vg_scratch *s, struct dentry *d, __u64 addr)
+{
+	const unsigned char *name = d->d_name.name;
+	__u32 len = d->d_name.len, pos = s->pos, start;
+	const __u64 *w;
+	__u64 inline_off, tail;
+
+	if (bpf_core_field_exists(struct dentry___new, d_shortname))
+		inline_off = bpf_core_field_offset(struct dentry___new, d_shortname);
+	else
+		inline_off = bpf_core_field_offset(struct dentry___old, d_iname);
+	if ((__u64)name != addr + inline_off || len == 0 || len > VG_INLINE_NAME_COPY)
+		return prepend_component(s, name, len);
+	if (pos > VG_PATH_MAX || len + 1 > pos)
+		return false;
+	start = pos - len;
+	w = (const __u64 *)((const char *)d + inline_off);
+	tail = *(__u64 *)&s->path[pos];
+	/* start + 8k < pos <= VG_PATH_MAX for every word stored: the masks change nothing */
+	*(__u64 *)&s->path[start & (VG_PATH_MAX - 1)] = w[0];
+	if (len > 8)
+		*(__u64 *)&s->path[(start + 8) & (VG_PATH_MAX - 1)] = w[1];
+	if (len > 16)
+		*(__u64 *)&s->path[(start + 16) & (VG_PATH_MAX - 1)] = w[2];
+	if (len > 24)
+		*(__u64 *)&s->path[(start + 24) & (VG_PATH_MAX - 1)] = w[3];
+	*(__u64 *)&s->path[pos] = tail;
+	s->path[(start - 1) & (VG_PATH_MAX - 1)] = '/';
+	s->pos = start - 1;
+	return true;
+}
 
 /*
  * Appends the absolute path of (@dentry_p, @vfsmnt_p) as the current task sees it (up to
@@ -433,6 +511,66 @@ __noinline int vg_append_path(__u64 dentry_p, __u64 vfsmnt_p, __u32 trunc_flag)
 			break;
 		}
 		dentry = up;
+	}
+	return finish_built_path(s, done, trunc_flag, VG_PATH_MAX);
+}
+
+/*
+ * vg_append_path by typed reads: the same walk, with the dentries and mounts read by plain
+ * loads, and short names copied by them too (prepend_dentry_name). The position
+ * (dentry, mount) is kept in the scratch map between turns, as plain numbers: a typed
+ * pointer carried in a register from one turn to the next makes the verifier's states of
+ * the turns differ, and it would walk all VG_PATH_DEPTH of them on every path.
+ */
+__noinline int vg_append_path_typed(__u64 dentry_p, __u64 vfsmnt_p, __u32 trunc_flag)
+{
+	struct vg_scratch *s = scratch();
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct dentry *dentry, *up;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt, *parent;
+	bool done = false;
+
+	if (!s || !dentry_p || !vfsmnt_p)
+		return -1;
+	s->root_dentry = (__u64)task->fs->root.dentry;
+	s->root_mnt = (__u64)task->fs->root.mnt;
+	s->at_dentry = dentry_p;
+	s->at_mnt = vfsmnt_p;
+	s->pos = VG_PATH_MAX;
+	for (int i = 0; i < VG_PATH_DEPTH; i++) {
+		__u64 at_dentry = VG_NUMBER(s->at_dentry), at_mnt = VG_NUMBER(s->at_mnt);
+
+		if (at_dentry == s->root_dentry && at_mnt == s->root_mnt) {
+			done = true;
+			break;
+		}
+		dentry = VG_CAST(struct dentry, at_dentry);
+		vfsmnt = VG_CAST(struct vfsmount, at_mnt);
+		if (dentry == vfsmnt->mnt_root) {
+			mnt = VG_CAST(struct mount,
+				      container_of((struct vfsmount *)at_mnt, struct mount, mnt));
+			parent = mnt->mnt_parent;
+			/* a typed load that faults reads 0: leave the path marked as cut */
+			if (!parent)
+				break;
+			if (parent == mnt) {
+				done = true;
+				break;
+			}
+			s->at_dentry = (__u64)mnt->mnt_mountpoint;
+			s->at_mnt = (__u64)&parent->mnt;
+			continue;
+		}
+		up = dentry->d_parent;
+		if (!up || !prepend_dentry_name(s, dentry, at_dentry))
+			break;
+		if (up == dentry) {
+			/* an unlinked or pseudo file (memfd, anonymous): its own name is all */
+			done = true;
+			break;
+		}
+		s->at_dentry = (__u64)up;
 	}
 	return finish_built_path(s, done, trunc_flag, VG_PATH_MAX);
 }
@@ -596,14 +734,14 @@ static __always_inline int append_dir_again(struct vg_scratch *s, __u32 trunc_fl
  * (VG_AT_FDCWD for the working directory); an empty @upath names @dfd itself. A second
  * path relative to the same directory (the two sides of a rename) reuses the first one's
  * directory instead of walking it again. Returns the bytes appended, -2 when the directory
- * is on a pseudo filesystem, or -1.
+ * is on a pseudo filesystem, or -1. @typed: by typed reads (a constant in each copy).
  */
-__noinline int vg_append_resolved(__s64 dfd, __u64 upath, __u32 trunc_flag)
+static __always_inline int append_resolved(__s64 dfd, __u64 upath, __u32 trunc_flag, bool typed)
 {
 	struct vg_scratch *s = scratch();
-	struct task_struct *task = current_task();
-	struct path dir;
+	struct task_struct *typed_task;
 	struct file *file;
+	__u64 dentry, magic;
 	__u32 start, cut_before;
 	char c = 0;
 	int n;
@@ -616,17 +754,37 @@ __noinline int vg_append_resolved(__s64 dfd, __u64 upath, __u32 trunc_flag)
 			return -1;
 	} else if (c != '/') {
 		if (dfd == VG_AT_FDCWD) {
-			dir = BPF_CORE_READ(task, fs, pwd);
+			typed_task = bpf_get_current_task_btf();
+			s->arg_dentry = (__u64)typed_task->fs->pwd.dentry;
+			s->arg_mnt = (__u64)typed_task->fs->pwd.mnt;
 		} else {
 			file = fd_file(dfd);
 			if (!file)
 				return -1;
-			dir = BPF_CORE_READ(file, f_path);
+			if (typed) {
+				s->arg_dentry = (__u64)VG_CAST(struct file, file)->f_path.dentry;
+				s->arg_mnt = (__u64)VG_CAST(struct file, file)->f_path.mnt;
+			} else {
+				/* into the map: no stack slot shared with the typed loads */
+				bpf_core_read(&s->arg_dentry, sizeof(s->arg_dentry),
+					      &file->f_path.dentry);
+				bpf_core_read(&s->arg_mnt, sizeof(s->arg_mnt), &file->f_path.mnt);
+			}
 		}
-		if (!dir.dentry || dentry_on_pseudo_fs(dir.dentry))
+		dentry = VG_NUMBER(s->arg_dentry);
+		if (!dentry)
+			return -2;
+		if (typed)
+			magic = VG_CAST(struct dentry, dentry)->d_sb->s_magic;
+		else
+			magic = BPF_CORE_READ((struct dentry *)dentry, d_sb, s_magic);
+		if (pseudo_fs_magic(magic))
 			return -2;
 		cut_before = ((struct vg_hdr *)s->rec)->flags & trunc_flag;
-		n = vg_append_path((__u64)dir.dentry, (__u64)dir.mnt, trunc_flag);
+		if (typed)
+			n = vg_append_path_typed(dentry, VG_NUMBER(s->arg_mnt), trunc_flag);
+		else
+			n = vg_append_path(dentry, VG_NUMBER(s->arg_mnt), trunc_flag);
 		if (n < 0)
 			return -1;
 		/* "/" + "x" should not become "//x" */
@@ -644,6 +802,16 @@ __noinline int vg_append_resolved(__s64 dfd, __u64 upath, __u32 trunc_flag)
 	return (int)(s->cur - start);
 }
 
+__noinline int vg_append_resolved(__s64 dfd, __u64 upath, __u32 trunc_flag)
+{
+	return append_resolved(dfd, upath, trunc_flag, false);
+}
+
+__noinline int vg_append_resolved_typed(__s64 dfd, __u64 upath, __u32 trunc_flag)
+{
+	return append_resolved(dfd, upath, trunc_flag, true);
+}
+
 /*
  * True when the @len bytes at @off of the record are a path under /proc, /sys or /dev/pts,
  * the usual mount points of the pseudo filesystems skipped by superblock elsewhere.
@@ -651,12 +819,13 @@ __noinline int vg_append_resolved(__s64 dfd, __u64 upath, __u32 trunc_flag)
 __noinline int vg_pseudo_path(__u32 off, __u32 len)
 {
 	struct vg_scratch *s = scratch();
-	char p[10] = {};
+	const char *p;
 
 	if (!s || off >= VG_RECORD_MAX)
 		return 0;
-	if (bpf_probe_read_kernel(p, sizeof(p), &s->rec[off & (VG_RECORD_MAX - 1)]))
-		return 0;
+	/* at most 9 bytes are read, and rec reaches well past VG_RECORD_MAX */
+	barrier_var(off);
+	p = (const char *)&s->rec[off & (VG_RECORD_MAX - 1)];
 	if (len >= 5 && p[0] == '/' && p[1] == 'p' && p[2] == 'r' && p[3] == 'o' && p[4] == 'c')
 		return len == 5 || p[5] == '/';
 	if (len >= 4 && p[0] == '/' && p[1] == 's' && p[2] == 'y' && p[3] == 's')
@@ -1012,41 +1181,59 @@ int vg_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* open, openat, openat2, creat returned @fd: report a created or writable regular file. */
-__noinline int vg_on_open(__s64 fd, __u32 sc)
+/*
+ * open, openat, openat2, creat returned @fd: report a created or writable regular file.
+ * @typed: by typed reads (a constant in each copy).
+ */
+static __always_inline int on_open(__s64 fd, __u32 sc, bool typed)
 {
 	struct file *file = fd_file(fd);
 	struct vg_scratch *s;
 	struct vg_file *f;
 	struct inode *inode;
-	struct path where;
 	__u32 fmode, imode, off;
+	__u64 magic;
 	__u16 action;
 	int n;
 
 	if (!file)
 		return 0;
-	fmode = BPF_CORE_READ(file, f_mode);
-	if (fmode & VG_FMODE_CREATED)
-		action = VG_A_CREATE;
-	else if (fmode & VG_FMODE_WRITE)
-		action = VG_A_WRITE;
-	else
-		return 0;
-	inode = BPF_CORE_READ(file, f_inode);
-	imode = BPF_CORE_READ(inode, i_mode);
-	if ((imode & VG_S_IFMT) != VG_S_IFREG ||
-	    pseudo_fs_magic(BPF_CORE_READ(inode, i_sb, s_magic)))
-		return 0;
 	s = scratch();
 	if (!s)
 		return 0;
+	if (typed) {
+		struct file *tf = VG_CAST(struct file, file);
+
+		fmode = tf->f_mode;
+		if (!(fmode & (VG_FMODE_CREATED | VG_FMODE_WRITE)))
+			return 0;
+		imode = tf->f_inode->i_mode;
+		magic = tf->f_inode->i_sb->s_magic;
+		s->arg_dentry = (__u64)tf->f_path.dentry;
+		s->arg_mnt = (__u64)tf->f_path.mnt;
+	} else {
+		fmode = BPF_CORE_READ(file, f_mode);
+		if (!(fmode & (VG_FMODE_CREATED | VG_FMODE_WRITE)))
+			return 0;
+		inode = BPF_CORE_READ(file, f_inode);
+		imode = BPF_CORE_READ(inode, i_mode);
+		magic = BPF_CORE_READ(inode, i_sb, s_magic);
+		bpf_core_read(&s->arg_dentry, sizeof(s->arg_dentry), &file->f_path.dentry);
+		bpf_core_read(&s->arg_mnt, sizeof(s->arg_mnt), &file->f_path.mnt);
+	}
+	if ((imode & VG_S_IFMT) != VG_S_IFREG || pseudo_fs_magic(magic))
+		return 0;
+	action = fmode & VG_FMODE_CREATED ? VG_A_CREATE : VG_A_WRITE;
 	f = record_begin_current(s, sizeof(*f), VG_T_FILE, action);
 	f->mode = imode & 07777;
 	f->syscall = sc;
 	off = s->cur;
-	where = BPF_CORE_READ(file, f_path);
-	n = vg_append_path((__u64)where.dentry, (__u64)where.mnt, VG_F_PATH_TRUNC);
+	if (typed)
+		n = vg_append_path_typed(VG_NUMBER(s->arg_dentry), VG_NUMBER(s->arg_mnt),
+					 VG_F_PATH_TRUNC);
+	else
+		n = vg_append_path(VG_NUMBER(s->arg_dentry), VG_NUMBER(s->arg_mnt),
+				   VG_F_PATH_TRUNC);
 	if (n <= 0)
 		return 0;
 	set_str(&f->path, off, n);
@@ -1054,11 +1241,22 @@ __noinline int vg_on_open(__s64 fd, __u32 sc)
 	return 0;
 }
 
+__noinline int vg_on_open(__s64 fd, __u32 sc)
+{
+	return on_open(fd, sc, false);
+}
+
+__noinline int vg_on_open_typed(__s64 fd, __u32 sc)
+{
+	return on_open(fd, sc, true);
+}
+
 /*
  * rename, unlink, chmod families returned 0: report them with resolved paths. @a0 to @a3
- * are the syscall's first arguments, still in its saved registers at sys_exit.
+ * are the syscall's first arguments, still in its saved registers at sys_exit. @typed: by
+ * typed reads (a constant in each copy).
  */
-__noinline int vg_on_file_op(__u32 sc, __u64 a0, __u64 a1, __u64 a2, __u64 a3)
+static __always_inline int on_file_op(__u32 sc, __u64 a0, __u64 a1, __u64 a2, __u64 a3, bool typed)
 {
 	struct vg_scratch *s = scratch();
 	struct vg_file *f;
@@ -1126,17 +1324,33 @@ __noinline int vg_on_file_op(__u32 sc, __u64 a0, __u64 a1, __u64 a2, __u64 a3)
 	if (!upath)
 		return 0;
 	off = s->cur;
-	n = vg_append_resolved(dfd, upath, VG_F_PATH_TRUNC);
+	if (typed)
+		n = vg_append_resolved_typed(dfd, upath, VG_F_PATH_TRUNC);
+	else
+		n = vg_append_resolved(dfd, upath, VG_F_PATH_TRUNC);
 	if (n <= 0 || vg_pseudo_path(off, n))
 		return 0;
 	set_str(&f->path, off, n);
 	if (upath2) {
 		off = s->cur;
-		n = vg_append_resolved(dfd2, upath2, VG_F_TARGET_TRUNC);
+		if (typed)
+			n = vg_append_resolved_typed(dfd2, upath2, VG_F_TARGET_TRUNC);
+		else
+			n = vg_append_resolved(dfd2, upath2, VG_F_TARGET_TRUNC);
 		set_str(&f->target, off, n);
 	}
 	vg_submit(action);
 	return 0;
+}
+
+__noinline int vg_on_file_op(__u32 sc, __u64 a0, __u64 a1, __u64 a2, __u64 a3)
+{
+	return on_file_op(sc, a0, a1, a2, a3, false);
+}
+
+__noinline int vg_on_file_op_typed(__u32 sc, __u64 a0, __u64 a1, __u64 a2, __u64 a3)
+{
+	return on_file_op(sc, a0, a1, a2, a3, true);
 }
 
 /* Local and remote address of socket @sk into @nt; false unless TCP or UDP over IP. */
@@ -1360,10 +1574,9 @@ __noinline int vg_on_misc(__s64 ret, __u32 sc)
 /*
  * A BTF-typed raw tracepoint: the saved registers arrive as a typed pointer, so the syscall
  * number, which every syscall of the machine has read here, and the arguments are plain
- * loads rather than helper calls.
+ * loads rather than helper calls. @typed: the file syscalls by typed reads.
  */
-SEC("tp_btf/sys_exit")
-int BPF_PROG(vg_sys_exit, struct pt_regs *regs, long ret)
+static __always_inline int sys_exit(struct pt_regs *regs, long ret, bool typed)
 {
 	__u64 nr = VG_SYSCALL_NR(regs);
 	__u64 id;
@@ -1383,9 +1596,14 @@ int BPF_PROG(vg_sys_exit, struct pt_regs *regs, long ret)
 			return 0;
 		if (sc == VG_SC_ACCEPT || sc == VG_SC_ACCEPT4)
 			vg_on_accept(ret, sc);
+		else if (sc >= VG_SC_RENAME && typed)
+			vg_on_file_op_typed(sc, VG_ARG0_BTF(regs), VG_ARG1_BTF(regs),
+					    VG_ARG2_BTF(regs), VG_ARG3_BTF(regs));
 		else if (sc >= VG_SC_RENAME)
 			vg_on_file_op(sc, VG_ARG0_BTF(regs), VG_ARG1_BTF(regs), VG_ARG2_BTF(regs),
 				      VG_ARG3_BTF(regs));
+		else if (typed)
+			vg_on_open_typed(ret, sc);
 		else
 			vg_on_open(ret, sc);
 		return 0;
@@ -1403,4 +1621,17 @@ int BPF_PROG(vg_sys_exit, struct pt_regs *regs, long ret)
 	}
 	bpf_map_delete_elem(&vg_stash_map, &id);
 	return 0;
+}
+
+/* The two forms of the program; user space loads one of them. */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(vg_sys_exit, struct pt_regs *regs, long ret)
+{
+	return sys_exit(regs, ret, false);
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(vg_sys_exit_typed, struct pt_regs *regs, long ret)
+{
+	return sys_exit(regs, ret, true);
 }

@@ -140,10 +140,10 @@ class Agent:
     and stall it); events() reads what has been written so far.
     """
 
-    def __init__(self, args, workdir, name="agent", env=None, preexec=None):
+    def __init__(self, args, workdir, name="agent", env=None, preexec=None, binary=None):
         workdir = pathlib.Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        self.args = [str(AGENT), *args]
+        self.args = [str(binary or AGENT), *args]
         self.out_path = workdir / f"{name}.ndjson"
         self.err_path = workdir / f"{name}.stderr"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
