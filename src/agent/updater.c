@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -32,6 +33,11 @@
 #define ERR_BYTES 1024
 /* Polling interval of the main loop while an activation is in progress, in milliseconds. */
 #define BUSY_POLL_MS 2
+/* Largest block the allocator takes from its arenas (glibc's upper bound for it), and free
+ * memory an arena keeps rather than giving it back (twice that, as glibc's own adjustment of
+ * the two would set): set for the whole process by updater_open. */
+#define UPDATER_MMAP_THRESHOLD (32 * 1024 * 1024)
+#define UPDATER_TRIM_THRESHOLD (64 * 1024 * 1024)
 
 enum phase { PHASE_IDLE, PHASE_COMPILING, PHASE_TESTING };
 
@@ -1183,6 +1189,11 @@ int updater_open(struct agent *agent, const struct updater_options *opt, struct 
 	u->agent = agent;
 	u->opt = *opt;
 	u->state_fd = u->bundle_fd = u->inbox_fd = u->inotify_fd = -1;
+	/* blocks up to 32 MiB from the allocator's arenas rather than from mmap, and freed memory
+	 * kept there, so that the compiling threads' arenas keep the huge-page advice hsdb.c gives
+	 * them and the next compile finds its memory mapped (docs/PERFORMANCE.md) */
+	mallopt(M_MMAP_THRESHOLD, UPDATER_MMAP_THRESHOLD);
+	mallopt(M_TRIM_THRESHOLD, UPDATER_TRIM_THRESHOLD);
 	sandbox_init(&u->sb);
 	state_init(u->st);
 	ret = liveness_init(&u->live);

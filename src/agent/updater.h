@@ -49,7 +49,9 @@ struct updater_options {
  * active version from its held copy (re-verified; the last-known-good one, then the built-in
  * rules alone, when that fails) and installs its ruleset and engine in @agent. Returns 0, or
  * -errno with a one-line reason in @err when the agent cannot run (bad root, unsafe or
- * unusable directories); *@out is then unchanged.
+ * unusable directories); *@out is then unchanged. Sets the process's allocator to serve blocks
+ * up to 32 MiB from its arenas and to keep up to 64 MiB free in each (mallopt
+ * M_MMAP_THRESHOLD, M_TRIM_THRESHOLD), for the compile's memory.
  */
 int updater_open(struct agent *agent, const struct updater_options *opt, struct updater **out,
 		 char *err, size_t errlen);

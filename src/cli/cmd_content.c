@@ -17,13 +17,16 @@ static void content_usage(FILE *out)
 {
 	fprintf(
 	    out,
-	    "usage: vigil content lint PATH\n"
+	    "usage: vigil content lint PATH [--stats]\n"
 	    "       vigil content test --rules PATH --events FILE [--stats] [--alerts-only]\n"
 	    "       vigil content build RULES --version N --key S.key [...] -o FILE\n"
 	    "       vigil content verify FILE --root ROOT [--compile]\n"
 	    "\n"
 	    "lint   compiles the rules in PATH (a directory of *.yml files, or one file)\n"
 	    "       against this build's field registry and runs every rule's tests.\n"
+	    "       --stats        then print every pattern database the load built: kind,\n"
+	    "                      field, patterns, compile CPU ms (on the thread that\n"
+	    "                      compiled it), bytes; costliest first, totals by kind\n"
 	    "test   replays FILE (the agent's NDJSON; - for stdin) through the rules and\n"
 	    "       prints each alert as one NDJSON line. Metric and alert lines are skipped;\n"
 	    "       a malformed line is reported as FILE:LINE: reason and skipped.\n"
@@ -40,23 +43,83 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static const char *const db_kind_names[] = {
+    [RDB_LITERAL] = "literal",
+    [RDB_REGEX] = "regex",
+    [RDB_REGEX_ON_DEMAND] = "regex-on-demand",
+    [RDB_LOOKUP] = "lookup",
+};
+
+static int cmp_db_cost(const void *x, const void *y)
+{
+	const struct ruleset_db_info *a = x, *b = y;
+
+	if (a->cpu_ms != b->cpu_ms)
+		return a->cpu_ms > b->cpu_ms ? -1 : 1;
+	return a->patterns > b->patterns ? -1 : a->patterns < b->patterns;
+}
+
+/* The pattern databases of @rs, costliest compile first, then one line per kind. */
+static int print_db_stats(const struct ruleset *rs)
+{
+	size_t n = ruleset_db_count(rs);
+	struct ruleset_db_info *v = calloc(n ? n : 1, sizeof(*v));
+	struct {
+		size_t dbs, patterns, bytes;
+		double ms;
+	} kinds[RDB_LOOKUP + 1] = {{0}};
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		ruleset_db_get(rs, i, &v[i]);
+	qsort(v, n, sizeof(*v), cmp_db_cost);
+	printf("%-16s %-28s %8s %10s %9s\n", "kind", "field", "patterns", "cpu_ms", "bytes");
+	for (size_t i = 0; i < n; i++) {
+		printf("%-16s %-28s %8zu %10.2f %9zu%s\n", db_kind_names[v[i].kind], v[i].field,
+		       v[i].patterns, v[i].cpu_ms, v[i].bytes,
+		       v[i].compiled || v[i].kind == RDB_LOOKUP ? "" : " (shared)");
+		kinds[v[i].kind].dbs++;
+		kinds[v[i].kind].patterns += v[i].patterns;
+		kinds[v[i].kind].bytes += v[i].bytes;
+		kinds[v[i].kind].ms += v[i].cpu_ms;
+	}
+	for (size_t k = 0; k <= RDB_LOOKUP; k++)
+		printf("total %s: %zu databases, %zu patterns, %.2f ms CPU, %zu bytes\n",
+		       db_kind_names[k], kinds[k].dbs, kinds[k].patterns, kinds[k].ms,
+		       kinds[k].bytes);
+	free(v);
+	return 0;
+}
+
 static int content_lint(int argc, char **argv)
 {
 	struct ruleset *rs = NULL;
 	struct rules_test_result res;
 	struct buf report;
+	const char *path = NULL;
+	bool stats = false;
 	char err[1024];
 	int ret;
 
-	if (argc != 2 || argv[1][0] == '-') {
-		if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0) {
 			content_usage(stdout);
 			return 0;
+		} else if (strcmp(argv[i], "--stats") == 0) {
+			stats = true;
+		} else if (argv[i][0] != '-' && !path) {
+			path = argv[i];
+		} else {
+			path = NULL;
+			break;
 		}
+	}
+	if (!path) {
 		fprintf(stderr, "vigil content lint: expected one PATH (try --help)\n");
 		return 2;
 	}
-	if ((ret = ruleset_load_path(argv[1], &rs, err, sizeof(err))) < 0) {
+	if ((ret = ruleset_load_path(path, &rs, err, sizeof(err))) < 0) {
 		fprintf(stderr, "%s\n", err[0] ? err : strerror(-ret));
 		return 1;
 	}
@@ -66,8 +129,12 @@ static int content_lint(int argc, char **argv)
 		fwrite(report.data, 1, report.len, stderr);
 	if (ret < 0 && ret != -EINVAL)
 		fprintf(stderr, "vigil content lint: tests could not run: %s\n", strerror(-ret));
-	printf("%s: %zu rules (%u with tests), %u tests passed, %u failed\n", argv[1],
+	printf("%s: %zu rules (%u with tests), %u tests passed, %u failed\n", path,
 	       ruleset_count(rs), res.rules, res.passed, res.failed);
+	if (stats && print_db_stats(rs) < 0) {
+		fprintf(stderr, "vigil content lint: out of memory\n");
+		ret = -ENOMEM;
+	}
 	buf_release(&report);
 	ruleset_free(rs);
 	return ret == 0 ? 0 : 1;

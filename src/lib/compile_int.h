@@ -242,9 +242,19 @@ struct crule {
 /* hsdb.c: an entry of a struct rules_cache. */
 struct cache_entry;
 
-/* One Hyperscan database: the patterns of one field for the programs of some buckets. */
+/* An equals literal of a database, found by lookup rather than by the Hyperscan scan. */
+struct cexact {
+	uint32_t off; /* into ruleset.blob */
+	uint32_t len;
+	uint32_t id; /* the database's pattern id */
+};
+
+/*
+ * The patterns of one field for the programs of some buckets: one Hyperscan database, and the
+ * equals literals, which a lookup finds without one (db is NULL when those are all there is).
+ */
 struct cdb {
-	void *db; /* hs_database_t */
+	void *db; /* hs_database_t, or NULL */
 	uint16_t field;
 	uint32_t n_ids;
 	uint32_t *fan_start; /* n_ids + 1 offsets into fan_preds */
@@ -255,6 +265,12 @@ struct cdb {
 	bool all_buckets;  /* holds predicates of every bucket (regexes) */
 	uint32_t *key;	   /* sorted predicate indices the database was built from */
 	uint32_t n_key;
+	/* equals literals: the case-sensitive ones first, then the caseless ones; found through
+	 * an open-addressing table of slot_mask + 1 slots, each 0 or an index into exact plus 1 */
+	struct cexact *exact;
+	uint32_t n_exact, n_exact_cs;
+	uint32_t *slots;
+	uint32_t slot_mask;
 	size_t bytes;
 	struct cache_entry *cached; /* the cache entry db belongs to, or NULL: db is ours */
 };
@@ -303,7 +319,9 @@ struct ruleset {
 	void **lazy;			  /* hs_database_t of each PK_REGEX predicate */
 	struct cache_entry **lazy_cached; /* per lazy database as dbs[].cached */
 	uint32_t n_lazy;
-	struct rules_cache *cache; /* where the cached databases come from, or NULL */
+	struct rules_cache *cache;	 /* where the cached databases come from, or NULL */
+	struct ruleset_db_info *db_info; /* what each database of the load cost */
+	uint32_t n_db_info;
 	size_t n_patterns;
 	size_t n_tests;
 	struct arena keep; /* rule texts and test events */
@@ -326,6 +344,36 @@ void hsdb_free(struct ruleset *rs);
 #define LIT_AT_START 0x01
 #define LIT_AT_END   0x02
 uint8_t hsdb_literal_mode(enum rop op);
+
+/* ASCII lower case, the only folding Hyperscan's caseless matching does. */
+static inline unsigned hsdb_fold(unsigned c)
+{
+	return c - 'A' < 26u ? c + ('a' - 'A') : c;
+}
+
+/*
+ * Hash of an equals literal or of a value looked up among them: its length and three of its
+ * bytes (folded when @caseless). Cheap to compute for every value scanned; comparing the bytes
+ * settles every candidate (cdb.slots).
+ */
+static inline uint32_t hsdb_exact_hash(const char *s, size_t len, bool caseless)
+{
+	uint64_t a = 0, b = 0, c = 0, x;
+
+	if (len) {
+		a = (unsigned char)s[0];
+		b = (unsigned char)s[len / 2];
+		c = (unsigned char)s[len - 1];
+		if (caseless) {
+			a = hsdb_fold((unsigned)a);
+			b = hsdb_fold((unsigned)b);
+			c = hsdb_fold((unsigned)c);
+		}
+	}
+	x = ((uint64_t)len << 25) ^ (a << 16) ^ (b << 8) ^ c ^ ((uint64_t)caseless << 24);
+	x *= 0x9e3779b97f4a7c15ull;
+	return (uint32_t)(x >> 32);
+}
 
 /* verify.c */
 int program_verify(const struct prog_view *p, const struct pool_sizes *pools, char *err,

@@ -129,7 +129,7 @@ int engine_new(const struct ruleset *rs, const struct engine_options *opt, struc
 		e->action_order[i] = i;
 	qsort_r(e->action_order, rs->n_actions, sizeof(*e->action_order), cmp_action, (void *)rs);
 	for (uint32_t i = 0; i < rs->n_dbs; i++) {
-		if (hs_alloc_scratch(rs->dbs[i].db, &e->scratch) != HS_SUCCESS)
+		if (rs->dbs[i].db && hs_alloc_scratch(rs->dbs[i].db, &e->scratch) != HS_SUCCESS)
 			goto out_free;
 	}
 	for (uint32_t i = 0; i < rs->n_lazy; i++) {
@@ -816,26 +816,15 @@ static bool prog_in_bucket(const struct ruleset *rs, const struct cprog *pr, uin
 	return false;
 }
 
-static int on_match(unsigned id, unsigned long long from, unsigned long long to, unsigned flags,
-		    void *ctx)
+/* Pattern @id of the database being scanned matched where its operator wants it. */
+static void pattern_hit(struct engine *e, uint32_t id)
 {
-	struct engine *e = ctx;
 	const struct cdb *d = e->cur_db;
-	(void)from;
-	(void)to;
-	(void)flags;
-	if (NEVER(id >= d->n_ids))
-		return 0;
-	if (d->mode && d->mode[id]) {
-		/* a literal for equals, startswith or endswith: only where it must sit counts */
-		if ((d->mode[id] & LIT_AT_START) && to != d->lit_len[id])
-			return 0;
-		if ((d->mode[id] & LIT_AT_END) && to != e->cur_len)
-			return 0;
-	}
+
 	/* a pattern found again in the same event has nothing new to say */
-	if (NEVER(e->cur_base + id >= e->n_ids) || e->id_gen[e->cur_base + id] == e->gen)
-		return 0;
+	if (NEVER(id >= d->n_ids) || NEVER(e->cur_base + id >= e->n_ids) ||
+	    e->id_gen[e->cur_base + id] == e->gen)
+		return;
 	e->id_gen[e->cur_base + id] = e->gen;
 	for (uint32_t k = d->fan_start[id]; k < d->fan_start[id + 1]; k++) {
 		uint32_t p = d->fan_preds[k];
@@ -863,7 +852,58 @@ static int on_match(unsigned id, unsigned long long from, unsigned long long to,
 			e->cand[e->n_cand++] = prog;
 		}
 	}
+}
+
+static int on_match(unsigned id, unsigned long long from, unsigned long long to, unsigned flags,
+		    void *ctx)
+{
+	struct engine *e = ctx;
+	const struct cdb *d = e->cur_db;
+	(void)from;
+	(void)flags;
+	if (NEVER(id >= d->n_ids))
+		return 0;
+	if (d->mode && d->mode[id]) {
+		/* a literal for startswith or endswith: only where it must sit counts */
+		if ((d->mode[id] & LIT_AT_START) && to != d->lit_len[id])
+			return 0;
+		if ((d->mode[id] & LIT_AT_END) && to != e->cur_len)
+			return 0;
+	}
+	pattern_hit(e, id);
 	return 0;
+}
+
+/* Whether equals literal @x is @s, ignoring ASCII case when @caseless. */
+static bool exact_equal(const struct cexact *x, const char *blob, const char *s, size_t len,
+			bool caseless)
+{
+	const char *t = blob + x->off;
+
+	if (x->len != len)
+		return false;
+	if (!caseless)
+		return memcmp(t, s, len) == 0;
+	for (size_t i = 0; i < len; i++) {
+		if (hsdb_fold((unsigned char)t[i]) != hsdb_fold((unsigned char)s[i]))
+			return false;
+	}
+	return true;
+}
+
+/* Reports every equals literal of the database being scanned, of one case kind, equal to @s. */
+static void exact_find(struct engine *e, const struct cdb *d, const char *s, size_t len,
+		       bool caseless)
+{
+	uint32_t i = hsdb_exact_hash(s, len, caseless) & d->slot_mask;
+
+	/* the table has more slots than entries: every probe ends at an empty one */
+	for (uint32_t k; (k = d->slots[i]) != 0; i = (i + 1) & d->slot_mask) {
+		const struct cexact *x = &d->exact[k - 1];
+		if ((k - 1 >= d->n_exact_cs) == caseless &&
+		    exact_equal(x, e->rs->blob, s, len, caseless))
+			pattern_hit(e, x->id);
+	}
 }
 
 static void scan(struct engine *e, uint32_t db, const char *s, size_t len)
@@ -872,6 +912,12 @@ static void scan(struct engine *e, uint32_t db, const char *s, size_t len)
 	e->cur_db = d;
 	e->cur_base = e->id_base[db];
 	e->cur_len = len;
+	if (d->n_exact_cs)
+		exact_find(e, d, s ? s : "", len, false);
+	if (d->n_exact > d->n_exact_cs)
+		exact_find(e, d, s ? s : "", len, true);
+	if (!d->db)
+		return;
 	e->stats.scans++;
 	/* Hyperscan wants a valid pointer even for an empty string */
 	if (hs_scan(d->db, s ? s : "", (unsigned)len, 0, e->scratch, on_match, e) != HS_SUCCESS)

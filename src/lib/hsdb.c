@@ -1,9 +1,10 @@
 /*
  * Pattern databases: the string predicates of the rules one event.action bucket considers,
- * per field, compiled into one Hyperscan literal database (equals, contains, startswith,
- * endswith and their i-variants) and, when there are any, one regex database, so that an
- * event costs one or two scans per field. A load plans every database first, then compiles
- * them on two threads, each distinct input once. A pattern Hyperscan rejects is a load error.
+ * per field, compiled into one Hyperscan literal database (contains, startswith, endswith and
+ * their i-variants; equals literals are found by a table lookup instead) and, when there are
+ * any, one regex database, so that an event costs one or two scans per field. A load plans
+ * every database first, then compiles them on two threads, each distinct input once. A pattern
+ * Hyperscan rejects is a load error.
  */
 #include <errno.h>
 #include <hs/hs.h>
@@ -13,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "compile_int.h"
@@ -301,6 +304,18 @@ static void cache_release_ruleset(struct ruleset *rs)
 #define HSDB_COMPILE_THREADS 2
 /* Estimated compile cost of a regex against a literal, for the order of the compiles. */
 #define HSDB_REGEX_COST 25u
+/* Memory a compiling thread prepares for its compiles (see heap_prepare), and the size of a
+ * transparent huge page. */
+#define HSDB_HEAP_RESERVE (24u << 20)
+#define HSDB_HUGE_PAGE	  (2u << 20)
+/* Built with AddressSanitizer, whose allocator heap_prepare has nothing to do with. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HSDB_SANITIZER_HEAP 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HSDB_SANITIZER_HEAP 1
+#endif
+#endif
 
 /* Where a literal must sit in the value: checked in the match callback (see engine.c). */
 uint8_t hsdb_literal_mode(enum rop op)
@@ -347,8 +362,10 @@ struct compile_job {
 	uint32_t *blame; /* per pattern id, the first predicate with it: names the rule on error */
 	bool lazy;	 /* the slot is rs->lazy[dst], else rs->dbs[dst] */
 	uint32_t dst;
-	uint64_t cost; /* estimated, for the order of the compiles */
-	bool follower; /* an earlier job of this load has the same key: compiled once */
+	uint64_t cost;	 /* estimated, for the order of the compiles */
+	bool follower;	 /* an earlier job of this load has the same key: compiled once */
+	bool compiled;	 /* run_job ran: neither the cache nor an earlier job had it */
+	uint64_t cpu_ns; /* CPU time of the compile, on the thread that ran it */
 	uint8_t key[CACHE_KEY_BYTES];
 	hs_database_t *db;
 	struct cache_entry *ce; /* the cache entry owning db, or NULL: db is ours */
@@ -475,6 +492,37 @@ static void jobs_free(struct hb *h)
 	free(h->jobs);
 }
 
+/* An equals literal: found by lookup, not by the Hyperscan scan. */
+static bool is_exact(bool literal, const struct entry *e)
+{
+	return literal && e->mode == (LIT_AT_START | LIT_AT_END);
+}
+
+/*
+ * Builds @d's open-addressing table over its lookup entries: at least twice as many slots as
+ * entries, so that every probe sequence ends at an empty slot. Returns 0 or -ENOMEM.
+ */
+static int exact_index(const struct ruleset *rs, struct cdb *d)
+{
+	uint32_t n = 8;
+
+	while (n < 2 * d->n_exact)
+		n *= 2;
+	d->slots = calloc(n, sizeof(*d->slots));
+	if (!d->slots)
+		return -ENOMEM;
+	d->slot_mask = n - 1;
+	for (uint32_t k = 0; k < d->n_exact; k++) {
+		const struct cexact *x = &d->exact[k];
+		uint32_t i =
+		    hsdb_exact_hash(rs->blob + x->off, x->len, k >= d->n_exact_cs) & d->slot_mask;
+		while (d->slots[i])
+			i = (i + 1) & d->slot_mask;
+		d->slots[i] = k + 1;
+	}
+	return 0;
+}
+
 /*
  * Plans the database for @field over sorted predicates @preds, all literal or all regex,
  * reusing an identical one: its slot and bookkeeping now, its compile as a job. Literals go
@@ -504,7 +552,12 @@ static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *
 			return ret;
 	}
 	qsort_r(h->ent, h->n_ent, sizeof(*h->ent), cmp_entry, rs->blob);
-	size_t n_ids = 0, n_fan = 0, cnt = h->n_ent;
+	size_t n_ids = 0, n_fan = 0, n_job = 0, cnt = h->n_ent;
+	for (size_t i = 0; i < cnt; i++) {
+		if ((i == 0 || !same_pattern(h, &h->ent[i - 1], &h->ent[i])) &&
+		    !is_exact(literal, &h->ent[i]))
+			n_job++;
+	}
 	/* the slot first, so that whatever is allocated below is freed with the ruleset */
 	if ((ret = grow_db(rs, &h->cap_dbs)) < 0)
 		return ret;
@@ -518,24 +571,40 @@ static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *
 	if (literal) {
 		d->mode = malloc(cnt ? cnt : 1);
 		d->lit_len = malloc((cnt ? cnt : 1) * sizeof(*d->lit_len));
+		d->exact = malloc((cnt - n_job ? cnt - n_job : 1) * sizeof(*d->exact));
 	}
-	if (!d->fan_start || !d->fan_preds || !d->key || (literal && (!d->mode || !d->lit_len)))
+	if (!d->fan_start || !d->fan_preds || !d->key ||
+	    (literal && (!d->mode || !d->lit_len || !d->exact)))
 		return -ENOMEM;
-	if ((ret = new_job(h, literal ? CK_LITERAL : CK_MULTI_REGEX, cnt ? cnt : 1, false,
-			   rs->n_dbs - 1, &ji)) < 0)
-		return ret;
-	j = &h->jobs[ji];
+	j = NULL;
+	if (n_job) {
+		if ((ret = new_job(h, literal ? CK_LITERAL : CK_MULTI_REGEX, n_job, false,
+				   rs->n_dbs - 1, &ji)) < 0)
+			return ret;
+		j = &h->jobs[ji];
+	}
 	memcpy(d->key, preds, n * sizeof(*d->key));
 	d->n_key = n;
+	n_job = 0;
 	for (size_t i = 0; i < cnt; i++) {
 		const struct entry *e = &h->ent[i];
 		bool same = i && same_pattern(h, &h->ent[i - 1], e);
 		if (!same) {
-			j->exprs[n_ids] = rs->blob + e->off;
-			j->flags[n_ids] = e->flags;
-			j->ids[n_ids] = (unsigned)n_ids;
-			j->lens[n_ids] = e->len;
-			j->blame[n_ids] = e->pred;
+			if (is_exact(literal, e)) {
+				/* entries come sorted by flags: the case-sensitive ones first */
+				struct cexact *x = &d->exact[d->n_exact++];
+				x->off = (uint32_t)e->off;
+				x->len = e->len;
+				x->id = (uint32_t)n_ids;
+				d->n_exact_cs += !(e->flags & HS_FLAG_CASELESS);
+			} else if (!NEVER(!j)) {
+				j->exprs[n_job] = rs->blob + e->off;
+				j->flags[n_job] = e->flags;
+				j->ids[n_job] = (unsigned)n_ids;
+				j->lens[n_job] = e->len;
+				j->blame[n_job] = e->pred;
+				n_job++;
+			}
 			if (literal) {
 				d->mode[n_ids] = e->mode;
 				d->lit_len[n_ids] = e->len;
@@ -549,8 +618,16 @@ static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *
 	d->fan_start[n_ids] = (uint32_t)n_fan;
 	d->n_ids = (uint32_t)n_ids;
 	d->n_fan = (uint32_t)n_fan;
-	j->n = (unsigned)n_ids;
-	j->cost = literal ? n_ids : (uint64_t)n_ids * HSDB_REGEX_COST;
+	if (d->n_exact && (ret = exact_index(rs, d)) < 0)
+		return ret;
+	d->bytes = (d->n_ids + 1 + d->n_fan + d->n_key) * sizeof(uint32_t) +
+		   (d->mode ? d->n_ids * (1 + sizeof(uint32_t)) : 0) +
+		   d->n_exact * sizeof(*d->exact) +
+		   (d->slots ? (d->slot_mask + 1) * sizeof(uint32_t) : 0);
+	if (j) {
+		j->n = (unsigned)n_job;
+		j->cost = literal ? n_job : (uint64_t)n_job * HSDB_REGEX_COST;
+	}
 	rs->n_patterns += n_ids;
 	*index = rs->n_dbs - 1;
 	return 0;
@@ -745,8 +822,19 @@ out_free:
 
 /* --- compiling the planned databases --- */
 
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void run_job(struct compile_job *j)
 {
+	uint64_t t0 = thread_cpu_ns();
+
 	switch (j->kind) {
 	case CK_LITERAL:
 		j->rc = hs_compile_lit_multi(j->exprs, j->flags, j->ids, j->lens, j->n,
@@ -760,6 +848,8 @@ static void run_job(struct compile_job *j)
 		j->rc = hs_compile(j->exprs[0], j->flags[0], HS_MODE_BLOCK, NULL, &j->db, &j->cerr);
 		break;
 	}
+	j->compiled = true;
+	j->cpu_ns = thread_cpu_ns() - t0;
 }
 
 /* The jobs to compile, most expensive first, shared by the compiling threads. */
@@ -770,10 +860,42 @@ struct compile_queue {
 	atomic_uint next;
 };
 
+/*
+ * Asks for transparent huge pages under the memory this thread's compiles are about to use.
+ * Hyperscan's compiler allocates and frees tens of MB per thread for a large load; in 4 KiB
+ * pages that is thousands of page faults (costly in a virtual machine), and after the agent's
+ * test-load fork, which write-protects the whole heap, thousands more on the next compile. In
+ * 2 MiB pages it is a few dozen. The block is taken from this thread's allocator arena and
+ * given back to it, so the advice stays on memory the arena hands out again. Where the
+ * allocator serves a block this large with mmap (glibc's default threshold is lower; the agent
+ * raises it, updater.c), the advice goes with the block and nothing changes. Best effort: the
+ * kernel may have no huge pages to give.
+ */
+static void heap_prepare(void)
+{
+#ifdef HSDB_SANITIZER_HEAP
+	/* the sanitizer's allocator: nothing to advise, and a block this large costs it */
+	return;
+#else
+	char *p = malloc(HSDB_HEAP_RESERVE);
+	uintptr_t from, to;
+
+	if (!p)
+		return;
+	from = ((uintptr_t)p + HSDB_HUGE_PAGE - 1) & ~(uintptr_t)(HSDB_HUGE_PAGE - 1);
+	to = ((uintptr_t)p + HSDB_HEAP_RESERVE) & ~(uintptr_t)(HSDB_HUGE_PAGE - 1);
+	if (to > from)
+		(void)madvise((void *)from, to - from, MADV_HUGEPAGE);
+	free(p);
+#endif
+}
+
 static void *compile_worker(void *arg)
 {
 	struct compile_queue *q = arg;
 
+	if (q->n)
+		heap_prepare();
 	for (unsigned i; (i = atomic_fetch_add(&q->next, 1)) < q->n;)
 		run_job(&q->jobs[q->order[i]]);
 	return NULL;
@@ -867,6 +989,34 @@ static int reject(struct hb *h, uint32_t pred, const char *pattern, const char *
 	    rop_name((enum rop)cp->op, cp->flags & PF_CASELESS), pattern, why, r->info.id);
 }
 
+static void record(struct ruleset *rs, uint16_t field, enum ruleset_db_kind kind, size_t patterns,
+		   bool compiled, uint64_t cpu_ns, size_t bytes)
+{
+	struct ruleset_db_info *x;
+
+	if (NEVER(!rs->db_info))
+		return;
+	x = &rs->db_info[rs->n_db_info++];
+	x->field = registry_field(field)->name;
+	x->kind = kind;
+	x->patterns = patterns;
+	x->compiled = compiled;
+	x->cpu_ms = (double)cpu_ns / 1e6;
+	x->bytes = bytes;
+}
+
+/* Adds installed job @j, whose database is of @size bytes, to the ruleset's db_info. */
+static void record_job(struct hb *h, const struct compile_job *j, size_t size)
+{
+	const struct ruleset *rs = h->rs;
+	uint16_t field = j->lazy ? rs->preds[j->blame[0]].field : rs->dbs[j->dst].field;
+	enum ruleset_db_kind kind = j->kind == CK_LITERAL	? RDB_LITERAL
+				    : j->kind == CK_MULTI_REGEX ? RDB_REGEX
+								: RDB_REGEX_ON_DEMAND;
+
+	record(h->rs, field, kind, j->n, j->compiled, j->cpu_ns, size);
+}
+
 /*
  * Puts job @j's database in its slot, added to cache @c when compiled (a follower takes the
  * database of the job it follows from there, or compiles its own when that one did not fit).
@@ -899,9 +1049,9 @@ static void install(struct hb *h, struct rules_cache *c, struct compile_job *j)
 		struct cdb *d = &rs->dbs[j->dst];
 		d->db = j->db;
 		d->cached = j->ce;
-		d->bytes = size + (d->n_ids + 1 + d->n_fan + d->n_key) * sizeof(uint32_t) +
-			   (d->mode ? d->n_ids * (1 + sizeof(uint32_t)) : 0);
+		d->bytes += size;
 	}
+	record_job(h, j, size);
 	j->db = NULL;
 	j->ce = NULL;
 }
@@ -936,6 +1086,9 @@ int hsdb_build(struct ruleset *rs, struct rules_cache *cache, char *err, size_t 
 		ret = build_bucket(&h, b, fp, scratch);
 	if (ret == 0)
 		ret = build_lazy(&h);
+	if (ret == 0 &&
+	    !(rs->db_info = calloc((size_t)h.n_jobs + rs->n_dbs + 1, sizeof(*rs->db_info))))
+		ret = -ENOMEM;
 	if (ret == 0)
 		ret = compile_jobs(&h, cache);
 	if (ret < 0)
@@ -953,6 +1106,13 @@ int hsdb_build(struct ruleset *rs, struct rules_cache *cache, char *err, size_t 
 		ret = reject(&h, j->blame[k], j->exprs[k],
 			     j->cerr && j->cerr->message ? j->cerr->message : "compile failed");
 	}
+	for (uint32_t i = 0; i < rs->n_dbs; i++) {
+		const struct cdb *d = &rs->dbs[i];
+		if (d->n_exact)
+			record(rs, d->field, RDB_LOOKUP, d->n_exact, false, 0,
+			       d->n_exact * sizeof(*d->exact) +
+				   (d->slot_mask + 1) * sizeof(*d->slots));
+	}
 out_free:
 	/* a cache of the load's own goes with the ruleset */
 	rules_cache_free(own);
@@ -968,8 +1128,10 @@ void hsdb_free(struct ruleset *rs)
 	if (rs->cache)
 		cache_release_ruleset(rs);
 	for (uint32_t i = 0; i < rs->n_dbs; i++) {
-		if (!rs->dbs[i].cached)
+		if (!rs->dbs[i].cached && rs->dbs[i].db)
 			hs_free_database(rs->dbs[i].db);
+		free(rs->dbs[i].exact);
+		free(rs->dbs[i].slots);
 		free(rs->dbs[i].fan_start);
 		free(rs->dbs[i].fan_preds);
 		free(rs->dbs[i].key);
@@ -995,4 +1157,20 @@ void hsdb_free(struct ruleset *rs)
 	free(rs->buckets);
 	rs->buckets = NULL;
 	rs->n_buckets = 0;
+	free(rs->db_info);
+	rs->db_info = NULL;
+	rs->n_db_info = 0;
+}
+
+size_t ruleset_db_count(const struct ruleset *rs)
+{
+	return rs ? rs->n_db_info : 0;
+}
+
+int ruleset_db_get(const struct ruleset *rs, size_t i, struct ruleset_db_info *out)
+{
+	if (!rs || i >= rs->n_db_info)
+		return -ERANGE;
+	*out = rs->db_info[i];
+	return 0;
 }

@@ -172,13 +172,36 @@ struct ruleset_stats {
 	size_t programs; /* one per rule, one per sequence step */
 	size_t predicates;
 	size_t patterns;     /* string values compiled into pattern databases */
-	size_t databases;    /* Hyperscan databases (one per event.action bucket and field) */
+	size_t databases;    /* pattern databases (one per event.action bucket and field) */
 	size_t buckets;	     /* event.action buckets, the catch-all bucket included */
 	size_t tests;	     /* test items (match and nomatch) */
 	size_t memory_bytes; /* compiled programs, pools and databases */
 };
 
 void ruleset_get_stats(const struct ruleset *rs, struct ruleset_stats *out);
+
+/* How the strings of one field are matched: what a load built and what it cost. */
+enum ruleset_db_kind {
+	RDB_LITERAL,	     /* Hyperscan literal database (contains, startswith, endswith) */
+	RDB_REGEX,	     /* Hyperscan regex database, scanned for every event */
+	RDB_REGEX_ON_DEMAND, /* one regex, run when its rule is evaluated */
+	RDB_LOOKUP,	     /* equals literals, found by a table lookup: nothing compiled */
+};
+
+struct ruleset_db_info {
+	const char *field; /* registry name */
+	enum ruleset_db_kind kind;
+	size_t patterns;
+	bool compiled; /* false: taken from the cache or from an identical database of the load */
+	double cpu_ms; /* CPU time of the compile on the thread that ran it; 0 when not compiled */
+	size_t bytes;  /* the Hyperscan database, or the lookup table */
+};
+
+/* Number of pattern databases and lookup tables of @rs, Hyperscan compiles first. */
+size_t ruleset_db_count(const struct ruleset *rs);
+
+/* Fills @out for database @i (< ruleset_db_count) and returns 0, or returns -ERANGE. */
+int ruleset_db_get(const struct ruleset *rs, size_t i, struct ruleset_db_info *out);
 
 /* Line-oriented checks used by the loader, exposed for the tests and the Sigma converter. */
 bool rules_utf8_valid(const char *s, size_t len);

@@ -267,6 +267,20 @@ int ruleset_verify(const struct ruleset *rs, char *err, size_t errlen)
 				return fail_rule(rs, UINT32_MAX, err, errlen,
 						 "bad literal position");
 		}
+		if (d->n_exact_cs > d->n_exact ||
+		    (d->n_exact && (!d->mode || !d->slots || d->slot_mask < d->n_exact ||
+				    (d->slot_mask & (d->slot_mask + 1)) != 0)))
+			return fail_rule(rs, UINT32_MAX, err, errlen, "bad lookup table");
+		for (uint32_t k = 0; d->n_exact && k <= d->slot_mask; k++) {
+			if (d->slots[k] > d->n_exact)
+				return fail_rule(rs, UINT32_MAX, err, errlen, "bad lookup table");
+		}
+		for (uint32_t k = 0; k < d->n_exact; k++) {
+			const struct cexact *x = &d->exact[k];
+			if (x->id >= d->n_ids || d->mode[x->id] != (LIT_AT_START | LIT_AT_END) ||
+			    x->off > rs->blob_len || x->len > rs->blob_len - x->off)
+				return fail_rule(rs, UINT32_MAX, err, errlen, "bad lookup table");
+		}
 		for (uint32_t k = 0; k < d->n_fan; k++) {
 			uint32_t p = d->fan_preds[k];
 			if (p >= rs->n_preds || rs->preds[p].kind != PK_SCAN ||

@@ -56,6 +56,33 @@ def test_lint_compiles_and_passes_every_rule_test():
     assert failed == 0 and passed >= 2 * rules, out
 
 
+def test_lint_stats_lists_every_database(tmp_path):
+    """--stats prints one line per pattern database of the load and a total per kind; equals
+    literals are found by lookup, with nothing compiled."""
+    (tmp_path / "r.yml").write_text(
+        "rules:\n"
+        "  - {id: eq, name: n, condition: {process.name: {in: [bash, sh]}}}\n"
+        "  - {id: lit, name: n, condition: {process.command_line: {contains: [curl, wget]}}}\n"
+        "  - {id: re, name: n, condition: {process.executable: {regex: '^/tmp/.+'}}}\n"
+        "  - {id: lazy, name: n, condition: {all: [process.name: {contains: py},\n"
+        "        process.command_line: {regex: 'pty\\.spawn'}]}}\n")
+    res = run_vigil("content", "lint", tmp_path / "r.yml", "--stats")
+    assert res.returncode == 0, res.stderr
+    rows = [line.split() for line in res.stdout.splitlines()
+            if line.split() and line.split()[0] in ("literal", "regex", "regex-on-demand",
+                                                    "lookup")]
+    kinds = collections.Counter((r[0], r[1]) for r in rows)
+    assert kinds == {("lookup", "process.name"): 1, ("literal", "process.command_line"): 1,
+                     ("regex", "process.executable"): 1, ("literal", "process.name"): 1,
+                     ("regex-on-demand", "process.command_line"): 1}, res.stdout
+    patterns = {(r[0], r[1]): int(r[2]) for r in rows}
+    assert patterns[("lookup", "process.name")] == 2
+    assert patterns[("literal", "process.command_line")] == 2
+    totals = dict(re.findall(r"^total (\S+): (\d+) databases", res.stdout, re.M))
+    assert totals == {"literal": "2", "regex": "1", "regex-on-demand": "1", "lookup": "1"}
+    assert run_vigil("content", "lint", tmp_path / "r.yml", "--bogus").returncode == 2
+
+
 def test_rules_are_documented_and_tested():
     """Each rule names its ATT&CK technique, has an honest level, a description that states
     its residual false positives, and at least one match and one no-match test."""

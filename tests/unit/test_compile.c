@@ -366,6 +366,20 @@ static unsigned expect_same_alerts(const struct ruleset *a, const struct ruleset
 	return events;
 }
 
+/* The Hyperscan databases of @rs: equals literals alone are found by lookup, without one. */
+static uint64_t hs_databases(const struct ruleset *rs)
+{
+	uint64_t n = rs->n_lazy;
+
+	for (uint32_t i = 0; i < rs->n_dbs; i++) {
+		const struct cdb *d = &rs->dbs[i];
+		assert_true(d->n_exact <= d->n_ids);
+		assert_true((d->db == NULL) == (d->n_exact == d->n_ids));
+		n += d->db != NULL;
+	}
+	return n;
+}
+
 /* Everything but the database pointers is the same in @a and @b. */
 static void expect_same_ruleset(const struct ruleset *a, const struct ruleset *b)
 {
@@ -437,17 +451,22 @@ static void cache_gives_same_alerts(void **state)
 	cold = load_cached(&src, 1, cache);
 	rules_cache_get_stats(cache, &cs);
 	assert_int_equal(cs.hits, 0);
-	assert_int_equal(cs.misses, plain->n_dbs + plain->n_lazy);
-	assert_int_equal(cs.entries, plain->n_dbs + plain->n_lazy);
+	assert_int_equal(cs.misses, hs_databases(plain));
+	assert_int_equal(cs.entries, hs_databases(plain));
 	assert_int_equal(plain->n_lazy, 1);
+	/* rule eq's process.executable is matched by lookup alone */
+	assert_true(hs_databases(plain) < plain->n_dbs + plain->n_lazy);
 	warm = load_cached(&src, 1, cache);
 	rules_cache_get_stats(cache, &cs);
-	assert_int_equal(cs.hits, plain->n_dbs + plain->n_lazy);
-	assert_int_equal(cs.entries, plain->n_dbs + plain->n_lazy);
+	assert_int_equal(cs.hits, hs_databases(plain));
+	assert_int_equal(cs.entries, hs_databases(plain));
 	/* the warm ruleset shares the cold one's databases; the plain one has its own */
 	for (uint32_t i = 0; i < warm->n_dbs; i++) {
 		assert_ptr_equal(warm->dbs[i].db, cold->dbs[i].db);
-		assert_ptr_not_equal(plain->dbs[i].db, cold->dbs[i].db);
+		if (cold->dbs[i].db)
+			assert_ptr_not_equal(plain->dbs[i].db, cold->dbs[i].db);
+		else
+			assert_null(plain->dbs[i].db);
 	}
 	assert_ptr_equal(warm->lazy[0], cold->lazy[0]);
 	expect_same_ruleset(plain, cold);
@@ -579,7 +598,7 @@ static void cache_misses_changed_patterns(void **state)
 
 	assert_int_equal(rules_cache_new(0, 0, &cache), 0);
 	base = reload(cache_rules, cache, &hits, &misses);
-	all = base->n_dbs + base->n_lazy;
+	all = hs_databases(base);
 	assert_int_equal(misses, all);
 	for (size_t i = 0; i < sizeof(edits) / sizeof(*edits); i++) {
 		const char *yaml = edited(edits[i].from, edits[i].to);
@@ -692,9 +711,9 @@ static void cache_content_directory(void **state)
 	/* a database several buckets need is compiled once, even cold; so is a regex run on
 	 * demand by several rules (they share one database) */
 	rules_cache_get_stats(cache, &cs);
-	assert_int_equal(cs.hits + cs.misses, 2 * (plain->n_dbs + plain->n_lazy));
+	assert_int_equal(cs.hits + cs.misses, 2 * hs_databases(plain));
 	assert_int_equal(cs.misses, cs.entries);
-	assert_true(cs.misses < plain->n_dbs + plain->n_lazy);
+	assert_true(cs.misses < hs_databases(plain));
 	expect_same_ruleset(plain, cold);
 	expect_same_ruleset(plain, warm);
 	assert_true(expect_same_alerts(plain, warm, NULL, 0) > 100);
@@ -712,6 +731,80 @@ static void cache_content_directory(void **state)
 	}
 }
 
+/*
+ * Equals literals are found by a lookup rather than by the Hyperscan scan: exactly the values
+ * Hyperscan's literal matching found (whole value; caseless folds ASCII letters only; two
+ * caseless literals equal but for case are two patterns), beside a startswith literal of the
+ * same field, and on every item of a list field.
+ */
+static void equals_found_by_lookup(void **state)
+{
+	struct ruleset *rs =
+	    load("rules:\n"
+		 "  - {id: cs, name: n, condition: {process.name: Bash}}\n"
+		 "  - {id: ci, name: n, condition: {process.name: {iequals: BASH}}}\n"
+		 "  - {id: ci2, name: n, condition: {process.name: {iequals: bash}}}\n"
+		 "  - {id: start, name: n, condition: {process.name: {startswith: Bas}}}\n"
+		 "  - {id: uni, name: n, condition: {process.name: {iequals: \"\\xe9t\\xe9\"}}}\n"
+		 "  - {id: list, name: n, condition: {process.args: {iequals: [-C, --Exec]}}}\n");
+	/* the process object of an exec event, and the rules it raises */
+	static const struct {
+		const char *process, *ids;
+	} cases[] = {
+	    {"\"name\":\"Bash\"", "cs,ci,ci2,start,"},
+	    {"\"name\":\"bash\"", "ci,ci2,"},
+	    {"\"name\":\"bAsH\"", "ci,ci2,"},
+	    {"\"name\":\"Bas\"", "start,"},
+	    {"\"name\":\"BASHx\"", ""},
+	    {"\"name\":\"Bash \"", "start,"},
+	    {"\"name\":\"bas\"", ""},
+	    {"\"name\":\"\"", ""},
+	    {"\"name\":\"\xc3\xa9t\xc3\xa9\"", "uni,"},
+	    {"\"name\":\"\xc3\x89T\xc3\x89\"", ""},
+	    {"\"name\":\"\xc3\xa9T\xc3\xa9\"", "uni,"},
+	    {"\"args\":[\"x\",\"--exec\"]", "list,"},
+	    {"\"args\":[\"-c\",\"-C\"]", "list,"},
+	    {"\"args\":[\"--exe\",\"-Cx\"]", ""},
+	};
+	char json[256];
+	struct alerts x;
+	uint32_t lookups = 0, lookup_only = 0;
+
+	for (uint32_t i = 0; i < rs->n_dbs; i++) {
+		const struct cdb *d = &rs->dbs[i];
+		lookups += d->n_exact;
+		lookup_only += d->db == NULL;
+		/* Bash is the one case-sensitive literal */
+		if (d->field == F_PROCESS_NAME)
+			assert_int_equal(d->n_exact_cs, 1);
+	}
+	/* process.name: 1 case-sensitive + 3 caseless; process.args: 2 caseless, no database */
+	assert_int_equal(lookups, 6);
+	assert_int_equal(lookup_only, 1);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		int k = snprintf(json, sizeof(json),
+				 "{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},"
+				 "\"process\":{%s}}",
+				 cases[i].process);
+		assert_true(k > 0 && (size_t)k < sizeof(json));
+		eval_one(rs, json, (size_t)k, 0, &x);
+		if (strcmp(x.ids, cases[i].ids) != 0)
+			fail_msg("%s: got '%s', want '%s'", json, x.ids, cases[i].ids);
+	}
+	/* what the load built, as vigil content lint --stats prints it */
+	size_t n = ruleset_db_count(rs), kinds[RDB_LOOKUP + 1] = {0};
+	struct ruleset_db_info info;
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(ruleset_db_get(rs, i, &info), 0);
+		kinds[info.kind] += info.patterns;
+		assert_true(info.compiled || info.kind == RDB_LOOKUP);
+	}
+	assert_int_equal(ruleset_db_get(rs, n, &info), -ERANGE);
+	assert_int_equal(kinds[RDB_LOOKUP], 6);
+	assert_int_equal(kinds[RDB_LITERAL], 1);
+	ruleset_free(rs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -726,6 +819,7 @@ int main(void)
 	    cmocka_unit_test(compiled_shape),
 	    cmocka_unit_test(shared_databases),
 	    cmocka_unit_test(literal_positions),
+	    cmocka_unit_test(equals_found_by_lookup),
 	    cmocka_unit_test(cache_gives_same_alerts),
 	    cmocka_unit_test(cache_misses_changed_patterns),
 	    cmocka_unit_test(cache_is_bounded),
