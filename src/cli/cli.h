@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "lib/buf.h"
 #include "lib/bundle.h"
@@ -52,6 +53,10 @@ int bundle_sign_write(const char *cmd, const struct bundle_sign_opts *o,
  * -1 with the reason printed on one line. */
 int bundle_verify_file(const char *cmd, const char *path, const char *root_path,
 		       enum bundle_kind kind, struct buf *data, struct bundle **out);
+/* Parses "PATH [--root FILE]" into @path and @root (left as they are when absent): 0 to go
+ * on, 1 after --help (printed by @usage), 2 on a usage error (printed). */
+int cli_path_root_args(const char *cmd, int argc, char **argv, void (*usage)(FILE *),
+		       const char **path, const char **root);
 /* A decimal number in 0..@max. */
 int cli_parse_u64(const char *s, uint64_t max, uint64_t *out);
 /* vigil agents, groups, releases, rollouts, alerts, tokens, audit (cmd_admin.c) */

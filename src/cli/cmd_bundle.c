@@ -538,6 +538,32 @@ static int compile_payload(const struct bundle *b, char *err, size_t errlen)
 	return ret;
 }
 
+int cli_path_root_args(const char *cmd, int argc, char **argv, void (*usage)(FILE *),
+		       const char **path, const char **root)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 1;
+		} else if (strcmp(argv[i], "--root") == 0) {
+			if (++i >= argc) {
+				fprintf(stderr, "%s: --root needs a file\n", cmd);
+				return 2;
+			}
+			*root = argv[i];
+		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+			fprintf(stderr, "%s: unknown option '%s' (try --help)\n", cmd, argv[i]);
+			return 2;
+		} else if (!*path) {
+			*path = argv[i];
+		} else {
+			fprintf(stderr, "%s: unexpected argument '%s'\n", cmd, argv[i]);
+			return 2;
+		}
+	}
+	return 0;
+}
+
 int bundle_verify_file(const char *cmd, const char *path, const char *root_path,
 		       enum bundle_kind kind, struct buf *data, struct bundle **out)
 {

@@ -374,26 +374,9 @@ static int root_verify(int argc, char **argv)
 	char err[512];
 	int ret, status = 1;
 
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			root_usage(stdout);
-			return 0;
-		} else if (strcmp(argv[i], "--root") == 0) {
-			if (++i >= argc) {
-				fprintf(stderr, "%s: --root needs a file\n", cmd);
-				return 2;
-			}
-			current_path = argv[i];
-		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-			fprintf(stderr, "%s: unknown option '%s' (try --help)\n", cmd, argv[i]);
-			return 2;
-		} else if (!path) {
-			path = argv[i];
-		} else {
-			fprintf(stderr, "%s: unexpected argument '%s'\n", cmd, argv[i]);
-			return 2;
-		}
-	}
+	ret = cli_path_root_args(cmd, argc, argv, root_usage, &path, &current_path);
+	if (ret)
+		return ret == 1 ? 0 : ret;
 	if (!path) {
 		fprintf(stderr, "%s: usage: vigil root verify ROOT [--root CURRENT]\n", cmd);
 		return 2;

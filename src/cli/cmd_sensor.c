@@ -97,6 +97,13 @@ out:
 	return status;
 }
 
+static void verify_usage(FILE *out)
+{
+	fprintf(out, "usage: vigil sensor verify FILE --root ROOT\n\n"
+		     "Checks sensor build FILE as an agent would before staging it and\n"
+		     "prints its signed manifest, or exits 1 with the reason.\n");
+}
+
 static int sensor_verify(int argc, char **argv)
 {
 	static const char cmd[] = "vigil sensor verify";
@@ -108,28 +115,9 @@ static int sensor_verify(int argc, char **argv)
 	char err[1024];
 	int status = 1;
 
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			printf("usage: vigil sensor verify FILE --root ROOT\n\n"
-			       "Checks sensor build FILE as an agent would before staging it and\n"
-			       "prints its signed manifest, or exits 1 with the reason.\n");
-			return 0;
-		} else if (strcmp(argv[i], "--root") == 0) {
-			if (++i >= argc) {
-				fprintf(stderr, "%s: --root needs a file\n", cmd);
-				return 2;
-			}
-			root_path = argv[i];
-		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-			fprintf(stderr, "%s: unknown option '%s' (try --help)\n", cmd, argv[i]);
-			return 2;
-		} else if (!path) {
-			path = argv[i];
-		} else {
-			fprintf(stderr, "%s: unexpected argument '%s'\n", cmd, argv[i]);
-			return 2;
-		}
-	}
+	int ret = cli_path_root_args(cmd, argc, argv, verify_usage, &path, &root_path);
+	if (ret)
+		return ret == 1 ? 0 : ret;
 	if (!path || !root_path) {
 		fprintf(stderr, "%s: usage: vigil sensor verify FILE --root ROOT\n", cmd);
 		return 2;

@@ -204,12 +204,28 @@ def build_bundle(keys, version, out, name):
     return path
 
 
-def upload(srv, path):
-    st, body, _ = srv.request("POST", "/api/v1/admin/releases", path.read_bytes(),
+def upload(srv, path, kind="content"):
+    st, body, _ = srv.request("POST", f"/api/v1/admin/releases?kind={kind}", path.read_bytes(),
                               token=srv.admin,
                               headers={"Content-Type": "application/octet-stream"})
     assert st == 201, body
+    assert body["kind"] == kind, body
     return body
+
+
+def restart_server(s, tmp_path, keys, while_down=None):
+    """
+    Stops server @s, runs @while_down, and starts the server again on its store and address
+    with the same tokens; returns the new one.
+    """
+    assert s.stop() == 0
+    if while_down:
+        while_down()
+    s2 = Server(tmp_path / "data", root=keys / "root.json",
+                extra=["--heartbeat-seconds", str(HEARTBEAT),
+                       "--listen", f"127.0.0.1:{s.port}"]).start()
+    s2.admin, s2.enroll = s.admin, s.enroll
+    return s2
 
 
 def agent_versions(srv):
@@ -288,14 +304,12 @@ def test_good_release_reaches_all_and_bad_release_halts_at_its_first_step(tmp_pa
         wait_for(lambda: s.admin_call("GET", f"rollouts/{r1['id']}")["step"] >= 1,
                  "the first promotion", timeout=120)
         before = s.admin_call("GET", f"rollouts/{r1['id']}")
-        assert s.stop() == 0
-        real["canary-replay"].send([replay_marker(1)])
-        time.sleep(1)
-        s2 = Server(tmp_path / "data", root=keys / "root.json",
-                    extra=["--heartbeat-seconds", str(HEARTBEAT),
-                           "--listen", f"127.0.0.1:{s.port}"]).start()
-        s2.admin, s2.enroll = s.admin, s.enroll
-        s = s2
+
+        def while_down():
+            real["canary-replay"].send([replay_marker(1)])
+            time.sleep(1)
+
+        s = restart_server(s, tmp_path, keys, while_down)
         after = s.admin_call("GET", f"rollouts/{r1['id']}")
         assert after["created"] == before["created"] and after["step"] >= before["step"]
         if after["step"] == before["step"]:

@@ -22,7 +22,7 @@ import time
 import pytest
 
 from conftest import AGENT, BUILD, VIGIL, need_bpf, need_root, new_marker
-from test_fleet import HEARTBEAT, HOOKS_AGENT, plan, start_fleet
+from test_fleet import HEARTBEAT, HOOKS_AGENT, plan, restart_server, start_fleet, upload
 from test_server import Server, keys, run, wait_for  # noqa: F401 (keys: a fixture)
 
 # one bad agent halts; silence after 4 missed heartbeats; CPU off (an exec into a new build
@@ -50,15 +50,6 @@ def sensor_bundle(keys, tmp_path, build):
               "-o", out)
     assert res.returncode == 0, res.stderr
     return out
-
-
-def upload_sensor(srv, path):
-    st, body, _ = srv.request("POST", "/api/v1/admin/releases?kind=sensor", path.read_bytes(),
-                              token=srv.admin,
-                              headers={"Content-Type": "application/octet-stream"})
-    assert st == 201, body
-    assert body["kind"] == "sensor", body
-    return body
 
 
 def sensor_builds(srv):
@@ -114,7 +105,7 @@ def test_sensor_release_refusals(tmp_path, keys):
                                 good.read_bytes(), token=s.admin,
                                 headers={"Content-Type": "application/octet-stream"})
         assert st == 400 and "is a sensor release, not content" in body["error"], body
-        rel = upload_sensor(s, good)
+        rel = upload(s, good, "sensor")
         assert rel["version"] == 2
         # sensor releases roll out: a plan reaching everyone at once is refused as for content
         st, body, _ = s.request("POST", "/api/v1/admin/rollouts",
@@ -148,7 +139,7 @@ def test_sensor_build_rolls_out_and_a_crashing_build_reverts_itself(tmp_path, ke
         installed = {n: exe_of(a) for n, a in real.items()}
 
         # --- a good build goes through every step and every agent switches to it ---
-        good = upload_sensor(s, good_bundle)
+        good = upload(s, good_bundle, "sensor")
         r1 = s.admin_call("POST", "rollouts", {"release": good["hash"], "plan": plan(3),
                                                 "gates": GATES}, expect=201)
         assert r1["kind"] == "sensor" and r1["previous"] == 0, r1
@@ -156,12 +147,7 @@ def test_sensor_build_rolls_out_and_a_crashing_build_reverts_itself(tmp_path, ke
         wait_for(lambda: s.admin_call("GET", f"rollouts/{r1['id']}")["step"] >= 1,
                  "the first promotion", timeout=120)
         before = s.admin_call("GET", f"rollouts/{r1['id']}")
-        assert s.stop() == 0
-        s2 = Server(tmp_path / "data", root=keys / "root.json",
-                    extra=["--heartbeat-seconds", str(HEARTBEAT),
-                           "--listen", f"127.0.0.1:{s.port}"]).start()
-        s2.admin, s2.enroll = s.admin, s.enroll
-        s = s2
+        s = restart_server(s, tmp_path, keys)
         after = s.admin_call("GET", f"rollouts/{r1['id']}")
         assert after["kind"] == "sensor" and after["created"] == before["created"]
         assert after["step"] >= before["step"], (before, after)
@@ -186,7 +172,7 @@ def test_sensor_build_rolls_out_and_a_crashing_build_reverts_itself(tmp_path, ke
         assert s.admin_call("GET", "rollouts")["rollouts"][-1]["kind"] == "sensor"
 
         # --- a crashing build halts at its first step and is reverted by the agent ---
-        bad = upload_sensor(s, bad_bundle)
+        bad = upload(s, bad_bundle, "sensor")
         r2 = s.admin_call("POST", "rollouts", {"release": bad["hash"], "plan": plan(3600),
                                                 "gates": GATES}, expect=201)
         assert r2["previous"] == 2, r2
