@@ -277,6 +277,23 @@ def start_fleet(s, tmp_path, real, specs):
     return {n: a.stderr().split("uplink: enrolled as ")[1].split()[0] for n, a in real.items()}
 
 
+def wait_halted_by_a_gate(s, rollout_id, what, timeout):
+    """
+    Waits until rollout @rollout_id halts and checks that it halted at its first step, by a
+    failing gate (restarts, crash-loop reverts or silence), not by a person. Returns the
+    rollout's decisions.
+    """
+    wait_for(lambda: s.admin_call("GET", f"rollouts/{rollout_id}")["state"] == "halted",
+             what, timeout=timeout)
+    shown = s.admin_call("GET", f"rollouts/{rollout_id}")
+    assert shown["step"] == 0, shown
+    decisions = s.admin_call("GET", f"decisions?rollout={rollout_id}")["decisions"]
+    halt = [d for d in decisions if d["kind"] == "halt"][0]
+    assert halt["detail"]["manual"] is False
+    assert halt["detail"]["failed_gate"] in ("reverts", "silence", "restarts"), halt
+    return decisions
+
+
 def test_good_release_reaches_all_and_bad_release_halts_at_its_first_step(tmp_path, keys):
     need_bpf()
     need_root()
@@ -328,6 +345,10 @@ def test_good_release_reaches_all_and_bad_release_halts_at_its_first_step(tmp_pa
                  "every agent to run the good release", timeout=60)
         for a in real.values():
             assert a.crashes == [], f"{a.name}: {a.crashes} {a.stderr()}"
+            # an agent of the last step may still be in its health window (1 s) when the
+            # rollout completes: it becomes last-known-good once the window has passed
+            wait_for(lambda: a.status()["last_known_good"] == 1,
+                     f"{a.name} to take the release as last-known-good", timeout=30)
             st = a.status()
             assert st["active"] == 1 and st["last_known_good"] == 1, (a.name, st)
         assert all(x.offered == {1} and not x.errors for x in sims)
@@ -337,14 +358,7 @@ def test_good_release_reaches_all_and_bad_release_halts_at_its_first_step(tmp_pa
         r2 = s.admin_call("POST", "rollouts", {"release": bad["hash"], "plan": plan(3600),
                                                 "gates": GATES}, expect=201)
         assert r2["previous"] == 1
-        wait_for(lambda: s.admin_call("GET", f"rollouts/{r2['id']}")["state"] == "halted",
-                 "the bad release to halt", timeout=120)
-        shown = s.admin_call("GET", f"rollouts/{r2['id']}")
-        assert shown["step"] == 0, shown
-        decisions = s.admin_call("GET", f"decisions?rollout={r2['id']}")["decisions"]
-        halt = [d for d in decisions if d["kind"] == "halt"][0]
-        assert halt["detail"]["manual"] is False
-        assert halt["detail"]["failed_gate"] in ("reverts", "silence", "restarts"), halt
+        decisions = wait_halted_by_a_gate(s, r2["id"], "the bad release to halt", 120)
         assert any(d["kind"] == "pull" and "return to 1" in d["detail"]["reason"]
                    for d in decisions), decisions
 

@@ -22,7 +22,8 @@ import time
 import pytest
 
 from conftest import AGENT, BUILD, VIGIL, need_bpf, need_root, new_marker
-from test_fleet import HEARTBEAT, HOOKS_AGENT, plan, restart_server, start_fleet, upload
+from test_fleet import (HEARTBEAT, HOOKS_AGENT, plan, restart_server, start_fleet, upload,
+                        wait_halted_by_a_gate)
 from test_server import Server, keys, run, wait_for  # noqa: F401 (keys: a fixture)
 
 # one bad agent halts; silence after 4 missed heartbeats; CPU off (an exec into a new build
@@ -176,14 +177,7 @@ def test_sensor_build_rolls_out_and_a_crashing_build_reverts_itself(tmp_path, ke
         r2 = s.admin_call("POST", "rollouts", {"release": bad["hash"], "plan": plan(3600),
                                                 "gates": GATES}, expect=201)
         assert r2["previous"] == 2, r2
-        wait_for(lambda: s.admin_call("GET", f"rollouts/{r2['id']}")["state"] == "halted",
-                 "the crashing build to halt", timeout=180)
-        shown = s.admin_call("GET", f"rollouts/{r2['id']}")
-        assert shown["step"] == 0, shown
-        decisions = s.admin_call("GET", f"decisions?rollout={r2['id']}")["decisions"]
-        halt = [d for d in decisions if d["kind"] == "halt"][0]
-        assert halt["detail"]["manual"] is False
-        assert halt["detail"]["failed_gate"] in ("reverts", "silence", "restarts"), halt
+        wait_halted_by_a_gate(s, r2["id"], "the crashing build to halt", 180)
 
         bpf = real["bpf"]
         wait_for(lambda: bpf.status()["sensor"]["crash_loop_reverts"] == 1,
