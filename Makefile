@@ -8,7 +8,9 @@
 BUILD      ?= build
 SAN        ?=
 CC         ?= cc
+CXX        ?= c++
 CLANG      ?= clang
+CLANGXX    ?= clang++
 BPFTOOL    ?= bpftool
 PYTHON     ?= /usr/bin/python3
 FUZZ_SECONDS ?= 60
@@ -17,16 +19,20 @@ FUZZ_SECONDS ?= 60
 SENSOR_BUILD ?= 1
 ARCH       := $(shell uname -m | sed 's/x86_64/x86/; s/aarch64/arm64/')
 
-PKGS       := libbpf libsodium yaml-0.1 jansson libhs libseccomp libcurl
+PKGS       := libbpf libsodium yaml-0.1 jansson libhs re2 libseccomp libcurl
 CFLAGS     ?= -O2 -g
 CFLAGS     += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -Wformat=2 \
               -Wstrict-prototypes -Werror=implicit-function-declaration -Werror=vla \
               -fstack-protector-strong -D_FORTIFY_SOURCE=2 -D_GNU_SOURCE -pthread \
               -I$(BUILD)/bpf -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lelf -lz -lm -pthread
+LDLIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lstdc++ -lelf -lz -lm -pthread
+# the few C++ files (src/lib/rx.cc: the C interface to RE2) take the C flags that apply to C++
+CXXFLAGS   = $(filter-out -std=gnu11 -Wstrict-prototypes -Werror=implicit-function-declaration,\
+               $(CFLAGS)) -std=c++14
 
 ifeq ($(SAN),1)
 CC         := $(CLANG)
+CXX        := $(CLANGXX)
 CFLAGS     += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
               -U_FORTIFY_SOURCE -DVIGIL_SANITIZED
 LDFLAGS    += -fsanitize=address,undefined
@@ -36,7 +42,7 @@ ifeq ($(TEST_HOOKS),1)
 CFLAGS     += -DVIGIL_TEST_HOOKS
 endif
 
-LIB_SRCS    := $(wildcard src/lib/*.c)
+LIB_SRCS    := $(wildcard src/lib/*.c) $(wildcard src/lib/*.cc)
 AGENT_SRCS  := $(wildcard src/agent/*.c)
 CLI_SRCS    := $(wildcard src/cli/*.c)
 SERVER_SRCS := $(wildcard src/server/*.c)
@@ -44,7 +50,7 @@ BPF_SRCS    := $(wildcard src/bpf/*.bpf.c)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
 
-LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+LIB_OBJS    := $(patsubst %.cc,$(BUILD)/obj/%.o,$(LIB_SRCS:%.c=$(BUILD)/obj/%.o))
 AGENT_OBJS  := $(AGENT_SRCS:%.c=$(BUILD)/obj/%.o)
 CLI_OBJS    := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 SERVER_OBJS := $(SERVER_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -79,6 +85,12 @@ $(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# C++ objects: without the sanitizer checks that need its C++ runtime, which a C link lacks
+CXX_NO_CXX_SAN := -fno-sanitize=vptr,function
+$(BUILD)/obj/%.o: %.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) $(if $(filter 1,$(SAN)),$(CXX_NO_CXX_SAN)) -MMD -MP -c $< -o $@
 
 $(AGENT_OBJS): $(SKELS)
 $(BUILD)/obj/src/agent/sensor.o $(BUILD)/testhooks/obj/src/agent/sensor.o: \
@@ -141,7 +153,7 @@ unit: $(UNIT_BINS)
 # --- fuzz targets (libFuzzer + ASan + UBSan) ---
 # libvigil is instrumented once; each target links it with its own harness.
 FUZZ_CFLAGS := $(filter-out -O2 -D_FORTIFY_SOURCE=2,$(CFLAGS)) -O1 -fsanitize=address,undefined
-FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/fuzzobj/%.o)
+FUZZ_LIB_OBJS := $(patsubst %.cc,$(BUILD)/fuzzobj/%.o,$(LIB_SRCS:%.c=$(BUILD)/fuzzobj/%.o))
 # targets for agent-side parsers link the agent file they exercise as well
 FUZZ_EXTRA_fuzz_bpf_decode := $(BUILD)/fuzzobj/src/agent/bpf_decode.o
 FUZZ_EXTRA_fuzz_agent_state := $(BUILD)/fuzzobj/src/agent/state.o
@@ -159,6 +171,12 @@ FUZZ_EXTRA_fuzz_server_admin := $(BUILD)/fuzzobj/src/server/proto.o
 $(BUILD)/fuzzobj/%.o: %.c $(SKELS)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(BUILD)/fuzzobj/%.o: %.cc
+	@mkdir -p $(dir $@)
+	$(CLANGXX) $(filter-out -std=gnu11 -Wstrict-prototypes \
+		-Werror=implicit-function-declaration,$(FUZZ_CFLAGS)) -std=c++14 \
+		$(CXX_NO_CXX_SAN) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
 
 .SECONDEXPANSION:
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS) $$(FUZZ_EXTRA_$$*)

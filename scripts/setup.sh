@@ -3,9 +3,9 @@
 # Idempotent: does nothing when every package is already installed.
 set -eu
 
-PACKAGES="make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
+PACKAGES="make gcc g++ clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
 libsodium-dev libyaml-dev libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev
-libsqlite3-dev libpq-dev libhyperscan-dev libpcre2-dev libcmocka-dev libseccomp-dev
+libsqlite3-dev libpq-dev libhyperscan-dev libre2-dev libpcre2-dev libcmocka-dev libseccomp-dev
 libclang-rt-14-dev python3 python3-pytest python3-nacl auditd procps iproute2 zstd"
 
 missing=""

@@ -46,6 +46,7 @@ static double now_seconds(void)
 static const char *const db_kind_names[] = {
     [RDB_LITERAL] = "literal",
     [RDB_REGEX] = "regex",
+    [RDB_REGEX_ATOMS] = "regex-atoms",
     [RDB_REGEX_ON_DEMAND] = "regex-on-demand",
     [RDB_LOOKUP] = "lookup",
 };

@@ -11,6 +11,7 @@
 
 #include "registry.h"
 #include "rules.h"
+#include "rx.h"
 
 /* Defensive checks that stay in release builds: the condition is believed never to hold. */
 #define NEVER(x) __builtin_expect(!!(x), 0)
@@ -155,7 +156,7 @@ enum pred_kind {
 	PK_INT_IN,  /* integer is one of ints[off..off+n) (sorted) */
 	PK_IP_IN,   /* address inside one of nets[off..off+n) */
 	PK_BOOL_EQ, /* boolean equals num */
-	PK_REGEX,   /* regex run on demand with its own database, lazy[num] */
+	PK_REGEX,   /* regex run on demand on its own, lazy[num] */
 	PK_COUNT
 };
 
@@ -250,11 +251,14 @@ struct cexact {
 };
 
 /*
- * The patterns of one field for the programs of some buckets: one Hyperscan database, and the
- * equals literals, which a lookup finds without one (db is NULL when those are all there is).
+ * The patterns of one field for the programs of some buckets. Literals: one Hyperscan
+ * database, and the equals literals, which a lookup finds without one (db is NULL when those
+ * are all there is). Regexes: their RE2 set (rx), and a Hyperscan literal database of the
+ * atoms the set needs (db, NULL when no regex has any); pattern id k is the set's regex k.
  */
 struct cdb {
 	void *db; /* hs_database_t, or NULL */
+	struct rx_set *rx; /* regex databases: the regexes; NULL for literals */
 	uint16_t field;
 	uint32_t n_ids;
 	uint32_t *fan_start; /* n_ids + 1 offsets into fan_preds */
@@ -263,7 +267,7 @@ struct cdb {
 	uint8_t *mode;	   /* literal databases: LIT_AT_* per pattern id; NULL for regexes */
 	uint32_t *lit_len; /* literal databases: bytes of each literal */
 	bool all_buckets;  /* holds predicates of every bucket (regexes) */
-	uint32_t *key;	   /* sorted predicate indices the database was built from */
+	uint32_t *key;	   /* predicate indices the database was built from, in plan order */
 	uint32_t n_key;
 	/* equals literals: the case-sensitive ones first, then the caseless ones; found through
 	 * an open-addressing table of slot_mask + 1 slots, each 0 or an index into exact plus 1 */
@@ -316,8 +320,7 @@ struct ruleset {
 	uint32_t n_buckets;
 	struct cdb *dbs;
 	uint32_t n_dbs;
-	void **lazy;			  /* hs_database_t of each PK_REGEX predicate */
-	struct cache_entry **lazy_cached; /* per lazy database as dbs[].cached */
+	struct rx **lazy; /* the regex of each distinct PK_REGEX pattern (RE2) */
 	uint32_t n_lazy;
 	struct rules_cache *cache;	 /* where the cached databases come from, or NULL */
 	struct ruleset_db_info *db_info; /* what each database of the load cost */

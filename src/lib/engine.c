@@ -62,6 +62,8 @@ struct engine {
 	uint32_t *cand;
 	uint32_t n_cand;
 	const struct cdb *cur_db;
+	unsigned *atoms; /* atoms of the regex set being scanned found in the value */
+	size_t n_atoms, cap_atoms;
 	uint32_t cur_action;	/* action of the event's bucket, UINT32_MAX for the catch-all */
 	size_t cur_len;		/* bytes of the value being scanned */
 	uint32_t *action_order; /* action indices sorted by text */
@@ -113,27 +115,28 @@ int engine_new(const struct ruleset *rs, const struct engine_options *opt, struc
 	e->cand = calloc(rs->n_progs ? rs->n_progs : 1, sizeof(*e->cand));
 	e->req_gen = calloc(rs->n_progs ? rs->n_progs : 1, sizeof(*e->req_gen));
 	e->id_base = calloc(rs->n_dbs ? rs->n_dbs : 1, sizeof(*e->id_base));
-	size_t n_ids = 0;
+	size_t n_ids = 0, n_atoms = 0;
 	for (uint32_t i = 0; i < rs->n_dbs; i++) {
 		e->id_base[i] = (uint32_t)n_ids;
 		n_ids += rs->dbs[i].n_ids;
+		if (rs->dbs[i].rx && rx_set_atom_count(rs->dbs[i].rx) > n_atoms)
+			n_atoms = rx_set_atom_count(rs->dbs[i].rx);
 	}
 	e->n_ids = n_ids;
 	e->id_gen = calloc(n_ids ? n_ids : 1, sizeof(*e->id_gen));
+	/* each atom is reported once per scan: room for all of the largest set's */
+	e->cap_atoms = n_atoms;
+	e->atoms = calloc(n_atoms ? n_atoms : 1, sizeof(*e->atoms));
 	e->req_cnt = calloc(rs->n_progs ? rs->n_progs : 1, sizeof(*e->req_cnt));
 	e->action_order = calloc(rs->n_actions ? rs->n_actions : 1, sizeof(*e->action_order));
 	if (!e->pred_gen || !e->prog_gen || !e->cand || !e->action_order || !e->req_gen ||
-	    !e->req_cnt || !e->id_base || !e->id_gen)
+	    !e->req_cnt || !e->id_base || !e->id_gen || !e->atoms)
 		goto out_free;
 	for (uint32_t i = 0; i < rs->n_actions; i++)
 		e->action_order[i] = i;
 	qsort_r(e->action_order, rs->n_actions, sizeof(*e->action_order), cmp_action, (void *)rs);
 	for (uint32_t i = 0; i < rs->n_dbs; i++) {
 		if (rs->dbs[i].db && hs_alloc_scratch(rs->dbs[i].db, &e->scratch) != HS_SUCCESS)
-			goto out_free;
-	}
-	for (uint32_t i = 0; i < rs->n_lazy; i++) {
-		if (hs_alloc_scratch(rs->lazy[i], &e->scratch) != HS_SUCCESS)
 			goto out_free;
 	}
 	e->st.max = max;
@@ -153,6 +156,7 @@ int engine_new(const struct ruleset *rs, const struct engine_options *opt, struc
 		hs_scratch_size(e->scratch, &scratch);
 	e->bytes = sizeof(*e) + scratch + (size_t)rs->n_preds * 4 + (size_t)rs->n_progs * 16 +
 		   (size_t)rs->n_actions * 4 + e->n_ids * 4 + (size_t)rs->n_dbs * 4 +
+		   e->cap_atoms * sizeof(*e->atoms) +
 		   (e->st.heads ? ((size_t)e->st.mask + 1) * 4 : 0);
 	*out = e;
 	return 0;
@@ -173,6 +177,7 @@ void engine_free(struct engine *e)
 	free(e->req_gen);
 	free(e->id_gen);
 	free(e->id_base);
+	free(e->atoms);
 	free(e->req_cnt);
 	free(e->action_order);
 	free(e->st.ent);
@@ -639,29 +644,13 @@ static bool net_match(const struct cnet *n, const struct ev_ip *ip)
 	return (n->addr[full] & mask) == (ip->addr[full] & mask);
 }
 
-static int on_first_match(unsigned id, unsigned long long from, unsigned long long to,
-			  unsigned flags, void *ctx)
-{
-	(void)id;
-	(void)from;
-	(void)to;
-	(void)flags;
-	*(bool *)ctx = true;
-	return 1; /* one match is the answer: stop */
-}
-
-/* Runs regex predicate @cp's own database over @s. */
+/* Runs regex predicate @cp's own regex over @s. */
 static bool regex_match(struct engine *e, const struct cpred *cp, const char *s, size_t len)
 {
-	bool hit = false;
 	if (NEVER(cp->num < 0 || cp->num >= (int64_t)e->rs->n_lazy))
 		return false;
 	e->stats.scans++;
-	hs_error_t r = hs_scan(e->rs->lazy[cp->num], s ? s : "", (unsigned)len, 0, e->scratch,
-			       on_first_match, &hit);
-	if (r != HS_SUCCESS && r != HS_SCAN_TERMINATED)
-		e->stats.errors++;
-	return hit;
+	return rx_search(e->rs->lazy[cp->num], s, len);
 }
 
 static bool eval_pred(struct engine *e, uint32_t gi, const struct event *ev)
@@ -874,6 +863,46 @@ static int on_match(unsigned id, unsigned long long from, unsigned long long to,
 	return 0;
 }
 
+/* An atom of the regex set being scanned, found in the value (once: HS_FLAG_SINGLEMATCH). */
+static int on_atom(unsigned id, unsigned long long from, unsigned long long to, unsigned flags,
+		   void *ctx)
+{
+	struct engine *e = ctx;
+	(void)from;
+	(void)to;
+	(void)flags;
+	if (NEVER(e->n_atoms >= e->cap_atoms))
+		return 1;
+	e->atoms[e->n_atoms++] = id;
+	return 0;
+}
+
+static void on_regex(void *ctx, unsigned id)
+{
+	struct engine *e = ctx;
+	if (!NEVER(id >= e->cur_db->n_ids))
+		pattern_hit(e, id);
+}
+
+/*
+ * Runs regex database @d over @s: its atoms found by one Hyperscan scan, then the regexes
+ * those atoms let through (and any without atoms).
+ */
+static void scan_regexes(struct engine *e, const struct cdb *d, const char *s, size_t len)
+{
+	e->n_atoms = 0;
+	if (d->db) {
+		e->stats.scans++;
+		hs_error_t r = hs_scan(d->db, s, (unsigned)len, 0, e->scratch, on_atom, e);
+		if (r != HS_SUCCESS && r != HS_SCAN_TERMINATED)
+			e->stats.errors++;
+	}
+	if (e->n_atoms == 0 && !rx_set_has_unfiltered(d->rx))
+		return;
+	if (rx_set_match(d->rx, s, len, e->atoms, e->n_atoms, on_regex, e) < 0)
+		e->stats.errors++;
+}
+
 /* Whether equals literal @x is @s, ignoring ASCII case when @caseless. */
 static bool exact_equal(const struct cexact *x, const char *blob, const char *s, size_t len,
 			bool caseless)
@@ -916,6 +945,10 @@ static void scan(struct engine *e, uint32_t db, const char *s, size_t len)
 		exact_find(e, d, s ? s : "", len, false);
 	if (d->n_exact > d->n_exact_cs)
 		exact_find(e, d, s ? s : "", len, true);
+	if (d->rx) {
+		scan_regexes(e, d, s ? s : "", len);
+		return;
+	}
 	if (!d->db)
 		return;
 	e->stats.scans++;

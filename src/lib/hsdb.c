@@ -2,9 +2,10 @@
  * Pattern databases: the string predicates of the rules one event.action bucket considers,
  * per field, compiled into one Hyperscan literal database (contains, startswith, endswith and
  * their i-variants; equals literals are found by a table lookup instead) and, when there are
- * any, one regex database, so that an event costs one or two scans per field. A load plans
- * every database first, then compiles them on two threads, each distinct input once. A pattern
- * Hyperscan rejects is a load error.
+ * any, one regex set (RE2, rx.h) run behind a Hyperscan literal database of the fragments its
+ * regexes need, so that an event costs one or two scans per field. A load plans every database
+ * first, then compiles the Hyperscan ones on two threads, each distinct input once. A pattern
+ * either engine rejects is a load error.
  */
 #include <errno.h>
 #include <hs/hs.h>
@@ -25,7 +26,7 @@
 #define CACHE_KEY_BYTES crypto_generichash_BYTES
 
 /* What a cached database was compiled with: part of its key. */
-enum cache_kind { CK_LITERAL = 1, CK_MULTI_REGEX = 2, CK_SINGLE_REGEX = 3 };
+enum cache_kind { CK_LITERAL = 1, CK_ATOMS = 2 };
 
 struct cache_entry {
 	uint8_t key[CACHE_KEY_BYTES];
@@ -286,10 +287,6 @@ static void cache_release_ruleset(struct ruleset *rs)
 		if (rs->dbs[i].cached)
 			cache_unref(c, rs->dbs[i].cached);
 	}
-	for (uint32_t i = 0; rs->lazy_cached && i < rs->n_lazy; i++) {
-		if (rs->lazy_cached[i])
-			cache_unref(c, rs->lazy_cached[i]);
-	}
 	last = cache_unhold(c);
 	pthread_mutex_unlock(&c->lock);
 	rs->cache = NULL;
@@ -302,8 +299,8 @@ static void cache_release_ruleset(struct ruleset *rs)
 /* Threads that compile the databases of one load, the caller's included (the agent has two
  * cores to spare for it at most). */
 #define HSDB_COMPILE_THREADS 2
-/* Estimated compile cost of a regex against a literal, for the order of the compiles. */
-#define HSDB_REGEX_COST 25u
+/* Hyperscan literals of one database at most (literal_chunk). */
+#define HSDB_LITERAL_CHUNK 256u
 /* Memory a compiling thread prepares for its compiles (see heap_prepare), and the size of a
  * transparent huge page. */
 #define HSDB_HEAP_RESERVE (24u << 20)
@@ -332,11 +329,21 @@ uint8_t hsdb_literal_mode(enum rop op)
 	}
 }
 
+/* A literal's Hyperscan flags; a regex carries its own flags in its text. */
 static unsigned pattern_flags(const struct cpred *cp)
 {
 	if (cp->op == ROP_REGEX)
-		return HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY;
+		return 0;
 	return (cp->flags & PF_CASELESS) ? HS_FLAG_CASELESS : 0;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* One value of a predicate going into a database. */
@@ -360,8 +367,7 @@ struct compile_job {
 	size_t *lens;
 	unsigned n;
 	uint32_t *blame; /* per pattern id, the first predicate with it: names the rule on error */
-	bool lazy;	 /* the slot is rs->lazy[dst], else rs->dbs[dst] */
-	uint32_t dst;
+	uint32_t dst;	 /* the slot: rs->dbs[dst] */
 	uint64_t cost;	 /* estimated, for the order of the compiles */
 	bool follower;	 /* an earlier job of this load has the same key: compiled once */
 	bool compiled;	 /* run_job ran: neither the cache nor an earlier job had it */
@@ -377,11 +383,15 @@ struct hb {
 	struct ruleset *rs;
 	char *err;
 	size_t errlen;
+	char why[256]; /* the regex engine's reason for a refusal */
 	struct entry *ent;
 	size_t n_ent, cap_ent;
 	uint32_t cap_dbs;
 	struct compile_job *jobs;
 	uint32_t n_jobs, cap_jobs;
+	uint64_t *rx_ns;     /* per database: CPU time of its regex set's compile */
+	uint64_t *lazy_ns;   /* per on-demand regex: CPU time of its compile */
+	uint32_t *lazy_pred; /* per on-demand regex: its first predicate */
 };
 
 static int cmp_entry(const void *x, const void *y, void *ctx)
@@ -449,8 +459,7 @@ static int grow_db(struct ruleset *rs, uint32_t *cap)
  * Adds a job for up to @n patterns, its result going to slot @dst, and stores its index in
  * *@index. Returns 0 or -ENOMEM.
  */
-static int new_job(struct hb *h, enum cache_kind kind, size_t n, bool lazy, uint32_t dst,
-		   uint32_t *index)
+static int new_job(struct hb *h, enum cache_kind kind, size_t n, uint32_t dst, uint32_t *index)
 {
 	struct compile_job *j;
 
@@ -465,7 +474,6 @@ static int new_job(struct hb *h, enum cache_kind kind, size_t n, bool lazy, uint
 	j = &h->jobs[h->n_jobs++];
 	memset(j, 0, sizeof(*j));
 	j->kind = kind;
-	j->lazy = lazy;
 	j->dst = dst;
 	j->exprs = malloc(n * sizeof(*j->exprs));
 	j->flags = malloc(n * sizeof(*j->flags));
@@ -524,6 +532,47 @@ static int exact_index(const struct ruleset *rs, struct cdb *d)
 }
 
 /*
+ * Compiles regex database @db's set, which names predicate @blame when refused, and plans the
+ * Hyperscan database of its atoms: each atom found once per scan, ignoring case (the set's
+ * atoms are lower case). @t0 is the thread's CPU time when the set was started. Returns 0, a
+ * load error, or -ENOMEM.
+ */
+static int reject(struct hb *h, uint32_t pred, const char *pattern, const char *why);
+
+static int regex_atoms(struct hb *h, uint32_t db, uint32_t blame, uint64_t t0)
+{
+	struct cdb *d = &h->rs->dbs[db];
+	struct compile_job *j;
+	size_t n;
+	uint32_t ji;
+	int ret;
+
+	if ((ret = rx_set_compile(d->rx)) == -E2BIG) {
+		const struct cpred *cp = &h->rs->preds[blame];
+		return reject(h, blame, h->rs->blob + h->rs->strs[cp->off].off,
+			      "the regexes of this field need too many atoms");
+	}
+	if (ret < 0)
+		return ret;
+	h->rx_ns[db] = thread_cpu_ns() - t0;
+	d->bytes += rx_set_bytes(d->rx);
+	if ((n = rx_set_atom_count(d->rx)) == 0)
+		return 0;
+	if ((ret = new_job(h, CK_ATOMS, n, db, &ji)) < 0)
+		return ret;
+	j = &h->jobs[ji];
+	for (size_t k = 0; k < n; k++) {
+		j->exprs[k] = rx_set_atom(d->rx, k, &j->lens[k]);
+		j->flags[k] = HS_FLAG_CASELESS | HS_FLAG_SINGLEMATCH;
+		j->ids[k] = (unsigned)k;
+		j->blame[k] = blame;
+	}
+	j->n = (unsigned)n;
+	j->cost = n;
+	return 0;
+}
+
+/*
  * Plans the database for @field over sorted predicates @preds, all literal or all regex,
  * reusing an identical one: its slot and bookkeeping now, its compile as a job. Literals go
  * through Hyperscan's literal compiler (no anchors: where the literal must sit is checked in
@@ -561,6 +610,12 @@ static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *
 	/* the slot first, so that whatever is allocated below is freed with the ruleset */
 	if ((ret = grow_db(rs, &h->cap_dbs)) < 0)
 		return ret;
+	if (!literal) {
+		uint64_t *ns = realloc(h->rx_ns, h->cap_dbs * sizeof(*ns));
+		if (!ns)
+			return -ENOMEM;
+		h->rx_ns = ns;
+	}
 	d = &rs->dbs[rs->n_dbs++];
 	memset(d, 0, sizeof(*d));
 	d->field = field;
@@ -577,12 +632,14 @@ static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *
 	    (literal && (!d->mode || !d->lit_len || !d->exact)))
 		return -ENOMEM;
 	j = NULL;
-	if (n_job) {
-		if ((ret = new_job(h, literal ? CK_LITERAL : CK_MULTI_REGEX, n_job, false,
-				   rs->n_dbs - 1, &ji)) < 0)
+	if (n_job && literal) {
+		if ((ret = new_job(h, CK_LITERAL, n_job, rs->n_dbs - 1, &ji)) < 0)
 			return ret;
 		j = &h->jobs[ji];
 	}
+	uint64_t t0 = thread_cpu_ns();
+	if (!literal && (ret = rx_set_new(&d->rx)) < 0)
+		return ret;
 	memcpy(d->key, preds, n * sizeof(*d->key));
 	d->n_key = n;
 	n_job = 0;
@@ -597,6 +654,15 @@ static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *
 				x->len = e->len;
 				x->id = (uint32_t)n_ids;
 				d->n_exact_cs += !(e->flags & HS_FLAG_CASELESS);
+			} else if (!literal) {
+				ret = rx_set_add(d->rx, rs->blob + e->off, e->len, h->why,
+						 sizeof(h->why));
+				if (ret == -EINVAL || ret == -E2BIG)
+					return reject(h, e->pred, rs->blob + e->off,
+						      ret == -EINVAL ? h->why
+								     : "too many regexes for one field");
+				if (ret < 0)
+					return ret;
 			} else if (!NEVER(!j)) {
 				j->exprs[n_job] = rs->blob + e->off;
 				j->flags[n_job] = e->flags;
@@ -626,8 +692,10 @@ static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *
 		   (d->slots ? (d->slot_mask + 1) * sizeof(uint32_t) : 0);
 	if (j) {
 		j->n = (unsigned)n_job;
-		j->cost = literal ? n_job : (uint64_t)n_job * HSDB_REGEX_COST;
+		j->cost = n_job;
 	}
+	if (!literal && (ret = regex_atoms(h, rs->n_dbs - 1, preds[0], t0)) < 0)
+		return ret;
 	rs->n_patterns += n_ids;
 	*index = rs->n_dbs - 1;
 	return 0;
@@ -662,6 +730,50 @@ static bool prog_in_bucket(const struct ruleset *rs, const struct cprog *p, uint
 	return false;
 }
 
+/* Whether literal predicate @cp's values are all equals literals, found by lookup. */
+static bool lookup_only(const struct cpred *cp)
+{
+	return hsdb_literal_mode((enum rop)cp->op) == (LIT_AT_START | LIT_AT_END);
+}
+
+/* Moves the lookup-only predicates of @preds to the front, each part keeping its order. */
+static void equals_first(const struct ruleset *rs, uint32_t *preds, uint32_t n)
+{
+	uint32_t k = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		if (!lookup_only(&rs->preds[preds[i]]))
+			continue;
+		uint32_t p = preds[i];
+		memmove(preds + k + 1, preds + k, (i - k) * sizeof(*preds));
+		preds[k++] = p;
+	}
+}
+
+/*
+ * The end of the chunk of literal predicates @preds that starts at @from (< @n): as many as
+ * keep its Hyperscan literals to HSDB_LITERAL_CHUNK, one at least. Hyperscan's literal
+ * compile grows faster than the number of literals (512 of them took 41 ms here, two
+ * databases of 256 15 ms together) and the chunks compile on two threads, for a second scan
+ * of the field's value (about 50 ns). The lookup-only predicates (in front, equals_first)
+ * count nothing, so their table is the first chunk's alone.
+ */
+static uint32_t literal_chunk(const struct ruleset *rs, const uint32_t *preds, uint32_t from,
+			      uint32_t n)
+{
+	uint64_t lits = 0;
+	uint32_t to = from;
+
+	for (; to < n; to++) {
+		const struct cpred *cp = &rs->preds[preds[to]];
+		uint32_t c = lookup_only(cp) ? 0 : cp->n;
+		if (to > from && lits + c > HSDB_LITERAL_CHUNK)
+			break;
+		lits += c;
+	}
+	return to;
+}
+
 static int build_bucket(struct hb *h, uint32_t b, struct field_pred *fp, uint32_t *scratch)
 {
 	struct ruleset *rs = h->rs;
@@ -693,11 +805,8 @@ static int build_bucket(struct hb *h, uint32_t b, struct field_pred *fp, uint32_
 	memcpy(bk->always, scratch, n_always * sizeof(*scratch));
 	bk->n_always = n_always;
 	qsort(fp, n_fp, sizeof(*fp), cmp_field_pred);
-	uint32_t n_fields = 0;
-	for (size_t i = 0; i < n_fp; i++)
-		n_fields +=
-		    i == 0 || fp[i].field != fp[i - 1].field || fp[i].regex != fp[i - 1].regex;
-	bk->dbs = calloc(n_fields ? n_fields : 1, sizeof(*bk->dbs));
+	/* at most one database per predicate */
+	bk->dbs = calloc(n_fp ? n_fp : 1, sizeof(*bk->dbs));
 	if (!bk->dbs)
 		return -ENOMEM;
 	for (size_t i = 0; i < n_fp;) {
@@ -707,11 +816,12 @@ static int build_bucket(struct hb *h, uint32_t b, struct field_pred *fp, uint32_
 			scratch[n_key++] = fp[j].pred;
 			j++;
 		}
+		if (!fp[i].regex)
+			equals_first(rs, scratch, n_key);
 		if (fp[i].regex) {
 			/*
-			 * Regex databases compile slowly and superlinearly: one per field holds the
-			 * regexes of every bucket, built once; the engine ignores what it reports
-			 * for rules outside the event's bucket.
+			 * One regex set per field holds the regexes of every bucket, built once;
+			 * the engine ignores what it reports for rules outside the event's bucket.
 			 */
 			n_key = 0;
 			for (uint32_t p = 0; p < rs->n_preds; p++) {
@@ -721,12 +831,17 @@ static int build_bucket(struct hb *h, uint32_t b, struct field_pred *fp, uint32_
 					scratch[n_key++] = p;
 			}
 		}
-		uint32_t db = 0;
-		if ((ret = build_db(h, fp[i].field, !fp[i].regex, scratch, n_key, &db)) < 0)
-			return ret;
-		bk->dbs[bk->n_dbs].field = fp[i].field;
-		bk->dbs[bk->n_dbs].db = db;
-		bk->n_dbs++;
+		/* literal predicates in chunks; a regex set is one database */
+		for (uint32_t from = 0, to; from < n_key; from = to) {
+			uint32_t db = 0;
+			to = fp[i].regex ? n_key : literal_chunk(rs, scratch, from, n_key);
+			if ((ret = build_db(h, fp[i].field, !fp[i].regex, scratch + from, to - from,
+					    &db)) < 0)
+				return ret;
+			bk->dbs[bk->n_dbs].field = fp[i].field;
+			bk->dbs[bk->n_dbs].db = db;
+			bk->n_dbs++;
+		}
 		i = j;
 	}
 	return 0;
@@ -738,10 +853,7 @@ static int cmp_lazy(const void *x, const void *y, void *ctx)
 	const struct ruleset *rs = ctx;
 	uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
 	const struct cstr *sa = &rs->strs[rs->preds[a].off], *sb = &rs->strs[rs->preds[b].off];
-	unsigned fa = pattern_flags(&rs->preds[a]), fb = pattern_flags(&rs->preds[b]);
 
-	if (fa != fb)
-		return fa < fb ? -1 : 1;
 	if (sa->len != sb->len)
 		return sa->len < sb->len ? -1 : 1;
 	int c = memcmp(rs->blob + sa->off, rs->blob + sb->off, sa->len);
@@ -754,18 +866,17 @@ static bool lazy_same_pattern(const struct ruleset *rs, uint32_t a, uint32_t b)
 {
 	const struct cstr *sa = &rs->strs[rs->preds[a].off], *sb = &rs->strs[rs->preds[b].off];
 
-	return pattern_flags(&rs->preds[a]) == pattern_flags(&rs->preds[b]) && sa->len == sb->len &&
-	       memcmp(rs->blob + sa->off, rs->blob + sb->off, sa->len) == 0;
+	return sa->len == sb->len && memcmp(rs->blob + sa->off, rs->blob + sb->off, sa->len) == 0;
 }
 
 /*
- * One database per distinct regex that runs on demand (PK_REGEX): predicates with the same
- * pattern share it (cpred.num), in the order of their first predicate.
+ * One compiled regex per distinct regex that runs on demand (PK_REGEX): predicates with the
+ * same pattern share it (cpred.num), in the order of their first predicate.
  */
 static int build_lazy(struct hb *h)
 {
 	struct ruleset *rs = h->rs;
-	uint32_t n = 0, *order = NULL, *first = NULL, ji;
+	uint32_t n = 0, *order = NULL, *first = NULL;
 	int ret = 0;
 
 	for (uint32_t p = 0; p < rs->n_preds; p++)
@@ -773,10 +884,11 @@ static int build_lazy(struct hb *h)
 	if (!n)
 		return 0;
 	rs->lazy = calloc(n, sizeof(*rs->lazy));
-	rs->lazy_cached = calloc(n, sizeof(*rs->lazy_cached));
+	h->lazy_ns = calloc(n, sizeof(*h->lazy_ns));
+	h->lazy_pred = calloc(n, sizeof(*h->lazy_pred));
 	order = malloc(n * sizeof(*order));
 	first = malloc(rs->n_preds * sizeof(*first)); /* per predicate, its group's first */
-	if (!rs->lazy || !rs->lazy_cached || !order || !first) {
+	if (!rs->lazy || !h->lazy_ns || !h->lazy_pred || !order || !first) {
 		ret = -ENOMEM;
 		goto out_free;
 	}
@@ -801,16 +913,15 @@ static int build_lazy(struct hb *h)
 			continue;
 		}
 		const struct cstr *s = &rs->strs[cp->off];
-		if ((ret = new_job(h, CK_SINGLE_REGEX, 1, true, rs->n_lazy, &ji)) < 0)
+		uint64_t t0 = thread_cpu_ns();
+		ret = rx_new(rs->blob + s->off, s->len, &rs->lazy[rs->n_lazy], h->why,
+			     sizeof(h->why));
+		if (ret == -EINVAL)
+			ret = reject(h, p, rs->blob + s->off, h->why);
+		if (ret < 0)
 			goto out_free;
-		struct compile_job *j = &h->jobs[ji];
-		j->exprs[0] = rs->blob + s->off;
-		j->flags[0] = pattern_flags(cp);
-		j->ids[0] = 0;
-		j->lens[0] = s->len;
-		j->blame[0] = p;
-		j->n = 1;
-		j->cost = HSDB_REGEX_COST;
+		h->lazy_ns[rs->n_lazy] = thread_cpu_ns() - t0;
+		h->lazy_pred[rs->n_lazy] = p;
 		cp->num = rs->n_lazy++;
 		rs->n_patterns++;
 	}
@@ -822,32 +933,13 @@ out_free:
 
 /* --- compiling the planned databases --- */
 
-static uint64_t thread_cpu_ns(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void run_job(struct compile_job *j)
 {
 	uint64_t t0 = thread_cpu_ns();
 
-	switch (j->kind) {
-	case CK_LITERAL:
-		j->rc = hs_compile_lit_multi(j->exprs, j->flags, j->ids, j->lens, j->n,
-					     HS_MODE_BLOCK, NULL, &j->db, &j->cerr);
-		break;
-	case CK_MULTI_REGEX:
-		j->rc = hs_compile_multi(j->exprs, j->flags, j->ids, j->n, HS_MODE_BLOCK, NULL,
-					 &j->db, &j->cerr);
-		break;
-	default:
-		j->rc = hs_compile(j->exprs[0], j->flags[0], HS_MODE_BLOCK, NULL, &j->db, &j->cerr);
-		break;
-	}
+	/* literals and atoms alike: every Hyperscan database of a load is a literal one */
+	j->rc = hs_compile_lit_multi(j->exprs, j->flags, j->ids, j->lens, j->n, HS_MODE_BLOCK,
+				     NULL, &j->db, &j->cerr);
 	j->compiled = true;
 	j->cpu_ns = thread_cpu_ns() - t0;
 }
@@ -1008,13 +1100,9 @@ static void record(struct ruleset *rs, uint16_t field, enum ruleset_db_kind kind
 /* Adds installed job @j, whose database is of @size bytes, to the ruleset's db_info. */
 static void record_job(struct hb *h, const struct compile_job *j, size_t size)
 {
-	const struct ruleset *rs = h->rs;
-	uint16_t field = j->lazy ? rs->preds[j->blame[0]].field : rs->dbs[j->dst].field;
-	enum ruleset_db_kind kind = j->kind == CK_LITERAL	? RDB_LITERAL
-				    : j->kind == CK_MULTI_REGEX ? RDB_REGEX
-								: RDB_REGEX_ON_DEMAND;
+	enum ruleset_db_kind kind = j->kind == CK_LITERAL ? RDB_LITERAL : RDB_REGEX_ATOMS;
 
-	record(h->rs, field, kind, j->n, j->compiled, j->cpu_ns, size);
+	record(h->rs, h->rs->dbs[j->dst].field, kind, j->n, j->compiled, j->cpu_ns, size);
 }
 
 /*
@@ -1041,16 +1129,10 @@ static void install(struct hb *h, struct rules_cache *c, struct compile_job *j)
 	if (!j->ce)
 		j->ce = cache_put(c, j->key, &j->db);
 	hs_database_size(j->db, &size);
-	if (j->lazy) {
-		rs->lazy[j->dst] = j->db;
-		rs->lazy_cached[j->dst] = j->ce;
-		rs->bytes += size;
-	} else {
-		struct cdb *d = &rs->dbs[j->dst];
-		d->db = j->db;
-		d->cached = j->ce;
-		d->bytes += size;
-	}
+	struct cdb *d = &rs->dbs[j->dst];
+	d->db = j->db;
+	d->cached = j->ce;
+	d->bytes += size;
 	record_job(h, j, size);
 	j->db = NULL;
 	j->ce = NULL;
@@ -1086,8 +1168,9 @@ int hsdb_build(struct ruleset *rs, struct rules_cache *cache, char *err, size_t 
 		ret = build_bucket(&h, b, fp, scratch);
 	if (ret == 0)
 		ret = build_lazy(&h);
-	if (ret == 0 &&
-	    !(rs->db_info = calloc((size_t)h.n_jobs + rs->n_dbs + 1, sizeof(*rs->db_info))))
+	/* a record per compile job, per database (its lookup table or regex set), per regex */
+	if (ret == 0 && !(rs->db_info = calloc((size_t)h.n_jobs + rs->n_dbs + rs->n_lazy + 1,
+					       sizeof(*rs->db_info))))
 		ret = -ENOMEM;
 	if (ret == 0)
 		ret = compile_jobs(&h, cache);
@@ -1112,6 +1195,15 @@ int hsdb_build(struct ruleset *rs, struct rules_cache *cache, char *err, size_t 
 			record(rs, d->field, RDB_LOOKUP, d->n_exact, false, 0,
 			       d->n_exact * sizeof(*d->exact) +
 				   (d->slot_mask + 1) * sizeof(*d->slots));
+		if (d->rx)
+			record(rs, d->field, RDB_REGEX, rx_set_count(d->rx), true, h.rx_ns[i],
+			       rx_set_bytes(d->rx));
+	}
+	for (uint32_t i = 0; i < rs->n_lazy; i++) {
+		size_t bytes = rx_bytes(rs->lazy[i]);
+		rs->bytes += bytes;
+		record(rs, rs->preds[h.lazy_pred[i]].field, RDB_REGEX_ON_DEMAND, 1, true,
+		       h.lazy_ns[i], bytes);
 	}
 out_free:
 	/* a cache of the load's own goes with the ruleset */
@@ -1120,6 +1212,9 @@ out_free:
 	free(fp);
 	free(scratch);
 	free(h.ent);
+	free(h.rx_ns);
+	free(h.lazy_ns);
+	free(h.lazy_pred);
 	return ret;
 }
 
@@ -1130,6 +1225,7 @@ void hsdb_free(struct ruleset *rs)
 	for (uint32_t i = 0; i < rs->n_dbs; i++) {
 		if (!rs->dbs[i].cached && rs->dbs[i].db)
 			hs_free_database(rs->dbs[i].db);
+		rx_set_free(rs->dbs[i].rx);
 		free(rs->dbs[i].exact);
 		free(rs->dbs[i].slots);
 		free(rs->dbs[i].fan_start);
@@ -1141,14 +1237,10 @@ void hsdb_free(struct ruleset *rs)
 	free(rs->dbs);
 	rs->dbs = NULL;
 	rs->n_dbs = 0;
-	for (uint32_t i = 0; i < rs->n_lazy; i++) {
-		if (!rs->lazy_cached || !rs->lazy_cached[i])
-			hs_free_database(rs->lazy[i]);
-	}
+	for (uint32_t i = 0; i < rs->n_lazy; i++)
+		rx_free(rs->lazy[i]);
 	free(rs->lazy);
-	free(rs->lazy_cached);
 	rs->lazy = NULL;
-	rs->lazy_cached = NULL;
 	rs->n_lazy = 0;
 	for (uint32_t b = 0; rs->buckets && b < rs->n_buckets; b++) {
 		free(rs->buckets[b].always);

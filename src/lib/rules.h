@@ -183,8 +183,9 @@ void ruleset_get_stats(const struct ruleset *rs, struct ruleset_stats *out);
 /* How the strings of one field are matched: what a load built and what it cost. */
 enum ruleset_db_kind {
 	RDB_LITERAL,	     /* Hyperscan literal database (contains, startswith, endswith) */
-	RDB_REGEX,	     /* Hyperscan regex database, scanned for every event */
-	RDB_REGEX_ON_DEMAND, /* one regex, run when its rule is evaluated */
+	RDB_REGEX,	     /* a field's regex set (RE2), run behind its atoms for every event */
+	RDB_REGEX_ATOMS,     /* Hyperscan literal database of the atoms a regex set needs */
+	RDB_REGEX_ON_DEMAND, /* one regex (RE2), run when its rule is evaluated */
 	RDB_LOOKUP,	     /* equals literals, found by a table lookup: nothing compiled */
 };
 
@@ -194,7 +195,8 @@ struct ruleset_db_info {
 	size_t patterns;
 	bool compiled; /* false: taken from the cache or from an identical database of the load */
 	double cpu_ms; /* CPU time of the compile on the thread that ran it; 0 when not compiled */
-	size_t bytes;  /* the Hyperscan database, or the lookup table */
+	size_t bytes;  /* the Hyperscan database, the lookup table, or the regexes' programs
+			* (RE2's instruction count times 16, an estimate) */
 };
 
 /* Number of pattern databases and lookup tables of @rs, Hyperscan compiles first. */

@@ -6,7 +6,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <hs/hs.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -18,6 +17,7 @@
 
 #include "registry.h"
 #include "rules.h"
+#include "rx.h"
 
 /* ------------------------------------------------------------------------------------ */
 /* Arena: every node of one conversion, freed at once, with a cap on the total.          */
@@ -758,31 +758,30 @@ static int regex_lit(struct buf *b, const unsigned char *s, size_t n)
 	return err;
 }
 
-/* Regular expressions one conversion may check (each is a Hyperscan compile). */
+/* Regular expressions one conversion may check (each is a compile). */
 #define REGEX_CHECKS_MAX 4096u
 
 /*
- * Checks that Hyperscan accepts @pattern the way the rule compiler will use it. Returns 0
- * or -EINVAL with the reason recorded.
+ * Checks that the rules' regex engine (rx.h) accepts @pattern the way the rule compiler will
+ * use it. Returns 0 or -EINVAL with the reason recorded.
  */
 static int regex_check(struct ctx *c, const char *pattern, unsigned line)
 {
-	hs_database_t *db = NULL;
-	hs_compile_error_t *cerr = NULL;
+	struct rx *r = NULL;
+	char why[256];
+	int ret;
 
 	if (++c->regexes > REGEX_CHECKS_MAX)
 		return fail(c, -E2BIG, SIGMA_UNCONVERTIBLE, line,
 			    "rule needs more than %u regular expressions", REGEX_CHECKS_MAX);
-	if (hs_compile(pattern, HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY, HS_MODE_BLOCK, NULL, &db,
-		       &cerr) != HS_SUCCESS) {
-		int err = fail(c, -EINVAL, SIGMA_UNCONVERTIBLE, line,
-			       "regex '%.*s' is not accepted by the linear-time engine: %s",
-			       shown_len(pattern, strlen(pattern)), pattern,
-			       cerr && cerr->message ? cerr->message : "compile error");
-		hs_free_compile_error(cerr);
-		return err;
-	}
-	hs_free_database(db);
+	ret = rx_new(pattern, strlen(pattern), &r, why, sizeof(why));
+	if (ret == -EINVAL)
+		return fail(c, -EINVAL, SIGMA_UNCONVERTIBLE, line,
+			    "regex '%.*s' is not accepted by the linear-time engine: %s",
+			    shown_len(pattern, strlen(pattern)), pattern, why);
+	if (ret < 0)
+		return fail(c, ret, SIGMA_UNCONVERTIBLE, line, "out of memory checking a regex");
+	rx_free(r);
 	return 0;
 }
 

@@ -208,6 +208,10 @@ int ruleset_verify(const struct ruleset *rs, char *err, size_t errlen)
 	char why[200];
 	int ret;
 
+	for (uint32_t i = 0; i < rs->n_lazy; i++) {
+		if (!rs->lazy[i])
+			return fail_rule(rs, UINT32_MAX, err, errlen, "on-demand regex missing");
+	}
 	for (uint32_t i = 0; i < rs->n_progs; i++) {
 		const struct cprog *p = &rs->progs[i];
 		if (p->rule >= rs->n_rules)
@@ -262,6 +266,11 @@ int ruleset_verify(const struct ruleset *rs, char *err, size_t errlen)
 		}
 		if (d->fan_start[d->n_ids] != d->n_fan)
 			return fail_rule(rs, UINT32_MAX, err, errlen, "bad fan-out table");
+		/* a literal database has positions, a regex database its set of n_ids regexes */
+		if ((d->mode != NULL) == (d->rx != NULL) ||
+		    (d->rx && rx_set_count(d->rx) != d->n_ids))
+			return fail_rule(rs, UINT32_MAX, err, errlen,
+					 "regex set does not match its database");
 		for (uint32_t k = 0; d->mode && k < d->n_ids; k++) {
 			if (d->mode[k] & ~(LIT_AT_START | LIT_AT_END))
 				return fail_rule(rs, UINT32_MAX, err, errlen,

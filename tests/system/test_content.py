@@ -58,7 +58,8 @@ def test_lint_compiles_and_passes_every_rule_test():
 
 def test_lint_stats_lists_every_database(tmp_path):
     """--stats prints one line per pattern database of the load and a total per kind; equals
-    literals are found by lookup, with nothing compiled."""
+    literals are found by lookup, with nothing compiled; a field's regex set has a literal
+    database of the atoms its regexes need ('/tmp/' here)."""
     (tmp_path / "r.yml").write_text(
         "rules:\n"
         "  - {id: eq, name: n, condition: {process.name: {in: [bash, sh]}}}\n"
@@ -69,17 +70,20 @@ def test_lint_stats_lists_every_database(tmp_path):
     res = run_vigil("content", "lint", tmp_path / "r.yml", "--stats")
     assert res.returncode == 0, res.stderr
     rows = [line.split() for line in res.stdout.splitlines()
-            if line.split() and line.split()[0] in ("literal", "regex", "regex-on-demand",
-                                                    "lookup")]
+            if line.split() and line.split()[0] in ("literal", "regex", "regex-atoms",
+                                                    "regex-on-demand", "lookup")]
     kinds = collections.Counter((r[0], r[1]) for r in rows)
     assert kinds == {("lookup", "process.name"): 1, ("literal", "process.command_line"): 1,
                      ("regex", "process.executable"): 1, ("literal", "process.name"): 1,
+                     ("regex-atoms", "process.executable"): 1,
                      ("regex-on-demand", "process.command_line"): 1}, res.stdout
     patterns = {(r[0], r[1]): int(r[2]) for r in rows}
     assert patterns[("lookup", "process.name")] == 2
     assert patterns[("literal", "process.command_line")] == 2
+    assert patterns[("regex-atoms", "process.executable")] == 1
     totals = dict(re.findall(r"^total (\S+): (\d+) databases", res.stdout, re.M))
-    assert totals == {"literal": "2", "regex": "1", "regex-on-demand": "1", "lookup": "1"}
+    assert totals == {"literal": "2", "regex": "1", "regex-atoms": "1", "regex-on-demand": "1",
+                      "lookup": "1"}
     assert run_vigil("content", "lint", tmp_path / "r.yml", "--bogus").returncode == 2
 
 

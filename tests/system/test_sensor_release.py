@@ -156,7 +156,8 @@ def test_sensor_build_rolls_out_and_a_crashing_build_reverts_itself(tmp_path, ke
                  "the good build to leave its steps", timeout=240)
         shown = s.admin_call("GET", f"rollouts/{r1['id']}")
         decisions = s.admin_call("GET", f"decisions?rollout={r1['id']}")["decisions"][::-1]
-        assert shown["state"] == "complete", (shown, decisions)
+        assert shown["state"] == "complete", (shown["state"], shown["gates"],
+                                              [(d["kind"], d.get("reason")) for d in decisions])
         wait_for(lambda: set(sensor_builds(s).values()) == {2},
                  "every agent to run build 2", timeout=90)
         for n, a in real.items():
