@@ -257,7 +257,7 @@ struct cexact {
  * atoms the set needs (db, NULL when no regex has any); pattern id k is the set's regex k.
  */
 struct cdb {
-	void *db; /* hs_database_t, or NULL */
+	void *db;	   /* hs_database_t, or NULL */
 	struct rx_set *rx; /* regex databases: the regexes; NULL for literals */
 	uint16_t field;
 	uint32_t n_ids;

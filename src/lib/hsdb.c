@@ -659,8 +659,9 @@ static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *
 						 sizeof(h->why));
 				if (ret == -EINVAL || ret == -E2BIG)
 					return reject(h, e->pred, rs->blob + e->off,
-						      ret == -EINVAL ? h->why
-								     : "too many regexes for one field");
+						      ret == -EINVAL
+							  ? h->why
+							  : "too many regexes for one field");
 				if (ret < 0)
 					return ret;
 			} else if (!NEVER(!j)) {
@@ -938,8 +939,8 @@ static void run_job(struct compile_job *j)
 	uint64_t t0 = thread_cpu_ns();
 
 	/* literals and atoms alike: every Hyperscan database of a load is a literal one */
-	j->rc = hs_compile_lit_multi(j->exprs, j->flags, j->ids, j->lens, j->n, HS_MODE_BLOCK,
-				     NULL, &j->db, &j->cerr);
+	j->rc = hs_compile_lit_multi(j->exprs, j->flags, j->ids, j->lens, j->n, HS_MODE_BLOCK, NULL,
+				     &j->db, &j->cerr);
 	j->compiled = true;
 	j->cpu_ns = thread_cpu_ns() - t0;
 }

@@ -176,7 +176,8 @@ static int set_compile(struct rx_set *s)
 	std::vector<std::string> mine;
 
 	for (uint32_t i = 0; i < s->re.size(); i++) {
-		/* atoms of RX_MIN_ATOM bytes; of RX_MIN_ATOM_LAST when a regex has no longer ones */
+		/* atoms of RX_MIN_ATOM bytes; of RX_MIN_ATOM_LAST when a regex has no longer ones
+		 */
 		if (!atoms_of(s->pats[i], (int)RX_MIN_ATOM, &mine) &&
 		    !atoms_of(s->pats[i], (int)RX_MIN_ATOM_LAST, &mine)) {
 			s->unfiltered.push_back(i);

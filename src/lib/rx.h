@@ -21,7 +21,7 @@
 #define RX_MIN_ATOM_LAST 2u
 /* Atoms one set may have, and regexes one set may hold. */
 #define RX_MAX_ATOMS 65536u
-#define RX_MAX_SET	 65536u
+#define RX_MAX_SET   65536u
 
 struct rx;
 struct rx_set;

@@ -277,6 +277,22 @@ def start_fleet(s, tmp_path, real, specs):
     return {n: a.stderr().split("uplink: enrolled as ")[1].split()[0] for n, a in real.items()}
 
 
+def wait_completed(s, rollout_id, what, timeout):
+    """
+    Waits until rollout @rollout_id leaves its steps and checks that it completed; when it
+    halted instead, the failure shows the gate and reason of the halt. Returns the rollout's
+    decisions, oldest first.
+    """
+    wait_for(lambda: s.admin_call("GET", f"rollouts/{rollout_id}")["state"] != "rolling",
+             what, timeout=timeout)
+    shown = s.admin_call("GET", f"rollouts/{rollout_id}")
+    decisions = s.admin_call("GET", f"decisions?rollout={rollout_id}")["decisions"][::-1]
+    assert shown["state"] == "complete", (shown["state"], shown["gates"],
+                                          [(d["kind"], d.get("detail")) for d in decisions
+                                           if d["kind"] == "halt"])
+    return decisions
+
+
 def wait_halted_by_a_gate(s, rollout_id, what, timeout):
     """
     Waits until rollout @rollout_id halts and checks that it halted at its first step, by a
@@ -333,13 +349,7 @@ def test_good_release_reaches_all_and_bad_release_halts_at_its_first_step(tmp_pa
             assert after["step_started"] == before["step_started"], (before, after)
         for x in sims:
             x.errors.clear()  # refused connections while the server was away
-        wait_for(lambda: s.admin_call("GET", f"rollouts/{r1['id']}")["state"] != "rolling",
-                 "the good release to leave its steps", timeout=180)
-        shown = s.admin_call("GET", f"rollouts/{r1['id']}")
-        decisions = s.admin_call("GET", f"decisions?rollout={r1['id']}")["decisions"][::-1]
-        assert shown["state"] == "complete", (shown["state"], shown["gates"],
-                                              [(d["kind"], d.get("detail")) for d in decisions
-                                               if d["kind"] == "halt"])
+        decisions = wait_completed(s, r1["id"], "the good release to leave its steps", 180)
         kinds = [d["kind"] for d in decisions]
         assert kinds[0] == "start" and kinds[-1] == "complete", kinds
         assert kinds.count("promote") == len(plan(3)) - 1, kinds

@@ -23,7 +23,7 @@ import pytest
 
 from conftest import AGENT, BUILD, VIGIL, need_bpf, need_root, new_marker
 from test_fleet import (HEARTBEAT, HOOKS_AGENT, plan, restart_server, start_fleet, upload,
-                        wait_halted_by_a_gate)
+                        wait_completed, wait_halted_by_a_gate)
 from test_server import Server, keys, run, wait_for  # noqa: F401 (keys: a fixture)
 
 # one bad agent halts; silence after 4 missed heartbeats; CPU off (an exec into a new build
@@ -152,13 +152,7 @@ def test_sensor_build_rolls_out_and_a_crashing_build_reverts_itself(tmp_path, ke
         after = s.admin_call("GET", f"rollouts/{r1['id']}")
         assert after["kind"] == "sensor" and after["created"] == before["created"]
         assert after["step"] >= before["step"], (before, after)
-        wait_for(lambda: s.admin_call("GET", f"rollouts/{r1['id']}")["state"] != "rolling",
-                 "the good build to leave its steps", timeout=240)
-        shown = s.admin_call("GET", f"rollouts/{r1['id']}")
-        decisions = s.admin_call("GET", f"decisions?rollout={r1['id']}")["decisions"][::-1]
-        assert shown["state"] == "complete", (shown["state"], shown["gates"],
-                                              [(d["kind"], d.get("detail")) for d in decisions
-                                               if d["kind"] == "halt"])
+        wait_completed(s, r1["id"], "the good build to leave its steps", 240)
         wait_for(lambda: set(sensor_builds(s).values()) == {2},
                  "every agent to run build 2", timeout=90)
         for n, a in real.items():

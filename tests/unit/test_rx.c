@@ -39,16 +39,17 @@ static void refuses(const char *pat, size_t len, const char *why)
 
 static void refusals_say_why(void **state)
 {
-	refuses("(a)\\1", 5, "escape");	  /* back-references are not linear-time */
-	refuses("a(?=b)", 6, "(?=");	  /* nor is look-ahead */
+	refuses("(a)\\1", 5, "escape"); /* back-references are not linear-time */
+	refuses("a(?=b)", 6, "(?=");	/* nor is look-ahead */
 	refuses("(a", 2, "missing )");
 	refuses("a\0b", 3, "NUL");
 	refuses("x{1001}", 7, "repetition");
 	/* a program larger than RX_MAX_MEM allows: 50 times 1000 instructions */
-	char big[600] = "";
-	for (int i = 0; i < 50; i++)
-		strcat(big, "[a-z]{1000}");
-	refuses(big, strlen(big), "too large");
+	static const char piece[] = "[a-z]{1000}";
+	char big[50 * (sizeof(piece) - 1)];
+	for (size_t i = 0; i < 50; i++)
+		memcpy(big + i * (sizeof(piece) - 1), piece, sizeof(piece) - 1);
+	refuses(big, sizeof(big), "too large");
 	/* the reason quotes the pattern; a control character in it is not a second line */
 	refuses("(b\n", 3, "missing )");
 }
@@ -67,8 +68,11 @@ static void matches_bytes(void **state)
 	assert_true(rx_search(r, "a\xff\xfe", 3));
 	rx_free(r);
 	r = must("^a.c$");
-	assert_true(rx_search(r, "a\xe9" "c", 3));
-	assert_false(rx_search(r, "a\nc", 3)); /* . is not a newline */
+	assert_true(rx_search(r,
+			      "a\xe9"
+			      "c",
+			      3));
+	assert_false(rx_search(r, "a\nc", 3));	/* . is not a newline */
 	assert_false(rx_search(r, "abc\n", 4)); /* $ is the end of the value only */
 	rx_free(r);
 	/* a value may hold a NUL byte */
@@ -130,9 +134,9 @@ static void set_behind_atoms(void **state)
 {
 	static const char *const pats[] = {
 	    "(curl|wget)\\s.*\\|\\s*(ba)?sh", /* atoms: either tool's name */
-	    "Invoke-Mimikatz",		   /* case-sensitive: its atom is matched ignoring case */
-	    "(?i)pty\\.spawn",		   /* caseless */
-	    "^-[a-z]$",			   /* no atom of RX_MIN_ATOM bytes: runs on every value */
+	    "Invoke-Mimikatz", /* case-sensitive: its atom is matched ignoring case */
+	    "(?i)pty\\.spawn", /* caseless */
+	    "^-[a-z]$",	       /* no atom of RX_MIN_ATOM bytes: runs on every value */
 	};
 	struct rx_set *s = NULL;
 	struct hits h;
