@@ -1247,7 +1247,7 @@ int rules_compile_cached(struct rules_ast *ast, struct rules_cache *cache, struc
 	/* nothing runs that the verifier has not passed */
 	if ((ret = ruleset_verify(rs, err, errlen)) < 0)
 		goto out_fail;
-	/* hsdb_build counted the regex databases it compiled on their own */
+	/* hsdb_build counted the on-demand regexes, which no database holds */
 	rs->bytes += sizeof(*rs) + rs->n_rules * sizeof(*rs->rules) +
 		     rs->n_progs * sizeof(*rs->progs) +
 		     rs->n_preds * (sizeof(*rs->preds) + sizeof(*rs->pred_prog)) +

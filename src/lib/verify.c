@@ -60,7 +60,7 @@ static int pred_verify(const struct cpred *cp, uint32_t i, const struct pool_siz
 	case PK_REGEX:
 		if (cp->op != ROP_REGEX || !range_ok(cp->off, cp->n, pools->n_strs) || cp->n != 1 ||
 		    cp->num < 0 || cp->num >= (int64_t)pools->n_lazy)
-			return VFAIL(err, errlen, "predicate %u: regex database out of range", i);
+			return VFAIL(err, errlen, "predicate %u: on-demand regex out of range", i);
 		break;
 	case PK_INT_IN:
 		if (!range_ok(cp->off, cp->n, pools->n_ints))
