@@ -299,8 +299,8 @@ static void cache_release_ruleset(struct ruleset *rs)
 /* Threads that compile the databases of one load, the caller's included (the agent has two
  * cores to spare for it at most). */
 #define HSDB_COMPILE_THREADS 2
-/* Hyperscan literals of one database at most (literal_chunk). */
-#define HSDB_LITERAL_CHUNK 256u
+/* Literal values one database is planned for at most (literal_chunk). */
+#define HSDB_LITERAL_CHUNK 384u
 /* Memory a compiling thread prepares for its compiles (see heap_prepare), and the size of a
  * transparent huge page. */
 #define HSDB_HEAP_RESERVE (24u << 20)
@@ -751,24 +751,43 @@ static void equals_first(const struct ruleset *rs, uint32_t *preds, uint32_t n)
 	}
 }
 
+/* Literal values of @cp that go to Hyperscan: none for a lookup-only predicate. */
+static uint64_t scanned_values(const struct cpred *cp)
+{
+	return lookup_only(cp) ? 0 : cp->n;
+}
+
+/*
+ * The size of each chunk of literal predicates @preds (@n of them): their values split evenly
+ * into as few chunks as keep each to HSDB_LITERAL_CHUNK. Hyperscan's literal compile grows
+ * faster than the number of literals (512 of them took 41 ms here, two databases of 256 15 ms
+ * together) and the chunks compile on two threads, for one more scan of the field's value per
+ * chunk (about 50 ns for a command line).
+ */
+static uint64_t chunk_target(const struct ruleset *rs, const uint32_t *preds, uint32_t n)
+{
+	uint64_t total = 0, chunks;
+
+	for (uint32_t i = 0; i < n; i++)
+		total += scanned_values(&rs->preds[preds[i]]);
+	chunks = (total + HSDB_LITERAL_CHUNK - 1) / HSDB_LITERAL_CHUNK;
+	return chunks > 1 ? (total + chunks - 1) / chunks : HSDB_LITERAL_CHUNK;
+}
+
 /*
  * The end of the chunk of literal predicates @preds that starts at @from (< @n): as many as
- * keep its Hyperscan literals to HSDB_LITERAL_CHUNK, one at least. Hyperscan's literal
- * compile grows faster than the number of literals (512 of them took 41 ms here, two
- * databases of 256 15 ms together) and the chunks compile on two threads, for a second scan
- * of the field's value (about 50 ns). The lookup-only predicates (in front, equals_first)
- * count nothing, so their table is the first chunk's alone.
+ * keep its values to @target, one at least. The lookup-only predicates (in front,
+ * equals_first) count nothing, so their table is the first chunk's alone.
  */
 static uint32_t literal_chunk(const struct ruleset *rs, const uint32_t *preds, uint32_t from,
-			      uint32_t n)
+			      uint32_t n, uint64_t target)
 {
 	uint64_t lits = 0;
 	uint32_t to = from;
 
 	for (; to < n; to++) {
-		const struct cpred *cp = &rs->preds[preds[to]];
-		uint32_t c = lookup_only(cp) ? 0 : cp->n;
-		if (to > from && lits + c > HSDB_LITERAL_CHUNK)
+		uint64_t c = scanned_values(&rs->preds[preds[to]]);
+		if (to > from && lits + c > target)
 			break;
 		lits += c;
 	}
@@ -833,9 +852,10 @@ static int build_bucket(struct hb *h, uint32_t b, struct field_pred *fp, uint32_
 			}
 		}
 		/* literal predicates in chunks; a regex set is one database */
+		uint64_t target = fp[i].regex ? 0 : chunk_target(rs, scratch, n_key);
 		for (uint32_t from = 0, to; from < n_key; from = to) {
 			uint32_t db = 0;
-			to = fp[i].regex ? n_key : literal_chunk(rs, scratch, from, n_key);
+			to = fp[i].regex ? n_key : literal_chunk(rs, scratch, from, n_key, target);
 			if ((ret = build_db(h, fp[i].field, !fp[i].regex, scratch + from, to - from,
 					    &db)) < 0)
 				return ret;
