@@ -250,6 +250,9 @@ struct cexact {
 	uint32_t id; /* the database's pattern id */
 };
 
+/* Literal patterns one database holds at most: a field with more has several. */
+#define HSDB_LITERAL_CHUNK 384u
+
 /*
  * The patterns of one field for the programs of some buckets. Literals: one Hyperscan
  * database, and the equals literals, which a lookup finds without one (db is NULL when those
@@ -267,8 +270,9 @@ struct cdb {
 	uint8_t *mode;	   /* literal databases: LIT_AT_* per pattern id; NULL for regexes */
 	uint32_t *lit_len; /* literal databases: bytes of each literal */
 	bool all_buckets;  /* holds predicates of every bucket (regexes) */
-	uint32_t *key;	   /* predicate indices the database was built from, in plan order */
+	uint32_t *key;	   /* sorted predicate indices the database was built from */
 	uint32_t n_key;
+	uint32_t chunk, n_chunks; /* literals: which even share of the key's patterns */
 	/* equals literals: the case-sensitive ones first, then the caseless ones; found through
 	 * an open-addressing table of slot_mask + 1 slots, each 0 or an index into exact plus 1 */
 	struct cexact *exact;

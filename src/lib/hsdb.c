@@ -299,8 +299,6 @@ static void cache_release_ruleset(struct ruleset *rs)
 /* Threads that compile the databases of one load, the caller's included (the agent has two
  * cores to spare for it at most). */
 #define HSDB_COMPILE_THREADS 2
-/* Literal values one database is planned for at most (literal_chunk). */
-#define HSDB_LITERAL_CHUNK 384u
 /* Memory a compiling thread prepares for its compiles (see heap_prepare), and the size of a
  * transparent huge page. */
 #define HSDB_HEAP_RESERVE (24u << 20)
@@ -578,29 +576,83 @@ static int regex_atoms(struct hb *h, uint32_t db, uint32_t blame, uint64_t t0)
  * through Hyperscan's literal compiler (no anchors: where the literal must sit is checked in
  * the match callback from its end offset and length).
  */
-static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *preds, uint32_t n,
-		    uint32_t *index)
+/*
+ * Collects the values of predicates @preds into h->ent, sorted so that equal patterns are
+ * neighbours; returns the number of distinct patterns a Hyperscan database would hold (the
+ * equals literals are looked up instead), or -ENOMEM.
+ */
+static int64_t collect_entries(struct hb *h, bool literal, const uint32_t *preds, uint32_t n)
 {
-	struct ruleset *rs = h->rs;
-	struct compile_job *j;
-	struct cdb *d;
-	uint32_t ji;
+	int64_t scanned = 0;
 	int ret;
 
-	for (uint32_t i = 0; i < rs->n_dbs; i++) {
-		d = &rs->dbs[i];
-		if (d->field == field && (d->mode != NULL) == literal && d->n_key == n &&
-		    memcmp(d->key, preds, n * sizeof(*preds)) == 0) {
-			*index = i;
-			return 0;
-		}
-	}
 	h->n_ent = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		if ((ret = add_entries(h, preds[i])) < 0)
 			return ret;
 	}
-	qsort_r(h->ent, h->n_ent, sizeof(*h->ent), cmp_entry, rs->blob);
+	qsort_r(h->ent, h->n_ent, sizeof(*h->ent), cmp_entry, h->rs->blob);
+	for (size_t i = 0; i < h->n_ent; i++) {
+		if ((i == 0 || !same_pattern(h, &h->ent[i - 1], &h->ent[i])) &&
+		    !is_exact(literal, &h->ent[i]))
+			scanned++;
+	}
+	return scanned;
+}
+
+/*
+ * Keeps in h->ent (as collect_entries left it, @scanned patterns to scan) the entries of
+ * chunk @chunk of @n_chunks: an even share of the patterns to scan, whole patterns only,
+ * and the equals literals in chunk 0 alone.
+ */
+static void select_chunk(struct hb *h, bool literal, int64_t scanned, uint32_t chunk,
+			 uint32_t n_chunks)
+{
+	uint64_t lo = (uint64_t)scanned * chunk / n_chunks;
+	uint64_t hi = (uint64_t)scanned * (chunk + 1) / n_chunks;
+	uint64_t k = 0; /* index of the current pattern among those to scan */
+	size_t out = 0;
+
+	for (size_t i = 0; i < h->n_ent; i++) {
+		const struct entry *e = &h->ent[i];
+		bool keep;
+		if (is_exact(literal, e)) {
+			keep = chunk == 0;
+		} else {
+			if (i > 0 && !same_pattern(h, &h->ent[i - 1], e) &&
+			    !is_exact(literal, &h->ent[i - 1]))
+				k++;
+			keep = k >= lo && k < hi;
+		}
+		if (keep)
+			h->ent[out++] = *e;
+	}
+	h->n_ent = out;
+}
+
+static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *preds, uint32_t n,
+		    uint32_t chunk, uint32_t n_chunks, uint32_t *index)
+{
+	struct ruleset *rs = h->rs;
+	struct compile_job *j;
+	struct cdb *d;
+	uint32_t ji;
+	int64_t scanned;
+	int ret;
+
+	for (uint32_t i = 0; i < rs->n_dbs; i++) {
+		d = &rs->dbs[i];
+		if (d->field == field && (d->mode != NULL) == literal && d->n_key == n &&
+		    d->chunk == chunk && d->n_chunks == n_chunks &&
+		    memcmp(d->key, preds, n * sizeof(*preds)) == 0) {
+			*index = i;
+			return 0;
+		}
+	}
+	if ((scanned = collect_entries(h, literal, preds, n)) < 0)
+		return (int)scanned;
+	if (n_chunks > 1)
+		select_chunk(h, literal, scanned, chunk, n_chunks);
 	size_t n_ids = 0, n_fan = 0, n_job = 0, cnt = h->n_ent;
 	for (size_t i = 0; i < cnt; i++) {
 		if ((i == 0 || !same_pattern(h, &h->ent[i - 1], &h->ent[i])) &&
@@ -619,6 +671,8 @@ static int build_db(struct hb *h, uint16_t field, bool literal, const uint32_t *
 	d = &rs->dbs[rs->n_dbs++];
 	memset(d, 0, sizeof(*d));
 	d->field = field;
+	d->chunk = chunk;
+	d->n_chunks = n_chunks;
 	d->all_buckets = !literal;
 	d->fan_start = malloc((cnt + 1) * sizeof(*d->fan_start));
 	d->fan_preds = malloc((cnt ? cnt : 1) * sizeof(*d->fan_preds));
@@ -731,69 +785,6 @@ static bool prog_in_bucket(const struct ruleset *rs, const struct cprog *p, uint
 	return false;
 }
 
-/* Whether literal predicate @cp's values are all equals literals, found by lookup. */
-static bool lookup_only(const struct cpred *cp)
-{
-	return hsdb_literal_mode((enum rop)cp->op) == (LIT_AT_START | LIT_AT_END);
-}
-
-/* Moves the lookup-only predicates of @preds to the front, each part keeping its order. */
-static void equals_first(const struct ruleset *rs, uint32_t *preds, uint32_t n)
-{
-	uint32_t k = 0;
-
-	for (uint32_t i = 0; i < n; i++) {
-		if (!lookup_only(&rs->preds[preds[i]]))
-			continue;
-		uint32_t p = preds[i];
-		memmove(preds + k + 1, preds + k, (i - k) * sizeof(*preds));
-		preds[k++] = p;
-	}
-}
-
-/* Literal values of @cp that go to Hyperscan: none for a lookup-only predicate. */
-static uint64_t scanned_values(const struct cpred *cp)
-{
-	return lookup_only(cp) ? 0 : cp->n;
-}
-
-/*
- * The size of each chunk of literal predicates @preds (@n of them): their values split evenly
- * into as few chunks as keep each to HSDB_LITERAL_CHUNK. Hyperscan's literal compile grows
- * faster than the number of literals (512 of them took 41 ms here, two databases of 256 15 ms
- * together) and the chunks compile on two threads, for one more scan of the field's value per
- * chunk (about 50 ns for a command line).
- */
-static uint64_t chunk_target(const struct ruleset *rs, const uint32_t *preds, uint32_t n)
-{
-	uint64_t total = 0, chunks;
-
-	for (uint32_t i = 0; i < n; i++)
-		total += scanned_values(&rs->preds[preds[i]]);
-	chunks = (total + HSDB_LITERAL_CHUNK - 1) / HSDB_LITERAL_CHUNK;
-	return chunks > 1 ? (total + chunks - 1) / chunks : HSDB_LITERAL_CHUNK;
-}
-
-/*
- * The end of the chunk of literal predicates @preds that starts at @from (< @n): as many as
- * keep its values to @target, one at least. The lookup-only predicates (in front,
- * equals_first) count nothing, so their table is the first chunk's alone.
- */
-static uint32_t literal_chunk(const struct ruleset *rs, const uint32_t *preds, uint32_t from,
-			      uint32_t n, uint64_t target)
-{
-	uint64_t lits = 0;
-	uint32_t to = from;
-
-	for (; to < n; to++) {
-		uint64_t c = scanned_values(&rs->preds[preds[to]]);
-		if (to > from && lits + c > target)
-			break;
-		lits += c;
-	}
-	return to;
-}
-
 static int build_bucket(struct hb *h, uint32_t b, struct field_pred *fp, uint32_t *scratch)
 {
 	struct ruleset *rs = h->rs;
@@ -825,10 +816,7 @@ static int build_bucket(struct hb *h, uint32_t b, struct field_pred *fp, uint32_
 	memcpy(bk->always, scratch, n_always * sizeof(*scratch));
 	bk->n_always = n_always;
 	qsort(fp, n_fp, sizeof(*fp), cmp_field_pred);
-	/* at most one database per predicate */
-	bk->dbs = calloc(n_fp ? n_fp : 1, sizeof(*bk->dbs));
-	if (!bk->dbs)
-		return -ENOMEM;
+	uint32_t cap = 0;
 	for (size_t i = 0; i < n_fp;) {
 		size_t j = i;
 		uint32_t n_key = 0;
@@ -836,8 +824,6 @@ static int build_bucket(struct hb *h, uint32_t b, struct field_pred *fp, uint32_
 			scratch[n_key++] = fp[j].pred;
 			j++;
 		}
-		if (!fp[i].regex)
-			equals_first(rs, scratch, n_key);
 		if (fp[i].regex) {
 			/*
 			 * One regex set per field holds the regexes of every bucket, built once;
@@ -851,13 +837,38 @@ static int build_bucket(struct hb *h, uint32_t b, struct field_pred *fp, uint32_
 					scratch[n_key++] = p;
 			}
 		}
-		/* literal predicates in chunks; a regex set is one database */
-		uint64_t target = fp[i].regex ? 0 : chunk_target(rs, scratch, n_key);
-		for (uint32_t from = 0, to; from < n_key; from = to) {
+		/*
+		 * A regex set is one database. Literals: Hyperscan's literal compile grows faster
+		 * than their number (512 took 41 ms here, two databases of 256 15 ms together),
+		 * so more than HSDB_LITERAL_CHUNK are split evenly into chunks, which compile on
+		 * the two threads, for one more scan of the value each (about 50 ns for a command
+		 * line). A pattern is never split: the engine marks a predicate once per event,
+		 * whichever chunk finds it.
+		 */
+		uint32_t n_chunks = 1;
+		if (!fp[i].regex) {
+			int64_t scanned = collect_entries(h, true, scratch, n_key);
+			if (scanned < 0)
+				return (int)scanned;
+			n_chunks =
+			    (uint32_t)((scanned + HSDB_LITERAL_CHUNK - 1) / HSDB_LITERAL_CHUNK);
+			if (n_chunks == 0)
+				n_chunks = 1;
+		}
+		if (bk->n_dbs + n_chunks > cap) {
+			uint32_t ncap = (bk->n_dbs + n_chunks) * 2;
+			struct cbucket_db *v = realloc(bk->dbs, ncap * sizeof(*v));
+			if (!v)
+				return -ENOMEM;
+			/* zeroed, padding included, so that equal plans compare equal */
+			memset(v + cap, 0, (ncap - cap) * sizeof(*v));
+			bk->dbs = v;
+			cap = ncap;
+		}
+		for (uint32_t c = 0; c < n_chunks; c++) {
 			uint32_t db = 0;
-			to = fp[i].regex ? n_key : literal_chunk(rs, scratch, from, n_key, target);
-			if ((ret = build_db(h, fp[i].field, !fp[i].regex, scratch + from, to - from,
-					    &db)) < 0)
+			if ((ret = build_db(h, fp[i].field, !fp[i].regex, scratch, n_key, c,
+					    n_chunks, &db)) < 0)
 				return ret;
 			bk->dbs[bk->n_dbs].field = fp[i].field;
 			bk->dbs[bk->n_dbs].db = db;

@@ -819,6 +819,76 @@ static void equals_found_by_lookup(void **state)
 	ruleset_free(rs);
 }
 
+/*
+ * A field with more literals than one database is planned for is split into chunks of even
+ * size: every literal of every chunk still raises its rule, and the equals literals (looked
+ * up, not scanned) stay in the first chunk.
+ */
+static void literal_chunks_match_every_literal(void **state)
+{
+	enum { N = 1000 };
+	static char yaml[N * 12 + 512], json[256];
+	int f = registry_lookup("process.command_line", strlen("process.command_line"));
+	size_t at = 0;
+	struct alerts x;
+	int k;
+
+	k = snprintf(yaml, sizeof(yaml),
+		     "rules:\n"
+		     "  - {id: eq, name: n, condition: {process.command_line: exact-one}}\n"
+		     "  - {id: many, name: n, condition: {process.command_line: {contains: [");
+	assert_true(k > 0);
+	at = (size_t)k;
+	for (int i = 0; i < N; i++) {
+		k = snprintf(yaml + at, sizeof(yaml) - at, "%stok%04d", i ? ", " : "", i);
+		assert_true(k > 0 && (size_t)k < sizeof(yaml) - at);
+		at += (size_t)k;
+	}
+	k = snprintf(
+	    yaml + at, sizeof(yaml) - at,
+	    "]}}}\n"
+	    "  - {id: tail, name: n, condition: {process.command_line: {endswith: zz-last}}}\n");
+	assert_true(k > 0 && (size_t)k < sizeof(yaml) - at);
+	struct ruleset *rs = load(yaml);
+
+	/* the catch-all bucket scans the field with several databases, none too large */
+	uint32_t chunks = 0, with_lookup = 0;
+	const struct cbucket *bk = &rs->buckets[0];
+	for (uint32_t i = 0; i < bk->n_dbs; i++) {
+		const struct cdb *d = &rs->dbs[bk->dbs[i].db];
+		if (bk->dbs[i].field != f)
+			continue;
+		chunks++;
+		with_lookup += d->n_exact > 0;
+		assert_true(d->n_ids - d->n_exact <= HSDB_LITERAL_CHUNK);
+	}
+	assert_true(chunks >= 3);
+	assert_int_equal(with_lookup, 1);
+	static const struct {
+		const char *cmd, *ids;
+	} cases[] = {
+	    {"exact-one", "eq,"},
+	    {"x tok0000 y", "many,"},
+	    {"tok0499", "many,"},
+	    {"a tok0999", "many,"},
+	    {"tok1000", ""},
+	    {"tok", ""},
+	    {"tok0500 zz-last", "many,tail,"},
+	    {"exact-one zz-last", "tail,"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		k = snprintf(json, sizeof(json),
+			     "{\"event\":{\"kind\":\"event\",\"action\":\"exec\"},"
+			     "\"process\":{\"command_line\":\"%s\"}}",
+			     cases[i].cmd);
+		assert_true(k > 0 && (size_t)k < sizeof(json));
+		eval_one(rs, json, (size_t)k, 0, &x);
+		if (strcmp(x.ids, cases[i].ids) != 0)
+			fail_msg("%s: got '%s', want '%s'", cases[i].cmd, x.ids, cases[i].ids);
+	}
+	ruleset_free(rs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -834,6 +904,7 @@ int main(void)
 	    cmocka_unit_test(shared_databases),
 	    cmocka_unit_test(literal_positions),
 	    cmocka_unit_test(equals_found_by_lookup),
+	    cmocka_unit_test(literal_chunks_match_every_literal),
 	    cmocka_unit_test(cache_gives_same_alerts),
 	    cmocka_unit_test(cache_misses_changed_patterns),
 	    cmocka_unit_test(cache_is_bounded),
