@@ -704,6 +704,12 @@ def test_hundred_swaps_every_event_once(tmp_path):
             st = s.wait_active(v)
             totals.append(st["activation"]["ms"]["total"])
             stream.markers_on.set()  # from the first version on, every marker must alert
+        # markers written from here on reach the agent after the last swap: let some be
+        # written, so that the last version has events to evaluate too
+        after, deadline = stream.markers, time.monotonic() + 30
+        while stream.markers < after + 40:
+            assert time.monotonic() < deadline and stream.is_alive(), "the stream stalled"
+            time.sleep(0.01)
     finally:
         stream.stop_flag.set()
         stream.join(timeout=30)
