@@ -21,6 +21,20 @@ median() {
 		      else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# median_bounds N... : "LOW HIGH", the distribution-free one-sided 95 % confidence bounds of
+# the median of the values' distribution (sign test: with n values sorted, the true median is
+# at most the k-th with k the least for which P(Binomial(n, 1/2) <= k - 1) >= 0.95, and at
+# least the (n + 1 - k)-th). Fewer than 5 values give no such bound: "n/a n/a".
+median_bounds() {
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+		END {
+			n = NR; p = 0.5 ^ n; cdf = p
+			for (k = 1; k <= n && cdf < 0.95; k++) { p = p * (n - k + 1) / k; cdf += p }
+			if (k > n || n == 0) { print "n/a n/a"; exit }
+			printf "%.6g %.6g\n", v[n + 1 - k], v[k]
+		}'
+}
+
 # max N...
 maxof() {
 	printf '%s\n' "$@" | sort -g | tail -n 1

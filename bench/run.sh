@@ -7,8 +7,9 @@
 # targets in MISSED; the run ends with one "bench summary:" line. To add a benchmark, write
 # section_NAME in bench/NAME.sh, source it below and add NAME to SECTIONS there.
 #
-# Environment: BENCH_REPS (3) runs per measurement, BENCH_EXEC_N (5000), BENCH_FILE_N
-# (50000), BENCH_JOBS (1) storm workers, BENCH_SENSOR_MODES ("none vigil auditd"),
+# Environment: BENCH_REPS (11) rounds of the sensor storms (a round runs each mode once; at
+# least 5 rounds for a verdict), BENCH_EXEC_N (5000), BENCH_FILE_N (50000), BENCH_JOBS (1)
+# storm workers, BENCH_SENSOR_MODES ("none vigil auditd"),
 # BENCH_BPF_STATS=1 to turn on kernel.bpf_stats_enabled during the runs and print what each
 # of the agent's BPF programs cost in the kernel (this adds a little overhead of its own),
 # BENCH_STRICT=1 to exit 1 when a target is missed, BUILD (build). Raw runs go to
@@ -23,7 +24,7 @@ SECTIONS=(sensor)
 . bench/activation.sh # section "activation": content activation on the agent
 . bench/heartbeat.sh # section "heartbeat": vigil-server under simulated agents
 . bench/sim.sh # section "sim": vigil sim, a million hosts through a whole rollout
-REPS=${BENCH_REPS:-3}
+REPS=${BENCH_REPS:-11}
 EXEC_N=${BENCH_EXEC_N:-5000}
 FILE_N=${BENCH_FILE_N:-50000}
 JOBS=${BENCH_JOBS:-1}
@@ -36,25 +37,32 @@ INCONCLUSIVE=()
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-# check VAR NAME VALUE LIMIT [SPREAD] : sets VAR to "ok" when VALUE <= LIMIT, else to
-# "MISSED" and records the miss. VALUE n/a: "not measured". When the runs behind VALUE
-# spread (+-%) wider than LIMIT, only a VALUE above LIMIT by more than the spread is a miss;
-# anything else is "inconclusive" (recorded too): the noise hides the answer.
+# check VAR NAME VALUE LIMIT [LOW HIGH] : sets VAR to "ok" when VALUE <= LIMIT, else to
+# "MISSED" and records the miss. VALUE n/a: "not measured". With LOW and HIGH, the one-sided
+# 95 % confidence bounds of a median (median_bounds), the verdict is the bounds': "ok" when
+# HIGH <= LIMIT, "MISSED" when LOW > LIMIT, and otherwise "inconclusive" (recorded too): the
+# runs cannot tell which side of LIMIT the median is on.
 check() {
 	if [ "$3" = n/a ]; then
 		printf -v "$1" "not measured"
-	elif [ "${5:-}" = single ]; then
-		printf -v "$1" "inconclusive: one run per mode"
-		INCONCLUSIVE+=("$2 $3 from one run per mode")
-	elif [ -n "${5:-}" ] && ! le "$5" "$4" &&
-		le "$(awk -v v="$3" -v s="$5" 'BEGIN { print v - s }')" "$4"; then
-		printf -v "$1" "inconclusive: runs spread +-%s%%" "$5"
-		INCONCLUSIVE+=("$2 $3 with runs spread +-$5%")
-	elif le "$3" "$4"; then
-		printf -v "$1" ok
+	elif [ $# -lt 6 ]; then
+		if le "$3" "$4"; then
+			printf -v "$1" ok
+		else
+			printf -v "$1" MISSED
+			MISSED+=("$2 $3 > $4")
+		fi
+	elif [ "$5" = n/a ]; then
+		printf -v "$1" "inconclusive: too few runs for a bound"
+		INCONCLUSIVE+=("$2 $3 from too few runs for a bound (at least 5)")
+	elif le "$6" "$4"; then
+		printf -v "$1" "ok, 95%% bound %s" "$6"
+	elif ! le "$5" "$4"; then
+		printf -v "$1" "MISSED, 95%% bound %s" "$5"
+		MISSED+=("$2 $3 > $4 (95% lower bound $5)")
 	else
-		printf -v "$1" MISSED
-		MISSED+=("$2 $3 > $4")
+		printf -v "$1" "inconclusive: 95%% bounds %s..%s" "$5" "$6"
+		INCONCLUSIVE+=("$2 $3 with 95% bounds $5..$6 around $4")
 	fi
 }
 
@@ -147,19 +155,31 @@ sensor_measure() {
 		"$mode" "$RATE" "$STORM_CPU" "$extra"
 }
 
-# sensor_report STORM TITLE N : the table of one storm; sets REPORT_VIGIL, REPORT_AUDITD
-# (median overheads) and REPORT_SPREAD (the widest spread of the none and vigil runs, +-%)
+# paired_overheads STORM MODE : the overhead of each run of MODE against the run of none in
+# the same round (the modes of a round run back to back, so drift on the machine hits both)
+paired_overheads() {
+	local -a base rate
+	local i
+	read -r -a base <<<"${RATES[$1.none]:-}"
+	read -r -a rate <<<"${RATES[$1.$2]:-}"
+	for i in "${!rate[@]}"; do
+		overhead "${base[$i]}" "${rate[$i]}"
+		echo
+	done
+}
+
+# sensor_report STORM TITLE N : the table of one storm; sets REPORT_VIGIL and REPORT_AUDITD
+# (the median of the overheads paired by round) and REPORT_BOUNDS (vigil's one-sided 95 %
+# bounds of that median, "LOW HIGH")
 sensor_report() {
-	local storm=$1 base best_base mode med best spread base_cpu cpu
+	local storm=$1 base mode med best spread base_cpu cpu
 	base=$(median ${RATES[$storm.none]})
-	best_base=$(maxof ${RATES[$storm.none]})
 	base_cpu=$(median ${STORMCPU[$storm.none]})
-	REPORT_SPREAD=0
-	[ "$REPS" -ge 2 ] || REPORT_SPREAD=single
 	echo
 	echo "sensor / $2 ($JOBS worker(s)), $REPS runs per mode"
-	printf '  %-7s %11s %9s %8s %11s %9s %11s %9s   %s\n' mode "median /s" overhead spread \
-		"best /s" overhead "storm CPU" "CPU added" "runs (per second)"
+	echo "  paired: each run against the run of none in the same round; bounds: one-sided 95 %"
+	printf '  %-7s %11s %8s %11s %9s %9s %15s %10s %9s   %s\n' mode "median /s" spread \
+		"best /s" overhead paired "paired bounds" "storm CPU" "CPU added" "runs (per second)"
 	for mode in "${MODES[@]}"; do
 		med=$(median ${RATES[$storm.$mode]})
 		best=$(maxof ${RATES[$storm.$mode]})
@@ -167,22 +187,29 @@ sensor_report() {
 		# half the range of the runs, against their median
 		spread=$(printf '%s\n' ${RATES[$storm.$mode]} | sort -g | awk -v m="$med" \
 			'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.1f", (hi - lo) / 2 / m * 100 }')
-		if [ "$REPORT_SPREAD" != single ] && { [ "$mode" = none ] || [ "$mode" = vigil ]; }; then
-			le "$spread" "$REPORT_SPREAD" || REPORT_SPREAD=$spread
-		fi
-		local ov=- bov=- cov=-
+		local ov=- pmed=- bounds=- cov=-
 		if [ "$mode" != none ]; then
+			local pairs
+			pairs=$(paired_overheads "$storm" "$mode")
 			ov="$(overhead "$base" "$med")%"
-			bov="$(overhead "$best_base" "$best")%"
+			pmed=$(median $pairs)
+			bounds=$(median_bounds $pairs)
 			cov="$(awk -v b="$base_cpu" -v c="$cpu" 'BEGIN { printf "%.1f", (c / b - 1) * 100 }')%"
+			case $mode in
+			vigil) REPORT_VIGIL=$pmed REPORT_BOUNDS=$bounds ;;
+			auditd) REPORT_AUDITD=$pmed ;;
+			esac
+			pmed="$pmed%"
+			[ "$bounds" = "n/a n/a" ] ||
+				bounds=$(awk -v b="$bounds" 'BEGIN { split(b, v, " ")
+					printf "%.1f..%.1f%%", v[1], v[2] }')
 		fi
-		printf '  %-7s %11.1f %9s %8s %11.1f %9s %10.2fs %9s   %s\n' "$mode" "$med" "$ov" \
-			"+-$spread%" "$best" "$bov" "$cpu" "$cov" "${RATES[$storm.$mode]}"
-		case $mode in
-		vigil) REPORT_VIGIL=$(overhead "$base" "$med") ;;
-		auditd) REPORT_AUDITD=$(overhead "$base" "$med") ;;
-		esac
+		printf '  %-7s %11.1f %8s %11.1f %9s %9s %15s %9.2fs %9s   %s\n' "$mode" "$med" \
+			"+-$spread%" "$best" "$ov" "$pmed" "$bounds" "$cpu" "$cov" \
+			"${RATES[$storm.$mode]}"
 	done
+	[ -z "${RATES[$storm.vigil]:-}" ] || echo "  paired overheads of vigil by round:" \
+		"$(paired_overheads "$storm" vigil | sed 's/$/%/' | paste -sd ' ')"
 	REPORT_DROPS=0
 	REPORT_SEEN_OK=1
 	REPORT_RSS_KB=0
@@ -242,8 +269,8 @@ section_sensor() {
 	"$BENCH_OUT/exec_storm" -n 200 >/dev/null # warm-up: page cache, dentries
 	"$BENCH_OUT/file_storm" -n 5000 "$STORM_DIR" >/dev/null
 
-	local storm rep k n=${#MODES[@]} exec_v=n/a exec_a=n/a exec_rss exec_s file_v=n/a file_a=n/a
-	local file_s
+	local storm rep k n=${#MODES[@]} exec_v=n/a exec_a=n/a exec_rss exec_b file_v=n/a file_a=n/a
+	local file_b
 	local drops_all=0 seen_ok=1
 	for storm in exec file; do
 		for rep in $(seq "$REPS"); do
@@ -262,14 +289,14 @@ section_sensor() {
 	rm -f "$BENCH_OUT/agent.ndjson" "$BENCH_OUT/agent.ndjson.stderr"
 	echo "sensor: load average after the runs $(cut -d' ' -f1-3 /proc/loadavg)"
 
-	REPORT_VIGIL=n/a REPORT_AUDITD=n/a
+	REPORT_VIGIL=n/a REPORT_AUDITD=n/a REPORT_BOUNDS="n/a n/a"
 	sensor_report exec "exec storm: $EXEC_N fork+exec+wait of /bin/true" "$EXEC_N"
-	exec_v=$REPORT_VIGIL exec_a=$REPORT_AUDITD exec_rss=$REPORT_RSS_KB exec_s=$REPORT_SPREAD
+	exec_v=$REPORT_VIGIL exec_a=$REPORT_AUDITD exec_rss=$REPORT_RSS_KB exec_b=$REPORT_BOUNDS
 	drops_all=$((drops_all + REPORT_DROPS))
 	[ "$REPORT_SEEN_OK" = 1 ] || seen_ok=0
-	REPORT_VIGIL=n/a REPORT_AUDITD=n/a
+	REPORT_VIGIL=n/a REPORT_AUDITD=n/a REPORT_BOUNDS="n/a n/a"
 	sensor_report file "file storm: $FILE_N x (create+write, rename, unlink)" "$FILE_N"
-	file_v=$REPORT_VIGIL file_a=$REPORT_AUDITD file_s=$REPORT_SPREAD
+	file_v=$REPORT_VIGIL file_a=$REPORT_AUDITD file_b=$REPORT_BOUNDS
 	drops_all=$((drops_all + REPORT_DROPS))
 	[ "$REPORT_SEEN_OK" = 1 ] || seen_ok=0
 
@@ -279,8 +306,8 @@ section_sensor() {
 		drops_all=n/a rss_mb=n/a
 	fi
 	[ "$seen_ok" = 1 ] || MISSED+=("sensor: the agent reported fewer events than the storm made")
-	check c_exec "sensor exec overhead %" "$exec_v" $SENSOR_EXEC_MAX "$exec_s"
-	check c_file "sensor file overhead %" "$file_v" $SENSOR_FILE_MAX "$file_s"
+	check c_exec "sensor exec overhead %" "$exec_v" $SENSOR_EXEC_MAX $exec_b
+	check c_file "sensor file overhead %" "$file_v" $SENSOR_FILE_MAX $file_b
 	check c_drops "sensor drops" "$drops_all" 0
 	check c_rss "sensor agent RSS MB" "$rss_mb" $SENSOR_RSS_MAX_MB
 	SUMMARY+=("sensor: exec vigil $exec_v% (<= $SENSOR_EXEC_MAX% $c_exec) auditd $exec_a%,\
