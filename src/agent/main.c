@@ -38,6 +38,36 @@ static void on_signal(int sig)
 	stop_requested = 1;
 }
 
+#ifdef VIGIL_TEST_HOOKS
+/*
+ * Pauses a sensor switch for 3 s at @where, "before" or "after" the stop signals are blocked
+ * for the exec, when VIGIL_TEST_SENSOR_EXEC_PAUSE names it: a test asks for a stop there.
+ */
+static void test_hook_exec_pause(const char *where)
+{
+	const char *want = getenv("VIGIL_TEST_SENSOR_EXEC_PAUSE");
+
+	if (!want || strcmp(want, where) != 0)
+		return;
+	fprintf(stderr, "vigil-agent: test hook: pausing %s the exec\n", where);
+	fflush(stderr);
+	sleep(3);
+}
+#else
+static void test_hook_exec_pause(const char *where)
+{
+	(void)where;
+}
+#endif
+
+/* SIGINT and SIGTERM, the signals that ask the agent to stop */
+static void stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+}
+
 static uint64_t clock_ns(clockid_t id)
 {
 	struct timespec ts;
@@ -916,6 +946,10 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* a stop asked of the image that exec'd into this one arrives now (see the end) */
+	sigset_t stops;
+	stop_signals(&stops);
+	sigprocmask(SIG_UNBLOCK, &stops, NULL);
 	/* a large stdout buffer: events are flushed after each poll, not per line */
 	static char outbuf[1 << 16];
 	setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf));
@@ -1000,8 +1034,19 @@ out_free:
 	ruleset_free(agent.rules);
 	event_free(agent.alert_scratch);
 	buf_release(&agent.line);
-	if (reexec && sensor_exec(agent.sensor, argv) < 0)
-		status = 1; /* the next start settles it from the sensor state */
+	if (reexec) {
+		/* A stop asked for during the switch belongs to the build switched to: the
+		 * signals stay blocked and pending over the exec, and the new image takes them
+		 * once its handlers are in place. One that already arrived is raised again. */
+		test_hook_exec_pause("before");
+		sigprocmask(SIG_BLOCK, &stops, NULL);
+		test_hook_exec_pause("after");
+		if (stop_requested)
+			raise(SIGTERM);
+		if (sensor_exec(agent.sensor, argv) < 0)
+			status = 1; /* the next start settles it from the sensor state */
+		sigprocmask(SIG_UNBLOCK, &stops, NULL);
+	}
 	sensor_close(agent.sensor);
 	return status;
 }

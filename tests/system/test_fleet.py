@@ -287,9 +287,14 @@ def wait_completed(s, rollout_id, what, timeout):
              what, timeout=timeout)
     shown = s.admin_call("GET", f"rollouts/{rollout_id}")
     decisions = s.admin_call("GET", f"decisions?rollout={rollout_id}")["decisions"][::-1]
-    assert shown["state"] == "complete", (shown["state"], shown["gates"],
-                                          [(d["kind"], d.get("detail")) for d in decisions
-                                           if d["kind"] == "halt"])
+    if shown["state"] != "complete":
+        # a string, which pytest shows whole (a long dict would be cut short)
+        bad = {g: v for g, v in shown["gates"].items() if v.get("bad")}
+        halts = [json.dumps(d.get("detail"), sort_keys=True) for d in decisions
+                 if d["kind"] == "halt"]
+        pytest.fail(f"rollout {rollout_id} is {shown['state']}, not complete; gates with bad "
+                    f"agents: {json.dumps(bad, sort_keys=True)}; halts: {halts}",
+                    pytrace=False)
     return decisions
 
 

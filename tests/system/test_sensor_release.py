@@ -118,6 +118,43 @@ def test_sensor_release_refusals(tmp_path, keys):
         s.stop()
 
 
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_stop_during_a_sensor_switch_is_not_lost(tmp_path, keys, monkeypatch, when):
+    """
+    SIGTERM while the agent switches to a new build, whether it arrives before the agent
+    blocks the stop signals for the exec or after: the new build starts, takes the stop, ends
+    with status 0 and counts the start as a clean one of its trial.
+    """
+    need_root()
+    monkeypatch.setenv("VIGIL_TEST_SENSOR_EXEC_PAUSE", when)
+    bundle = sensor_bundle(keys, tmp_path, 2)
+    s = Server(tmp_path / "data", root=keys / "root.json",
+               extra=["--heartbeat-seconds", str(HEARTBEAT)]).start()
+    real = {}
+    try:
+        start_fleet(s, tmp_path, real, [("replay", HOOKS_AGENT, "replay", "canary")])
+        a = real["replay"]
+        rel = upload(s, bundle, "sensor")
+        s.admin_call("POST", "rollouts", {"release": rel["hash"], "plan": plan(3600),
+                                          "gates": GATES}, expect=201)
+        pause = f"test hook: pausing {when} the exec"
+        wait_for(lambda: pause in a.stderr(), "the switch to build 2 to pause", timeout=120)
+        switched = a.status()["sensor"]
+        assert switched["current"]["build"] == 2 and switched["trial"] is True, switched
+        rc = a.stop()
+        assert rc == 0, a.stderr()
+        after = a.stderr().split(pause, 1)[1]
+        assert "sensor build 2 (staged, on trial)" in after, a.stderr()
+        assert a.crashes == [], a.crashes
+        st = a.status()["sensor"]
+        assert st["current"]["build"] == 2 and st["trial"] is True, st
+        assert st["starts_left"] == switched["starts_left"] + 1, (switched, st)
+    finally:
+        for n, a in real.items():
+            a.stop()
+        s.stop()
+
+
 def test_sensor_build_rolls_out_and_a_crashing_build_reverts_itself(tmp_path, keys,
                                                                     monkeypatch):
     need_bpf()
