@@ -866,10 +866,8 @@ static void advance(struct rollout *r, int64_t now)
 	}
 }
 
-void rollout_resumed(struct rollout *r, int64_t now)
+static void resume(struct rollout *r, int64_t was, int64_t now)
 {
-	int64_t was = r->restored_from;
-
 	r->restored_from = -1;
 	if (was < 0 || now <= was || (r->state != ROLLOUT_ROLLING && r->state != ROLLOUT_PAUSED))
 		return;
@@ -898,6 +896,75 @@ void rollout_resumed(struct rollout *r, int64_t now)
 	r->n_shifts++;
 }
 
+void rollout_resumed(struct rollout *r, int64_t now)
+{
+	resume(r, r->restored_from, now);
+}
+
+/* The bucket @t's last heartbeat is counted in: later by every outage since (see resume()). */
+static int64_t track_bucket(const struct rollout *r, const struct rollout_track *t)
+{
+	int64_t b = bucket_of(r, t->last_seen - r->started);
+
+	for (uint32_t i = 0; i < r->n_shifts; i++)
+		if (t->last_seen <= r->shifts[i].until)
+			b += r->shifts[i].buckets;
+	return b;
+}
+
+void rollout_recount_begin(struct rollout *r, struct rollout_recount *rc)
+{
+	rc->cursor0 = r->cursor;
+	rc->latest = r->restored_from;
+	for (int c = 0; c < 2; c++) {
+		r->c[c].silent_now = 0;
+		memset(r->c[c].live, 0, sizeof(r->c[c].live));
+	}
+}
+
+void rollout_recount(struct rollout *r, struct rollout_recount *rc, const struct rollout_track *t,
+		     int64_t now)
+{
+	uint8_t cohort = t->state & COHORT_MASK;
+
+	/* the same checks as a heartbeat makes of a stored track */
+	if (t->version != r->version || t->last_seen < r->started || t->last_seen > now ||
+	    (cohort != COHORT_CONTROL && cohort != COHORT_EXPOSED))
+		return;
+	struct cohort *co = cohort == COHORT_EXPOSED ? EXPOSED(r) : CONTROL(r);
+	int64_t b = track_bucket(r, t);
+	if (t->last_seen > rc->latest)
+		rc->latest = t->last_seen;
+	/* a heartbeat later than the window: the server ran until then, and folded what had
+	 * gone silent by that time, as advance() would have */
+	if (b >= r->cursor + (int64_t)r->slots) {
+		int64_t to = b - (int64_t)r->slots + 1, n = to - r->cursor;
+		/* past a whole ring there is nothing more to fold */
+		for (int64_t i = 0; i < n && i < (int64_t)SILENCE_SLOTS; i++) {
+			uint64_t slot = SLOT(r->cursor + i);
+			for (int c = 0; c < 2; c++) {
+				r->c[c].silent_now += r->c[c].live[slot];
+				r->c[c].bad[ROLLOUT_GATE_silence] += r->c[c].live[slot];
+				r->c[c].live[slot] = 0;
+			}
+		}
+		r->cursor = to;
+	}
+	if (b < r->cursor) {
+		co->silent_now++;
+		/* folded before the snapshot: already counted; folded since: counted now */
+		if (b >= rc->cursor0)
+			co->bad[ROLLOUT_GATE_silence]++;
+	} else {
+		co->live[SLOT(b)]++;
+	}
+}
+
+void rollout_recount_end(struct rollout *r, const struct rollout_recount *rc, int64_t now)
+{
+	resume(r, rc->latest, now);
+}
+
 static struct cohort *cohort_of(struct rollout *r, uint8_t cohort)
 {
 	return cohort == COHORT_EXPOSED ? EXPOSED(r) : CONTROL(r);
@@ -906,11 +973,7 @@ static struct cohort *cohort_of(struct rollout *r, uint8_t cohort)
 static void silence_remove(struct rollout *r, const struct rollout_track *t)
 {
 	struct cohort *co = cohort_of(r, t->state & COHORT_MASK);
-	int64_t b = bucket_of(r, t->last_seen - r->started);
-
-	for (uint32_t i = 0; i < r->n_shifts; i++)
-		if (t->last_seen <= r->shifts[i].until)
-			b += r->shifts[i].buckets;
+	int64_t b = track_bucket(r, t);
 
 	if (b < r->cursor) {
 		if (co->silent_now > 0)

@@ -408,6 +408,24 @@ size_t rollout_snapshot_size(void);
  * rollout_restore(), before any heartbeat or tick.
  */
 void rollout_resumed(struct rollout *r, int64_t now);
+
+/*
+ * The server stores each agent's track with every heartbeat but the controller only now and
+ * then, so heartbeats taken after its last snapshot are in the tracks and not in the
+ * snapshot: counted where the snapshot had them, they would be taken for silence once the
+ * server is back. Instead of rollout_resumed(), a restored controller can rebuild when each
+ * agent was last heard from out of the stored tracks: rollout_recount_begin(), then
+ * rollout_recount() for every stored track (any others are ignored), then
+ * rollout_recount_end(), which counts the outage from the latest heartbeat of all.
+ */
+struct rollout_recount {
+	int64_t cursor0; /* the snapshot's oldest open bucket */
+	int64_t latest;	 /* the latest heartbeat seen, snapshot or tracks; -1 */
+};
+void rollout_recount_begin(struct rollout *r, struct rollout_recount *rc);
+void rollout_recount(struct rollout *r, struct rollout_recount *rc, const struct rollout_track *t,
+		     int64_t now);
+void rollout_recount_end(struct rollout *r, const struct rollout_recount *rc, int64_t now);
 void rollout_snapshot(const struct rollout *r, void *dst);
 int rollout_restore(const void *src, size_t len, struct rollout **out, char *err, size_t errlen);
 

@@ -353,6 +353,48 @@ void fleet_free(struct fleet *f)
 	free(f);
 }
 
+struct recount_ctx {
+	struct fl_rollout *live[FLEET_LANES];
+	struct rollout_recount rc[FLEET_LANES];
+	int64_t now;
+};
+
+static int recount_agent(const struct store_agent *a, void *p)
+{
+	struct recount_ctx *c = p;
+
+	for (int lane = 0; lane < FLEET_LANES; lane++) {
+		struct rollout_track t;
+		if (!c->live[lane] || a->track_len < (size_t)(lane + 1) * sizeof(t))
+			continue;
+		memcpy(&t, a->track + (size_t)lane * sizeof(t), sizeof(t));
+		rollout_recount(c->live[lane]->ctl, &c->rc[lane], &t, c->now);
+	}
+	return 0;
+}
+
+/* Rebuilds the live rollouts' silence counts from the stored tracks, then resumes them all. */
+static int recount(struct fleet *f, struct store *st, int64_t now)
+{
+	struct recount_ctx c = {.now = now};
+	int ret;
+
+	for (int lane = 0; lane < FLEET_LANES; lane++) {
+		c.live[lane] = live(f, (enum fleet_lane)lane);
+		if (c.live[lane])
+			rollout_recount_begin(c.live[lane]->ctl, &c.rc[lane]);
+	}
+	ret = st->ops->agent_list(st, NULL, "", 0, recount_agent, &c);
+	for (size_t i = 0; i < f->n_rollouts; i++) {
+		struct fl_rollout *r = &f->rollouts[i];
+		if (r == c.live[r->rel.lane])
+			rollout_recount_end(r->ctl, &c.rc[r->rel.lane], now);
+		else
+			rollout_resumed(r->ctl, now);
+	}
+	return ret;
+}
+
 int fleet_open(struct store *st, unsigned heartbeat_s, int64_t now, struct fleet **out, char *err,
 	       size_t errlen)
 {
@@ -381,9 +423,12 @@ int fleet_open(struct store *st, unsigned heartbeat_s, int64_t now, struct fleet
 		err_set(err, errlen, ret, "cannot load rollouts from the store");
 		goto out_free;
 	}
-	/* the time this server was away is no agent's silence */
-	for (size_t i = 0; i < f->n_rollouts; i++)
-		rollout_resumed(f->rollouts[i].ctl, now);
+	/* when each agent was last heard from is rebuilt from the agents' tracks, stored with
+	 * every heartbeat, and the time this server was away is no agent's silence */
+	if ((ret = recount(f, st, now))) {
+		err_set(err, errlen, ret, "cannot read the agents' tracks from the store");
+		goto out_free;
+	}
 	*out = f;
 	return 0;
 out_free:

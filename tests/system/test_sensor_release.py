@@ -22,8 +22,8 @@ import time
 import pytest
 
 from conftest import AGENT, BUILD, VIGIL, need_bpf, need_root, new_marker
-from test_fleet import (HEARTBEAT, HOOKS_AGENT, plan, restart_server, start_fleet, upload,
-                        wait_completed, wait_halted_by_a_gate)
+from test_fleet import (HEARTBEAT, HOOKS_AGENT, plan, restart_server, start_fleet, stop_all,
+                        upload, wait_completed, wait_halted_by_a_gate)
 from test_server import Server, keys, run, wait_for  # noqa: F401 (keys: a fixture)
 
 # one bad agent halts; silence after 4 missed heartbeats; CPU off (an exec into a new build
@@ -150,9 +150,7 @@ def test_a_stop_during_a_sensor_switch_is_not_lost(tmp_path, keys, monkeypatch, 
         assert st["current"]["build"] == 2 and st["trial"] is True, st
         assert st["starts_left"] == switched["starts_left"] + 1, (switched, st)
     finally:
-        for n, a in real.items():
-            a.stop()
-        s.stop()
+        stop_all(real, s)
 
 
 def test_sensor_build_rolls_out_and_a_crashing_build_reverts_itself(tmp_path, keys,
@@ -248,6 +246,5 @@ def test_sensor_build_rolls_out_and_a_crashing_build_reverts_itself(tmp_path, ke
                 "GET", f"alerts?rule=vigil-builtin-liveness&agent={ids[n]}")["alerts"],
                 f"a detection from {n} on build 2", timeout=30)
     finally:
-        rcs = {n: a.stop() for n, a in real.items()}
-        s.stop()
+        rcs = stop_all(real, s)
     assert rcs == {n: 0 for n in real}, rcs

@@ -955,11 +955,109 @@ static void test_server_outage_is_no_silence(void **state)
 	(void)state;
 }
 
+/* Restores @blob into a controller that rebuilds its silence counts from the fleet's tracks. */
+static struct rollout *restore_recounted(const uint8_t *blob, size_t n, int64_t up)
+{
+	struct rollout *s = NULL;
+	struct rollout_recount rc;
+	char err[256];
+
+	assert_int_equal(rollout_restore(blob, n, &s, err, sizeof(err)), 0);
+	rollout_recount_begin(s, &rc);
+	for (uint32_t i = 0; i < N_AGENTS; i++)
+		rollout_recount(s, &rc, &fleet[i].t, up);
+	rollout_recount_end(s, &rc, up);
+	return s;
+}
+
+/*
+ * The server stores the rollout only now and then, but each agent's track with every
+ * heartbeat: heartbeats taken after the last snapshot and before the server stopped are in
+ * the tracks and not in the snapshot. Once it is back, they must not be taken for silence.
+ */
+static void test_heartbeats_after_the_snapshot_are_no_silence(void **state)
+{
+	struct rollout *r = start(), *s = NULL;
+	size_t n = rollout_snapshot_size();
+	uint8_t *blob = malloc(n);
+	struct rollout_evidence ev[ROLLOUT_GATE_COUNT];
+	struct agent copy[N_AGENTS];
+	char err[256];
+	const int64_t stored = T0 + 900;
+	/* stopped 1 to 200 s after the snapshot, away from no time to ten minutes */
+	static const int64_t after[] = {1, 2, 7, 30, 50, 200};
+	static const int64_t away[] = {0, 1, 2, 5, 61, 600};
+	uint64_t plain_silent = 0;
+
+	assert_non_null(blob);
+	assert_int_equal(run(r, T0, stored), ROLLOUT_ACT_PROMOTE);
+	rollout_snapshot(r, blob);
+	memcpy(copy, fleet, sizeof(fleet));
+	for (size_t a = 0; a < sizeof(after) / sizeof(after[0]); a++) {
+		for (size_t w = 0; w < sizeof(away) / sizeof(away[0]); w++) {
+			struct rollout *running = NULL;
+			const int64_t up = stored + after[a] + away[w];
+			/* the server that stored @blob runs on a little, then stops */
+			memcpy(fleet, copy, sizeof(fleet));
+			assert_int_equal(rollout_restore(blob, n, &running, err, sizeof(err)), 0);
+			run(running, stored, stored + after[a]);
+			rollout_free(running);
+			struct agent tracks[N_AGENTS];
+			memcpy(tracks, fleet, sizeof(fleet));
+
+			s = restore_recounted(blob, n, up);
+			assert_int_equal(halted_at(s, up, up + 600), -1);
+			rollout_evaluate(s, up + 600, ev);
+			assert_int_equal(ev[ROLLOUT_GATE_silence].bad, 0);
+			rollout_free(s);
+
+			/* what the snapshot alone would have made of it */
+			memcpy(fleet, tracks, sizeof(fleet));
+			assert_int_equal(rollout_restore(blob, n, &s, err, sizeof(err)), 0);
+			rollout_resumed(s, up);
+			halted_at(s, up, up + 600);
+			rollout_evaluate(s, up + 600, ev);
+			plain_silent += ev[ROLLOUT_GATE_silence].bad;
+			rollout_free(s);
+		}
+	}
+	/* the case is real: counted from the snapshot alone, some heartbeats became silence */
+	assert_true(plain_silent > 0);
+
+	/* agents that stop beating before the server stops are still caught, K intervals after
+	 * their last heartbeat, not counting the outage */
+	memcpy(fleet, copy, sizeof(fleet));
+	for (uint32_t i = 0; i < 5; i++)
+		fleet[i].silent = true; /* ring 0: running the release */
+	assert_int_equal(rollout_restore(blob, n, &s, err, sizeof(err)), 0);
+	run(s, stored, stored + 30);
+	rollout_free(s);
+	s = restore_recounted(blob, n, stored + 630);
+	int64_t at = halted_at(s, stored + 630, stored + 1230);
+	assert_true(at > stored + 630 && at <= stored + 630 + 120 + 30);
+	assert_int_equal(halt_gate(s), ROLLOUT_GATE_silence);
+	assert_int_equal(last_decision(s, ROLLOUT_ACT_HALT)->gates[ROLLOUT_GATE_silence].bad, 5);
+	rollout_free(s);
+
+	/* a track from another release, from before the rollout or from the future counts not */
+	memcpy(fleet, copy, sizeof(fleet));
+	fleet[50].t.version = V + 1;
+	fleet[51].t.last_seen = T0 - 10;
+	fleet[52].t.last_seen = stored + 10000;
+	s = restore_recounted(blob, n, stored + 5);
+	assert_int_equal(halted_at(s, stored + 5, stored + 605), -1);
+	rollout_free(s);
+	free(blob);
+	rollout_free(r);
+	(void)state;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_plan_default_valid),
 	    cmocka_unit_test(test_server_outage_is_no_silence),
+	    cmocka_unit_test(test_heartbeats_after_the_snapshot_are_no_silence),
 	    cmocka_unit_test(test_plan_refused),
 	    cmocka_unit_test(test_plan_text),
 	    cmocka_unit_test(test_duration),
