@@ -137,6 +137,17 @@ static void fuzz_restore(const uint8_t *data, size_t size)
 		struct rollout_report rep = {.interval_s = 60, .cpu_pct = 3};
 		struct buf b;
 		rollout_policy_default(&pol);
+		/* tracks as a store might hand them back at a start: any bytes, recounted */
+		struct rollout_recount rc;
+		rollout_recount_begin(r, &rc);
+		for (size_t off = 4; off + sizeof(t) <= size && off < 4 + 16 * sizeof(t);
+		     off += sizeof(t)) {
+			memcpy(&t, data + off, sizeof(t));
+			if (data[off] & 1)
+				t.version = rollout_version(r);
+			rollout_recount(r, &rc, &t, 4990);
+		}
+		rollout_recount_end(r, &rc, 4990);
 		rollout_track_init(&t);
 		rollout_heartbeat(r, &t, &a, &pol, &rep, 5000, &ans);
 		/* a track as a store might hand it back: any bytes */
