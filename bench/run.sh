@@ -24,6 +24,7 @@ SECTIONS=(sensor)
 . bench/activation.sh # section "activation": content activation on the agent
 . bench/heartbeat.sh # section "heartbeat": vigil-server under simulated agents
 . bench/sim.sh # section "sim": vigil sim, a million hosts through a whole rollout
+. bench/start.sh # section "start": vigil-server's start-up with a rolling rollout
 REPS=${BENCH_REPS:-11}
 EXEC_N=${BENCH_EXEC_N:-5000}
 FILE_N=${BENCH_FILE_N:-50000}

@@ -377,14 +377,21 @@ static int recount_agent(const struct store_agent *a, void *p)
 static int recount(struct fleet *f, struct store *st, int64_t now)
 {
 	struct recount_ctx c = {.now = now};
-	int ret;
+	bool any = false;
+	int ret = 0;
 
 	for (int lane = 0; lane < FLEET_LANES; lane++) {
-		c.live[lane] = live(f, (enum fleet_lane)lane);
-		if (c.live[lane])
-			rollout_recount_begin(c.live[lane]->ctl, &c.rc[lane]);
+		struct fl_rollout *r = live(f, (enum fleet_lane)lane);
+		enum rollout_state s = r ? rollout_state(r->ctl) : ROLLOUT_COMPLETE;
+		/* only a rollout still watching its agents counts silence */
+		if (s != ROLLOUT_ROLLING && s != ROLLOUT_PAUSED)
+			continue;
+		c.live[lane] = r;
+		rollout_recount_begin(r->ctl, &c.rc[lane]);
+		any = true;
 	}
-	ret = st->ops->agent_list(st, NULL, "", 0, recount_agent, &c);
+	if (any)
+		ret = st->ops->agent_list(st, NULL, "", 0, recount_agent, &c);
 	for (size_t i = 0; i < f->n_rollouts; i++) {
 		struct fl_rollout *r = &f->rollouts[i];
 		if (r == c.live[r->rel.lane])
