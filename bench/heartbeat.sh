@@ -26,9 +26,9 @@ section_heartbeat() {
 		--seconds "${BENCH_HB_SECONDS:-10}" --rate "${BENCH_HB_RATE:-10000}" | tee "$out" ||
 		bench_die "heartbeat: vigil bench heartbeat failed"
 	line=$(tail -n 1 "$out")
-	rate=$(sed -n 's/.*"heartbeats_per_second":\([0-9.]*\).*/\1/p' <<<"$line")
-	p99=$(sed -n 's/.*"p99_ms":\([0-9.]*\).*/\1/p' <<<"$line")
-	alerts=$(sed -n 's/.*"alerts_per_second":\([0-9.]*\).*/\1/p' <<<"$line")
+	rate=$(json_num "$line" heartbeats_per_second)
+	p99=$(json_num "$line" p99_ms)
+	alerts=$(json_num "$line" alerts_per_second)
 	errors=$(sed -n 's/.*"heartbeat_errors":\([0-9]*\).*"alert_errors":\([0-9]*\).*/\1+\2/p' \
 		<<<"$line")
 	[ -n "$rate" ] && [ -n "$p99" ] && [ -n "$alerts" ] || bench_die "heartbeat: no result line"

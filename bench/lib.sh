@@ -21,6 +21,11 @@ median() {
 		      else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# json_num LINE KEY : the number after "KEY": in the JSON text LINE (the last such), or nothing
+json_num() {
+	sed -n "s/.*\"$2\": *\([0-9.]*\).*/\1/p" <<<"$1"
+}
+
 # median_bounds N... : "LOW HIGH", the distribution-free one-sided 95 % confidence bounds of
 # the median of the values' distribution (sign test: with n values sorted, the true median is
 # at most the k-th with k the least for which P(Binomial(n, 1/2) <= k - 1) >= 0.95, and at

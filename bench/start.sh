@@ -12,9 +12,9 @@ section_start() {
 		--agents "${BENCH_START_AGENTS:-1000000}" --reps "${BENCH_START_REPS:-5}" | tee "$out" ||
 		bench_die "start: bench/server_start.py failed"
 	line=$(tail -n 1 "$out")
-	agents=$(sed -n 's/.*"agents": \([0-9]*\).*/\1/p' <<<"$line")
-	rolling=$(sed -n 's/.*"rolling_median_s": \([0-9.]*\).*/\1/p' <<<"$line")
-	halted=$(sed -n 's/.*"halted_median_s": \([0-9.]*\).*/\1/p' <<<"$line")
+	agents=$(json_num "$line" agents)
+	rolling=$(json_num "$line" rolling_median_s)
+	halted=$(json_num "$line" halted_median_s)
 	[ -n "$agents" ] && [ -n "$rolling" ] && [ -n "$halted" ] || bench_die "start: no result line"
 	SUMMARY+=("server start with $agents agents: ${rolling} s with a rolling rollout,\
  ${halted} s without")
