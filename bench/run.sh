@@ -9,9 +9,10 @@
 #
 # Environment: BENCH_REPS (11) rounds of the sensor storms (a round runs each mode once; at
 # least 5 rounds for a verdict), BENCH_EXEC_N (5000), BENCH_FILE_N (50000), BENCH_JOBS (1)
-# storm workers, BENCH_SENSOR_MODES ("none vigil auditd"),
+# storm workers, BENCH_SENSOR_MODES ("none vigil auditd"), BENCH_STORMS ("exec file"),
 # BENCH_BPF_STATS=1 to turn on kernel.bpf_stats_enabled during the runs and print what each
-# of the agent's BPF programs cost in the kernel (this adds a little overhead of its own),
+# of the agent's BPF programs cost in the kernel, and the sensor's whole CPU (programs and
+# agent) against the storm's (the statistics add a little overhead of their own),
 # BENCH_STRICT=1 to exit 1 when a target is missed, BUILD (build). Raw runs go to
 # $BUILD/bench/*.tsv.
 # shellcheck disable=SC2086 # lists of runs (RATES[...] and the like) are split on purpose
@@ -112,7 +113,15 @@ sensor_measure() {
 		if [ "$BPF_STATS" = 1 ]; then
 			local n=$EXEC_N
 			[ "$storm" = exec ] || n=$FILE_N
-			echo "    in-kernel: $(bpf_stats_delta "$stats0" "$(agent_bpf_stats)" "$n")"
+			local kline kern
+			kline=$(bpf_stats_delta "$stats0" "$(agent_bpf_stats)" "$n")
+			echo "    in-kernel: $kline"
+			# the sensor's whole work: its programs (in the storm's time) and the agent
+			kern=$(sed -n 's/.*total \([0-9.]*\) s = .*/\1/p' <<<"$kline")
+			awk -v k="${kern:-0}" -v a0="$cpu0" -v a1="$cpu1" -v s="$STORM_CPU" -v n="$n" \
+				'BEGIN { w = k + a1 - a0; printf "    sensor CPU: programs %.3f s +" \
+				" agent %.3f s = %.1f us per storm op, %.2f %% of the storm CPU\n",
+				k, a1 - a0, w * 1e6 / n, w / s * 100 }'
 		fi
 		sleep 1 # let the agent drain what the storm left in the ring buffer
 		agent_stop
@@ -240,6 +249,15 @@ section_sensor() {
 	build_driver file_storm
 	read -r -a MODES <<<"${BENCH_SENSOR_MODES:-none vigil auditd}"
 	[ "${MODES[0]}" = none ] || bench_die "sensor: BENCH_SENSOR_MODES must start with none"
+	read -r -a STORMS <<<"${BENCH_STORMS:-exec file}"
+	local storm
+	for storm in "${STORMS[@]}"; do
+		case $storm in
+		exec | file) ;;
+		*) bench_die "sensor: unknown storm '$storm' in BENCH_STORMS (storms: exec file)" ;;
+		esac
+	done
+	[ ${#STORMS[@]} -gt 0 ] || bench_die "sensor: BENCH_STORMS names no storm"
 	if [[ " ${MODES[*]} " == *" auditd "* ]] && ! audit_usable; then
 		echo "sensor: no auditd column: $AUDIT_WHY"
 		MODES=("${MODES[@]/auditd/}")
@@ -264,16 +282,16 @@ section_sensor() {
 	printf 'storm\tmode\trep\tper_second\tstorm_cpu_s\tdrops\tseen\tvmhwm_kb\tagent_cpu_s' \
 		>"$SENSOR_TSV"
 	printf '\taudit_lost\taudit_records\n' >>"$SENSOR_TSV"
-	echo "sensor: $(nproc) CPUs, $(uname -r), exec storm $EXEC_N, file storm $FILE_N," \
+	echo "sensor: $(nproc) CPUs, $(uname -r), storms: ${STORMS[*]} (exec $EXEC_N, file $FILE_N)," \
 		"$REPS runs per mode, modes: ${MODES[*]}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 	"$BENCH_OUT/exec_storm" -n 200 >/dev/null # warm-up: page cache, dentries
 	"$BENCH_OUT/file_storm" -n 5000 "$STORM_DIR" >/dev/null
 
-	local storm rep k n=${#MODES[@]} exec_v=n/a exec_a=n/a exec_rss exec_b file_v=n/a file_a=n/a
-	local file_b
+	local rep k n=${#MODES[@]} exec_v=n/a exec_a=n/a file_v=n/a file_a=n/a
+	local file_b="n/a n/a" exec_b="n/a n/a" exec_rss=0
 	local drops_all=0 seen_ok=1
-	for storm in exec file; do
+	for storm in "${STORMS[@]}"; do
 		for rep in $(seq "$REPS"); do
 			# rotate the order each run so that drift and warm-up hit every mode alike
 			for k in $(seq 0 $((n - 1))); do
@@ -290,16 +308,21 @@ section_sensor() {
 	rm -f "$BENCH_OUT/agent.ndjson" "$BENCH_OUT/agent.ndjson.stderr"
 	echo "sensor: load average after the runs $(cut -d' ' -f1-3 /proc/loadavg)"
 
-	REPORT_VIGIL=n/a REPORT_AUDITD=n/a REPORT_BOUNDS="n/a n/a"
-	sensor_report exec "exec storm: $EXEC_N fork+exec+wait of /bin/true" "$EXEC_N"
-	exec_v=$REPORT_VIGIL exec_a=$REPORT_AUDITD exec_rss=$REPORT_RSS_KB exec_b=$REPORT_BOUNDS
-	drops_all=$((drops_all + REPORT_DROPS))
-	[ "$REPORT_SEEN_OK" = 1 ] || seen_ok=0
-	REPORT_VIGIL=n/a REPORT_AUDITD=n/a REPORT_BOUNDS="n/a n/a"
-	sensor_report file "file storm: $FILE_N x (create+write, rename, unlink)" "$FILE_N"
-	file_v=$REPORT_VIGIL file_a=$REPORT_AUDITD file_b=$REPORT_BOUNDS
-	drops_all=$((drops_all + REPORT_DROPS))
-	[ "$REPORT_SEEN_OK" = 1 ] || seen_ok=0
+	REPORT_RSS_KB=0
+	for storm in "${STORMS[@]}"; do
+		REPORT_VIGIL=n/a REPORT_AUDITD=n/a REPORT_BOUNDS="n/a n/a"
+		if [ "$storm" = exec ]; then
+			sensor_report exec "exec storm: $EXEC_N fork+exec+wait of /bin/true" "$EXEC_N"
+			exec_v=$REPORT_VIGIL exec_a=$REPORT_AUDITD exec_rss=$REPORT_RSS_KB
+			exec_b=$REPORT_BOUNDS
+			REPORT_RSS_KB=0
+		else
+			sensor_report file "file storm: $FILE_N x (create+write, rename, unlink)" "$FILE_N"
+			file_v=$REPORT_VIGIL file_a=$REPORT_AUDITD file_b=$REPORT_BOUNDS
+		fi
+		drops_all=$((drops_all + REPORT_DROPS))
+		[ "$REPORT_SEEN_OK" = 1 ] || seen_ok=0
+	done
 
 	local rss_mb c_exec c_file c_drops c_rss
 	rss_mb=$(awk -v k="$(maxof "$exec_rss" "$REPORT_RSS_KB")" 'BEGIN { printf "%.1f", k / 1024 }')
