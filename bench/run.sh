@@ -250,12 +250,14 @@ section_sensor() {
 	read -r -a MODES <<<"${BENCH_SENSOR_MODES:-none vigil auditd}"
 	[ "${MODES[0]}" = none ] || bench_die "sensor: BENCH_SENSOR_MODES must start with none"
 	read -r -a STORMS <<<"${BENCH_STORMS:-exec file}"
-	local storm
+	local storm seen_storms=" "
 	for storm in "${STORMS[@]}"; do
 		case $storm in
 		exec | file) ;;
 		*) bench_die "sensor: unknown storm '$storm' in BENCH_STORMS (storms: exec file)" ;;
 		esac
+		[[ "$seen_storms" != *" $storm "* ]] || bench_die "sensor: BENCH_STORMS names $storm twice"
+		seen_storms+="$storm "
 	done
 	[ ${#STORMS[@]} -gt 0 ] || bench_die "sensor: BENCH_STORMS names no storm"
 	if [[ " ${MODES[*]} " == *" auditd "* ]] && ! audit_usable; then
@@ -289,7 +291,7 @@ section_sensor() {
 	"$BENCH_OUT/file_storm" -n 5000 "$STORM_DIR" >/dev/null
 
 	local rep k n=${#MODES[@]} exec_v=n/a exec_a=n/a file_v=n/a file_a=n/a
-	local file_b="n/a n/a" exec_b="n/a n/a" exec_rss=0
+	local file_b="n/a n/a" exec_b="n/a n/a" rss_kb=0
 	local drops_all=0 seen_ok=1
 	for storm in "${STORMS[@]}"; do
 		for rep in $(seq "$REPS"); do
@@ -308,24 +310,22 @@ section_sensor() {
 	rm -f "$BENCH_OUT/agent.ndjson" "$BENCH_OUT/agent.ndjson.stderr"
 	echo "sensor: load average after the runs $(cut -d' ' -f1-3 /proc/loadavg)"
 
-	REPORT_RSS_KB=0
 	for storm in "${STORMS[@]}"; do
 		REPORT_VIGIL=n/a REPORT_AUDITD=n/a REPORT_BOUNDS="n/a n/a"
 		if [ "$storm" = exec ]; then
 			sensor_report exec "exec storm: $EXEC_N fork+exec+wait of /bin/true" "$EXEC_N"
-			exec_v=$REPORT_VIGIL exec_a=$REPORT_AUDITD exec_rss=$REPORT_RSS_KB
-			exec_b=$REPORT_BOUNDS
-			REPORT_RSS_KB=0
+			exec_v=$REPORT_VIGIL exec_a=$REPORT_AUDITD exec_b=$REPORT_BOUNDS
 		else
 			sensor_report file "file storm: $FILE_N x (create+write, rename, unlink)" "$FILE_N"
 			file_v=$REPORT_VIGIL file_a=$REPORT_AUDITD file_b=$REPORT_BOUNDS
 		fi
 		drops_all=$((drops_all + REPORT_DROPS))
+		rss_kb=$(maxof "$rss_kb" "$REPORT_RSS_KB")
 		[ "$REPORT_SEEN_OK" = 1 ] || seen_ok=0
 	done
 
 	local rss_mb c_exec c_file c_drops c_rss
-	rss_mb=$(awk -v k="$(maxof "$exec_rss" "$REPORT_RSS_KB")" 'BEGIN { printf "%.1f", k / 1024 }')
+	rss_mb=$(awk -v k="$rss_kb" 'BEGIN { printf "%.1f", k / 1024 }')
 	if [[ " ${MODES[*]} " != *" vigil "* ]]; then
 		drops_all=n/a rss_mb=n/a
 	fi
